@@ -1,0 +1,1 @@
+"""The ASGI gateway: OpenAI-compatible routes, auth, routing and providers."""

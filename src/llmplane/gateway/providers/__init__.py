@@ -1,0 +1,1 @@
+"""Upstream providers: the OpenAI-compatible fast path and the built-in mock."""

@@ -1,0 +1,82 @@
+"""The one interface every upstream implements, and the values it returns.
+
+A provider turns an already-validated OpenAI-shaped request body into either a
+complete response (:class:`UpstreamReply`) or a stream of complete SSE events
+(:class:`EventStream`). Everything else — auth, budgets, retries, usage
+accounting, hiding the usage chunk — wraps this interface, so streaming and
+non-streaming share one post-processing path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Endpoint(StrEnum):
+    """The OpenAI operations a provider may serve."""
+
+    CHAT = "chat.completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one upstream call (``estimated`` when the upstream sent none)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """Read OpenAI's ``usage`` object; ``None`` when it is absent or malformed."""
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens", 0)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(prompt, completion, cached if isinstance(cached, int) else 0)
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """A complete (non-streaming) answer: the body is passed to the client unchanged."""
+
+    body: bytes
+    usage: Usage | None
+
+
+class EventStream(Protocol):
+    """An open upstream stream yielding whole SSE events (``data: ...\\n\\n``)."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (idempotent)."""
+
+
+class Provider(Protocol):
+    """One deployment's way of calling its upstream."""
+
+    async def complete(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> UpstreamReply:
+        """Send a non-streaming request; raise an :mod:`llmplane.errors` error on failure."""
+        ...
+
+    async def open_stream(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> EventStream:
+        """Send a streaming request and return once the upstream has accepted it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close pooled connections at shutdown."""
+        ...
