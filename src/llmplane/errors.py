@@ -129,8 +129,15 @@ class UpstreamError(LLMPlaneError):
 class UpstreamRejectedError(UpstreamError):
     """The provider refused the request itself (a 4xx): its status is passed on."""
 
-    def __init__(self, message: str, *, upstream_status: int, code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, code=code, param=param, headers=headers)
         self.upstream_status = upstream_status
 
@@ -163,7 +170,9 @@ class UpstreamTimeoutError(UpstreamError):
 class ConfigError(Exception):
     """Invalid settings or ``llmplane.yaml``: names the file, the key path and the reason."""
 
-    def __init__(self, reason: str, *, file: str | None = None, key_path: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, file: str | None = None, key_path: str | None = None
+    ) -> None:
         self.reason = reason
         self.file = file
         self.key_path = key_path
@@ -173,10 +182,14 @@ class ConfigError(Exception):
 
 def error_body(exc: LLMPlaneError) -> bytes:
     """The OpenAI-shaped JSON body for ``exc``."""
-    error_type = (
-        exc.client_error_type if isinstance(exc, UpstreamRejectedError) else exc.error_type
-    )
+    error_type = exc.client_error_type if isinstance(exc, UpstreamRejectedError) else exc.error_type
     return orjson.dumps(
-        {"error": {"message": exc.message, "type": error_type, "param": exc.param,
-                   "code": exc.code}}
+        {
+            "error": {
+                "message": exc.message,
+                "type": error_type,
+                "param": exc.param,
+                "code": exc.code,
+            }
+        }
     )

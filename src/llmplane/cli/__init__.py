@@ -1,0 +1,1 @@
+"""The ``llmplane`` command line: ``up``, ``keys``, ``spend``, ``dev``."""

@@ -27,40 +27,12 @@ from typing import Any
 import orjson
 
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
+from llmplane.gateway.tokens import TOKEN_PATTERN, content_text, count_tokens, prompt_text
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
 _PIECE = re.compile(r"\s*\S+")
 DEFAULT_EMBEDDING_DIMENSIONS = 384
 _SNIPPET_TOKENS = 48
-
-
-def count_tokens(text: str) -> int:
-    """Approximate token count: words and punctuation marks."""
-    return len(_TOKEN.findall(text))
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            part.get("text", "") for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
-def prompt_text(messages: list[Any]) -> str:
-    """All message text of a chat request (what the prompt tokens are counted from)."""
-    parts: list[str] = []
-    for message in messages:
-        if isinstance(message, dict):
-            parts.append(_content_text(message.get("content")))
-            for call in message.get("tool_calls") or ():
-                if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                    parts.append(str(call["function"].get("arguments", "")))
-    return "\n".join(parts)
 
 
 def schema_instance(schema: Any, depth: int = 0) -> Any:
@@ -107,7 +79,7 @@ class MockChoice:
 
 
 def _truncate(text: str, max_tokens: int) -> str:
-    for index, match in enumerate(_TOKEN.finditer(text)):
+    for index, match in enumerate(TOKEN_PATTERN.finditer(text)):
         if index + 1 == max_tokens:
             return text[: match.end()]
     return text
@@ -121,7 +93,7 @@ def _tool_name(tool: Any) -> str | None:
 
 
 def _chosen_tool(body: dict[str, Any], last: dict[str, Any]) -> dict[str, Any] | None:
-    tools = [t for t in body.get("tools") or () if _tool_name(t)]
+    tools: list[dict[str, Any]] = [t for t in body.get("tools") or () if _tool_name(t)]
     choice = body.get("tool_choice", "auto")
     if not tools or choice == "none":
         return None
@@ -130,7 +102,7 @@ def _chosen_tool(body: dict[str, Any], last: dict[str, Any]) -> dict[str, Any] |
         return next((t for t in tools if _tool_name(t) == wanted), None)
     if last.get("role") == "tool":
         return None
-    text = _content_text(last.get("content")).lower()
+    text = content_text(last.get("content")).lower()
     words = set(_WORD.findall(text))
     named = next((t for t in tools if str(_tool_name(t)).lower() in words), None)
     if named is None and choice == "required":
@@ -148,12 +120,15 @@ def plan_reply(body: dict[str, Any]) -> MockChoice:
         function = tool["function"]
         arguments = orjson.dumps(schema_instance(function.get("parameters")) or {}).decode()
         digest = hashlib.sha256(orjson.dumps(messages) + function["name"].encode()).hexdigest()
-        call = {"id": f"call_{digest[:24]}", "type": "function",
-                "function": {"name": function["name"], "arguments": arguments}}
+        call = {
+            "id": f"call_{digest[:24]}",
+            "type": "function",
+            "function": {"name": function["name"], "arguments": arguments},
+        }
         tokens = count_tokens(function["name"] + arguments)
         return MockChoice(None, [call], "tool_calls", prompt_tokens, tokens)
 
-    said = " ".join(_TOKEN.findall(_content_text(last.get("content")))[:_SNIPPET_TOKENS])
+    said = " ".join(TOKEN_PATTERN.findall(content_text(last.get("content")))[:_SNIPPET_TOKENS])
     if last.get("role") == "tool":
         text = f"The tool returned: {said}" if said else "The tool returned nothing."
     else:
@@ -186,9 +161,12 @@ def _n(body: dict[str, Any]) -> int:
 
 def _usage(plan: MockChoice, n: int) -> dict[str, Any]:
     completion = plan.completion_tokens * n
-    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": completion,
-            "total_tokens": plan.prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0}}
+    return {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": plan.prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def chat_completion(body: dict[str, Any], completion_id: str, created: int) -> dict[str, Any]:
@@ -199,10 +177,15 @@ def chat_completion(body: dict[str, Any], completion_id: str, created: int) -> d
         message["tool_calls"] = plan.tool_calls
     n = _n(body)
     return {
-        "id": completion_id, "object": "chat.completion", "created": created,
-        "model": body.get("model", "mock"), "system_fingerprint": "fp_mock",
-        "choices": [{"index": i, "message": message, "logprobs": None,
-                     "finish_reason": plan.finish_reason} for i in range(n)],
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": body.get("model", "mock"),
+        "system_fingerprint": "fp_mock",
+        "choices": [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": plan.finish_reason}
+            for i in range(n)
+        ],
         "usage": _usage(plan, n),
     }
 
@@ -213,26 +196,50 @@ def chat_chunks(body: dict[str, Any], completion_id: str, created: int) -> Itera
     n = _n(body)
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": body.get("model", "mock"), "system_fingerprint": "fp_mock"}
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": body.get("model", "mock"),
+        "system_fingerprint": "fp_mock",
+    }
     if include_usage:
         base["usage"] = None
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                     "finish_reason": finish}]}
+        return {
+            **base,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
 
     for i in range(n):
         yield chunk(i, {"role": "assistant", "content": "" if plan.tool_calls is None else None})
         if plan.tool_calls:
             for position, call in enumerate(plan.tool_calls):
                 function = call["function"]
-                yield chunk(i, {"tool_calls": [{"index": position, "id": call["id"],
-                                                "type": "function",
-                                                "function": {"name": function["name"],
-                                                             "arguments": ""}}]})
-                yield chunk(i, {"tool_calls": [{"index": position,
-                                                "function": {"arguments": function["arguments"]}}]})
+                yield chunk(
+                    i,
+                    {
+                        "tool_calls": [
+                            {
+                                "index": position,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": function["name"], "arguments": ""},
+                            }
+                        ]
+                    },
+                )
+                yield chunk(
+                    i,
+                    {
+                        "tool_calls": [
+                            {"index": position, "function": {"arguments": function["arguments"]}}
+                        ]
+                    },
+                )
         else:
             for piece in _PIECE.findall(plan.content or ""):
                 yield chunk(i, {"content": piece})
@@ -271,12 +278,19 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     data = []
     for index, text in enumerate(texts):
         vector = embed_text(text, dimensions)
-        encoded: Any = (base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
-                        if as_base64 else vector)
+        encoded: Any = (
+            base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            if as_base64
+            else vector
+        )
         data.append({"object": "embedding", "index": index, "embedding": encoded})
     tokens = sum(count_tokens(t) for t in texts)
-    return {"object": "list", "data": data, "model": body.get("model", "mock-embed"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "mock-embed"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def sse_event(payload: dict[str, Any] | str) -> bytes:

@@ -1,0 +1,281 @@
+"""Virtual keys: created, listed and revoked here; authenticated from an in-memory cache.
+
+A key (``sk-lp-…``) is shown once and stored only as its SHA-256 hash. The hot
+path hashes the presented key and looks it up in a dict; only a cache miss
+reaches the database (in a worker thread). Revocation evicts the entry at once
+in this process, and :meth:`KeyService.refresh_changes` (polled in the
+background) evicts keys changed by other replicas within the poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Engine, RowMapping
+
+from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
+from llmplane.ids import new_id
+from llmplane.store.tables import virtual_keys
+
+KEY_PREFIX = "sk-lp-"
+_NEGATIVE_TTL_S = 2.0
+_NEGATIVE_CACHE_SIZE = 10_000
+_CLOCK_SKEW = timedelta(seconds=2)
+
+
+def generate_key() -> str:
+    """A new random virtual key (256 bits of entropy)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key; a fast hash is enough for 256-bit random secrets."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from a key, attached to every request and ledger row."""
+
+    key_id: str
+    name: str
+    is_admin: bool = False
+    team_id: str | None = None
+    service_id: str | None = None
+    user_id: str | None = None
+    models: frozenset[str] | None = None
+    expires_at: float | None = None
+
+    def may_use(self, model: str) -> bool:
+        """Whether this key's allowlist (if any) includes ``model``."""
+        return self.is_admin or self.models is None or model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as admins see it: never the key itself, only a hint."""
+
+    id: str
+    name: str
+    key_hint: str
+    team_id: str | None
+    service_id: str | None
+    user_id: str | None
+    models: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (times in ISO 8601)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "key_hint": self.key_hint,
+            "team_id": self.team_id,
+            "service_id": self.service_id,
+            "user_id": self.user_id,
+            "models": self.models,
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+            "expires_at": _iso(self.expires_at),
+            "status": "revoked" if self.revoked_at else "active",
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _record(row: RowMapping) -> KeyRecord:
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        key_hint=row["key_hint"],
+        team_id=row["team_id"],
+        service_id=row["service_id"],
+        user_id=row["user_id"],
+        models=row["models"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+def _principal(row: RowMapping) -> Principal:
+    expires = row["expires_at"]
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return Principal(
+        key_id=row["id"],
+        name=row["name"],
+        team_id=row["team_id"],
+        service_id=row["service_id"],
+        user_id=row["user_id"],
+        models=frozenset(row["models"]) if row["models"] is not None else None,
+        expires_at=expires.timestamp() if expires is not None else None,
+    )
+
+
+class KeyService:
+    """Creates, lists, revokes and authenticates virtual keys and the admin key."""
+
+    def __init__(self, engine: Engine, admin_key: str) -> None:
+        self._engine = engine
+        self._admin_hash = hash_key(admin_key)
+        self._admin = Principal(key_id="admin", name="admin", is_admin=True)
+        self._cache: dict[str, Principal] = {}
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._changes_since = datetime.now(UTC)
+
+    async def authenticate(self, presented: str | None) -> Principal:
+        """The principal for a presented key; :class:`AuthenticationError` otherwise."""
+        if not presented:
+            raise AuthenticationError("Missing API key: send it as 'Authorization: Bearer <key>'.")
+        digest = hash_key(presented)
+        if hmac.compare_digest(digest, self._admin_hash):
+            return self._admin
+        principal = self._cache.get(digest)
+        if principal is None:
+            principal = await self._load(digest)
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise AuthenticationError("This API key has expired.", code="expired_api_key")
+        return principal
+
+    async def _load(self, digest: str) -> Principal:
+        denied_at = self._negative.get(digest)
+        if denied_at is not None and time.monotonic() - denied_at < _NEGATIVE_TTL_S:
+            raise AuthenticationError("Invalid API key.")
+        row = await asyncio.to_thread(self._fetch_active, digest)
+        if row is None or not hmac.compare_digest(row["key_hash"], digest):
+            self._negative[digest] = time.monotonic()
+            self._negative.move_to_end(digest)
+            if len(self._negative) > _NEGATIVE_CACHE_SIZE:
+                self._negative.popitem(last=False)
+            raise AuthenticationError("Invalid API key.")
+        principal = _principal(row)
+        self._cache[digest] = principal
+        return principal
+
+    def _fetch_active(self, digest: str) -> RowMapping | None:
+        query = select(virtual_keys).where(
+            virtual_keys.c.key_hash == digest, virtual_keys.c.revoked_at.is_(None)
+        )
+        with self._engine.connect() as connection:
+            return connection.execute(query).mappings().first()
+
+    def create_key(
+        self,
+        name: str,
+        *,
+        models: list[str] | None = None,
+        team_id: str | None = None,
+        service_id: str | None = None,
+        user_id: str | None = None,
+        expires_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[KeyRecord, str]:
+        """Store a new key and return its record and the plaintext (shown once)."""
+        if not name.strip():
+            raise InvalidRequestError("A key needs a non-empty name.", param="name")
+        plaintext = generate_key()
+        now = datetime.now(UTC)
+        record = KeyRecord(
+            id=new_id("key"),
+            name=name.strip(),
+            key_hint=f"{plaintext[:8]}…{plaintext[-4:]}",
+            team_id=team_id,
+            service_id=service_id,
+            user_id=user_id,
+            models=sorted(set(models)) if models is not None else None,
+            created_at=now,
+            revoked_at=None,
+            expires_at=expires_at,
+        )
+        digest = hash_key(plaintext)
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(virtual_keys).values(
+                    id=record.id,
+                    key_hash=digest,
+                    key_hint=record.key_hint,
+                    name=record.name,
+                    team_id=team_id,
+                    service_id=service_id,
+                    user_id=user_id,
+                    models=record.models,
+                    metadata=metadata,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=expires_at,
+                    revoked_at=None,
+                )
+            )
+        self._negative.pop(digest, None)
+        return record, plaintext
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[KeyRecord]:
+        """All keys, newest first."""
+        query = select(virtual_keys).order_by(virtual_keys.c.created_at.desc())
+        if not include_revoked:
+            query = query.where(virtual_keys.c.revoked_at.is_(None))
+        with self._engine.connect() as connection:
+            return [_record(row) for row in connection.execute(query).mappings()]
+
+    def revoke_key(self, id_or_name: str) -> KeyRecord:
+        """Revoke a key by id (or by name when the name is unique); effective at once here."""
+        now = datetime.now(UTC)
+        with self._engine.begin() as connection:
+            rows = (
+                connection.execute(
+                    select(virtual_keys).where(
+                        or_(virtual_keys.c.id == id_or_name, virtual_keys.c.name == id_or_name),
+                        virtual_keys.c.revoked_at.is_(None),
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                raise NotFoundError(
+                    f"No active key with id or name {id_or_name!r}.", code="key_not_found"
+                )
+            if len(rows) > 1:
+                raise InvalidRequestError(
+                    f"{len(rows)} active keys are named {id_or_name!r}: revoke one by its id.",
+                    code="ambiguous_key_name",
+                )
+            row = rows[0]
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == row["id"])
+                .values(revoked_at=now, updated_at=now)
+            )
+        self._cache.pop(row["key_hash"], None)
+        return replace(_record(row), revoked_at=now)
+
+    async def refresh_changes(self) -> int:
+        """Evict cached keys changed since the last call (other replicas' revocations)."""
+        since = self._changes_since - _CLOCK_SKEW
+        self._changes_since = datetime.now(UTC)
+        hashes = await asyncio.to_thread(self._changed_hashes, since)
+        evicted = 0
+        for digest in hashes:
+            evicted += self._cache.pop(digest, None) is not None
+        return evicted
+
+    def _changed_hashes(self, since: datetime) -> list[str]:
+        query = select(virtual_keys.c.key_hash).where(virtual_keys.c.updated_at >= since)
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())

@@ -1,0 +1,92 @@
+"""Cost of a call: the model's ``price:`` from config, else the maintained ``genai-prices`` table.
+
+Rates are resolved once per deployment at start-up (``genai-prices``' own lookup
+costs ~130 µs, too much for the hot path); computing a cost is then three
+multiplications. Costs are integers in nano-USD so that sums are exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from llmplane.config.platform import DeploymentConfig, ModelConfig
+
+log = logging.getLogger(__name__)
+
+_NANO_PER_MTOK = 1_000  # 1 USD per million tokens = 1,000 nano-USD per token
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Nano-USD per token for fresh input, cached input and output."""
+
+    input: float
+    cached_input: float
+    output: float
+    source: str
+
+    def cost_nanousd(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> int:
+        """The cost of one call in nano-USD."""
+        fresh = max(prompt_tokens - cached_tokens, 0)
+        return round(
+            fresh * self.input + cached_tokens * self.cached_input + completion_tokens * self.output
+        )
+
+
+def _per_mtok(value: Any) -> float | None:
+    if isinstance(value, Decimal | int | float):
+        return float(value)
+    base = getattr(value, "base", None)  # genai-prices' TieredPrices: the first tier's rate
+    return float(base) if isinstance(base, Decimal | int | float) else None
+
+
+def _from_table(upstream_model: str, api_base: str | None) -> Rates | None:
+    from genai_prices import Usage, calc_price
+
+    try:
+        found = calc_price(
+            Usage(input_tokens=1, output_tokens=1),
+            model_ref=upstream_model,
+            provider_api_url=api_base,
+        )
+    except LookupError:
+        return None
+    price = found.model_price
+    input_rate = _per_mtok(price.input_mtok)
+    output_rate = _per_mtok(price.output_mtok)
+    if input_rate is None or output_rate is None:
+        return None
+    cached = _per_mtok(price.cache_read_mtok)
+    return Rates(
+        input_rate * _NANO_PER_MTOK,
+        (cached if cached is not None else input_rate) * _NANO_PER_MTOK,
+        output_rate * _NANO_PER_MTOK,
+        source=f"genai-prices:{found.provider.id}/{found.model.id}",
+    )
+
+
+def resolve_rates(model: ModelConfig, deployment: DeploymentConfig) -> Rates | None:
+    """The rates for ``deployment`` of ``model``; ``None`` (cost 0, warned) when unknown."""
+    if model.price is not None:
+        price = model.price
+        cached = price.cached_input_per_mtok
+        return Rates(
+            price.input_per_mtok * _NANO_PER_MTOK,
+            (cached if cached is not None else price.input_per_mtok) * _NANO_PER_MTOK,
+            price.output_per_mtok * _NANO_PER_MTOK,
+            source="config",
+        )
+    if deployment.provider == "mock":
+        return None
+    rates = _from_table(deployment.model or model.name, deployment.api_base)
+    if rates is None:
+        log.warning(
+            "no price known for model %r (deployment model %r): its calls cost 0 until "
+            "'price:' is set in llmplane.yaml",
+            model.name,
+            deployment.model or model.name,
+        )
+    return rates

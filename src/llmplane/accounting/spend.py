@@ -1,0 +1,65 @@
+"""Spend queries over the usage ledger: totals by key and by model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from llmplane.store.tables import usage_ledger, virtual_keys
+
+_NANO = 1_000_000_000
+
+
+def _totals(row: Any) -> dict[str, Any]:
+    return {
+        "requests": int(row.requests or 0),
+        "prompt_tokens": int(row.prompt_tokens or 0),
+        "completion_tokens": int(row.completion_tokens or 0),
+        "cost_usd": int(row.cost_nanousd or 0) / _NANO,
+    }
+
+
+def spend_summary(
+    engine: Engine, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Any]:
+    """Requests, tokens and USD in ``[since, until)``: overall, by key and by model."""
+    ledger = usage_ledger.c
+    measures = (
+        func.count().label("requests"),
+        func.sum(ledger.prompt_tokens).label("prompt_tokens"),
+        func.sum(ledger.completion_tokens).label("completion_tokens"),
+        func.sum(ledger.cost_nanousd).label("cost_nanousd"),
+    )
+    conditions = []
+    if since is not None:
+        conditions.append(ledger.created_at >= since)
+    if until is not None:
+        conditions.append(ledger.created_at < until)
+
+    by_key = (
+        select(ledger.key_id, virtual_keys.c.name, *measures)
+        .select_from(usage_ledger.outerjoin(virtual_keys, virtual_keys.c.id == ledger.key_id))
+        .where(*conditions)
+        .group_by(ledger.key_id, virtual_keys.c.name)
+        .order_by(func.sum(ledger.cost_nanousd).desc())
+    )
+    by_model = (
+        select(ledger.model, *measures)
+        .where(*conditions)
+        .group_by(ledger.model)
+        .order_by(func.sum(ledger.cost_nanousd).desc())
+    )
+    with engine.connect() as connection:
+        total = connection.execute(select(*measures).where(*conditions)).one()
+        keys = connection.execute(by_key).all()
+        models = connection.execute(by_model).all()
+    return {
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "total": _totals(total),
+        "by_key": [{"key_id": r.key_id, "name": r.name, **_totals(r)} for r in keys],
+        "by_model": [{"model": r.model, **_totals(r)} for r in models],
+    }

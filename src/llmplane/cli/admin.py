@@ -1,0 +1,116 @@
+"""``llmplane keys`` and ``llmplane spend``: admin commands against the running gateway."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import click
+
+from llmplane.cli.client import call
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke virtual keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--models", default=None, help="Comma-separated allowlist (default: all models).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def create_key(name: str, models: str | None, as_json: bool) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    body: dict[str, Any] = {"name": name}
+    if models is not None:
+        body["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    record = call("POST", "/admin/keys", body)
+    if as_json:
+        _print_json(record)
+        return
+    click.echo(f"created key {record['id']} ({record['name']}); it will not be shown again:")
+    click.echo(record["key"])
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_keys(include_revoked: bool, as_json: bool) -> None:
+    """List keys (never the keys themselves)."""
+    query = "?include_revoked=true" if include_revoked else ""
+    records = call("GET", f"/admin/keys{query}")["data"]
+    if as_json:
+        _print_json(records)
+        return
+    _table(
+        [
+            [
+                r["id"],
+                r["name"],
+                r["key_hint"],
+                ",".join(r["models"] or ["*"]),
+                r["status"],
+                r["created_at"][:19],
+            ]
+            for r in records
+        ],
+        ["ID", "NAME", "KEY", "MODELS", "STATUS", "CREATED"],
+    )
+
+
+@keys.command("revoke")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def revoke_key(key: str, as_json: bool) -> None:
+    """Revoke KEY (its id, or its name when unique); it stops working at once."""
+    record = call("DELETE", f"/admin/keys/{urllib.parse.quote(key, safe='')}")
+    if as_json:
+        _print_json(record)
+    else:
+        click.echo(f"revoked key {record['id']} ({record['name']})")
+
+
+@click.command()
+@click.option("--since", default=None, help="ISO date or time (inclusive).")
+@click.option("--until", default=None, help="ISO date or time (exclusive).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def spend(since: str | None, until: str | None, as_json: bool) -> None:
+    """Requests, tokens and USD by key and by model."""
+    params = {k: v for k, v in {"since": since, "until": until}.items() if v}
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    summary = call("GET", f"/admin/spend{query}")
+    if as_json:
+        _print_json(summary)
+        return
+    total = summary["total"]
+    click.echo(
+        f"total: {total['requests']} requests, {total['prompt_tokens']} prompt + "
+        f"{total['completion_tokens']} completion tokens, ${total['cost_usd']:.6f}\n"
+    )
+
+    def rows(items: list[dict[str, Any]], label: str) -> list[list[str]]:
+        return [
+            [
+                str(i[label] or "-"),
+                str(i["requests"]),
+                str(i["prompt_tokens"]),
+                str(i["completion_tokens"]),
+                f"{i['cost_usd']:.6f}",
+            ]
+            for i in items
+        ]
+
+    _table(rows(summary["by_key"], "name"), ["KEY", "REQUESTS", "PROMPT", "COMPLETION", "USD"])
+    click.echo("")
+    _table(rows(summary["by_model"], "model"), ["MODEL", "REQUESTS", "PROMPT", "COMPLETION", "USD"])

@@ -1,0 +1,74 @@
+"""``llmplane up``: serve the gateway on the embedded defaults (or a config file)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from llmplane.accounting.admin_key import ADMIN_KEY_FILE, ensure_admin_key
+from llmplane.config.platform import config_path_from, load_platform_config
+from llmplane.config.settings import Settings
+from llmplane.errors import ConfigError
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to listen on.  [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port to listen on.  [default: 4000]")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="llmplane.yaml (else $LLMPLANE_CONFIG; else built-in mock models).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where state lives.  [default: .llmplane]",
+)
+def up(host: str | None, port: int | None, config_file: Path | None, data_dir: Path | None) -> None:
+    """Serve the gateway: OpenAI-compatible API at http://HOST:PORT/v1."""
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
+    }
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        platform = load_platform_config(config_path_from(config_file, os.environ))
+    except ConfigError as exc:
+        click.echo(f"error: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    configured = settings.admin_key.get_secret_value() if settings.admin_key else None
+    admin_key, created = ensure_admin_key(settings.data_dir, configured)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    url = f"http://{settings.host}:{settings.port}"
+    click.echo(f"llmplane gateway on {url}/v1")
+    click.echo(f"  models:   {', '.join(m.name for m in platform.models) or '(none)'}")
+    click.echo(
+        f"  data:     {settings.data_dir}/ ({settings.resolved_database_url().split(':')[0]})"
+    )
+    if created:
+        click.echo(
+            f"  admin key (shown once, saved to {settings.data_dir / ADMIN_KEY_FILE}): {admin_key}"
+        )
+    elif configured:
+        click.echo("  admin key: from LLMPLANE_ADMIN_KEY")
+    else:
+        click.echo(f"  admin key: in {settings.data_dir / ADMIN_KEY_FILE}")
+    if not configured:
+        click.echo(
+            f'  try:      curl {url}/v1/models -H "Authorization: Bearer $(cat '
+            f'{settings.data_dir / ADMIN_KEY_FILE})"'
+        )
+
+    from llmplane.gateway.server import run_gateway
+
+    run_gateway(settings, platform, admin_key)

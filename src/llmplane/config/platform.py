@@ -1,0 +1,205 @@
+"""The declarative platform file ``llmplane.yaml``: models and their deployments.
+
+Secrets are ``${ENV}`` references (``${VAR:-default}`` for optional ones),
+resolved at load. Every problem is reported as a :class:`~llmplane.errors.ConfigError`
+naming the file, the key path (``models[1].deployments[0].api_base``) and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from llmplane.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+MOCK_PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
+DEFAULT_OPENAI_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """An internal price in USD per million tokens (for self-hosted or mock models)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+
+
+class DeploymentConfig(_Strict):
+    """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
+
+    provider: Literal["openai", "mock"]
+    name: str | None = None
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_upstream(self) -> DeploymentConfig:
+        if self.provider == "openai":
+            if not self.api_base:
+                raise ValueError("api_base is required for provider 'openai'")
+            if not re.match(r"^https?://[^/\s]+", self.api_base):
+                raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
+        return self
+
+    def upstream_key(self) -> str | None:
+        """The provider key to send, or ``None`` (absent, empty or the literal ``none``)."""
+        if self.api_key is None:
+            return None
+        value = self.api_key.get_secret_value()
+        return None if value.strip().lower() in ("", "none") else value
+
+
+class ModelConfig(_Strict):
+    """A model name clients ask for, and the deployments that serve it."""
+
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    price: Price | None = None
+
+
+class PlatformConfig(_Strict):
+    """The whole ``llmplane.yaml``."""
+
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PlatformConfig:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model name {model.name!r} is defined twice")
+            seen.add(model.name)
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The model called ``name``, if configured."""
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _interpolate(value: Any, env: Mapping[str, str], file: str, loc: tuple[int | str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, file, (*loc, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, file, (*loc, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set (write ${{{name}:-}} to make it optional)",
+            file=file,
+            key_path=_key_path(loc),
+        )
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def parse_platform_config(
+    raw: Any, *, file: str, env: Mapping[str, str] | None = None
+) -> PlatformConfig:
+    """Validate already-parsed YAML data (with ``${ENV}`` references) as a platform config."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the file must contain a mapping (e.g. 'models: [...]')", file=file)
+    data = _interpolate(raw, os.environ if env is None else env, file, ())
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(part for part in first["loc"] if not str(part).startswith("function-"))
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        raise ConfigError(reason, file=file, key_path=_key_path(loc) or None) from None
+
+
+def load_platform_config(path: Path | None, env: Mapping[str, str] | None = None) -> PlatformConfig:
+    """Load ``llmplane.yaml`` from ``path``, or the built-in defaults when ``path`` is ``None``."""
+    env = os.environ if env is None else env
+    if path is None:
+        return default_platform_config(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file ({exc.strerror})", file=str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"invalid YAML{where}", file=str(path)) from None
+    return parse_platform_config(raw, file=str(path), env=env)
+
+
+def default_platform_config(env: Mapping[str, str]) -> PlatformConfig:
+    """``mock`` and ``mock-embed``, plus OpenAI's common models when ``OPENAI_API_KEY`` is set."""
+    models: list[dict[str, Any]] = [
+        {"name": "mock", "deployments": [{"provider": "mock"}], "price": MOCK_PRICE},
+        {
+            "name": "mock-embed",
+            "deployments": [{"provider": "mock"}],
+            "price": {"input_per_mtok": 0.02, "output_per_mtok": 0.0},
+        },
+    ]
+    if env.get("OPENAI_API_KEY"):
+        models += [
+            {
+                "name": name,
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": name,
+                        "api_base": "${OPENAI_BASE_URL:-https://api.openai.com/v1}",
+                        "api_key": "${OPENAI_API_KEY}",
+                    }
+                ],
+            }
+            for name in DEFAULT_OPENAI_MODELS
+        ]
+    return parse_platform_config({"models": models}, file="<built-in defaults>", env=env)
+
+
+def config_path_from(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to use: ``--config``, else ``LLMPLANE_CONFIG``, else none."""
+    if explicit is not None:
+        return explicit
+    value = env.get("LLMPLANE_CONFIG")
+    return Path(value) if value else None

@@ -1,0 +1,34 @@
+"""Process settings, read once from ``LLMPLANE_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where state lives and how the gateway behaves; validated once at start."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMPLANE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    data_dir: Path = Path(".llmplane")
+    config: Path | None = None
+    database_url: str | None = None
+    admin_key: SecretStr | None = None
+    max_request_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ledger_queue_size: int = Field(default=50_000, ge=100)
+    ledger_batch_size: int = Field(default=500, ge=1)
+    ledger_flush_interval_s: float = Field(default=0.2, gt=0)
+    key_refresh_interval_s: float = Field(default=0.5, gt=0)
+    graceful_shutdown_s: float = Field(default=30.0, ge=0)
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, else SQLite under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'llmplane.db').resolve()}"

@@ -1,0 +1,158 @@
+"""The gateway's ASGI application: services wired once, routes, lifespan and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llmplane.accounting.keys import KeyService
+from llmplane.accounting.ledger import UsageLedger
+from llmplane.config.platform import PlatformConfig
+from llmplane.config.settings import Settings
+from llmplane.errors import LLMPlaneError, NotFoundError, UpstreamUnavailableError
+from llmplane.gateway import admin_routes, openai_routes
+from llmplane.gateway.calls import ModelCaller
+from llmplane.gateway.http import RequestScope, endpoint, error_response, json_response
+from llmplane.gateway.router import ModelRouter
+
+log = logging.getLogger("llmplane.gateway")
+
+_READY_TIMEOUT_S = 2.0
+
+
+@dataclass
+class GatewayServices:
+    """Everything a request may need, built once per process."""
+
+    settings: Settings
+    platform: PlatformConfig
+    engine: Engine
+    keys: KeyService
+    ledger: UsageLedger
+    router: ModelRouter
+    caller: ModelCaller
+    started_at: int = field(default_factory=lambda: int(time.time()))
+
+
+def build_services(
+    settings: Settings, platform: PlatformConfig, engine: Engine, admin_key: str
+) -> GatewayServices:
+    """Wire the services of one gateway process (the schema must already be migrated)."""
+    ledger = UsageLedger(
+        engine,
+        queue_size=settings.ledger_queue_size,
+        batch_size=settings.ledger_batch_size,
+        flush_interval_s=settings.ledger_flush_interval_s,
+    )
+    router = ModelRouter(platform)
+    return GatewayServices(
+        settings=settings,
+        platform=platform,
+        engine=engine,
+        keys=KeyService(engine, admin_key),
+        ledger=ledger,
+        router=router,
+        caller=ModelCaller(router, ledger),
+    )
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+@endpoint
+async def live(scope: RequestScope) -> Response:
+    """The process is up."""
+    return json_response(scope, {"status": "ok"})
+
+
+@endpoint
+async def ready(scope: RequestScope) -> Response:
+    """The store answers; 503 otherwise."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_ping, scope.services.engine), _READY_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any store failure means not ready
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        raise UpstreamUnavailableError(
+            "The platform store is not reachable.", code="store_unavailable"
+        ) from None
+    return json_response(scope, {"status": "ok", "ledger_queue_depth": scope.services.ledger.depth})
+
+
+class _HTTPStatusError(LLMPlaneError):
+    """Starlette's own refusals (unknown route, wrong method) in OpenAI's shape."""
+
+    def __init__(self, message: str, status: int, headers: dict[str, str]) -> None:
+        super().__init__(
+            message, code="method_not_allowed" if status == 405 else "http_error", headers=headers
+        )
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    request_id = request.headers.get("x-request-id") or "-"
+    if exc.status_code == 404:
+        return error_response(
+            NotFoundError(f"No route {request.url.path}.", code="route_not_found"), request_id
+        )
+    return error_response(
+        _HTTPStatusError(str(exc.detail), exc.status_code, dict(exc.headers or {})), request_id
+    )
+
+
+async def _refresh_keys(services: GatewayServices) -> None:
+    interval = services.settings.key_refresh_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await services.keys.refresh_changes()
+        except Exception as exc:  # noqa: BLE001 - keep polling through store hiccups
+            log.warning("key refresh failed: %s", type(exc).__name__)
+
+
+def create_app(services: GatewayServices) -> Starlette:
+    """The gateway application around already-wired ``services``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.ledger.start()
+        refresher = asyncio.create_task(_refresh_keys(services), name="key-refresh")
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await services.ledger.close(services.settings.graceful_shutdown_s)
+            await services.router.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/health/live", live, methods=["GET"]),
+            Route("/health/ready", ready, methods=["GET"]),
+            *openai_routes.routes,
+            *admin_routes.routes,
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

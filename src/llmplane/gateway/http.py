@@ -1,0 +1,124 @@
+"""HTTP plumbing shared by every route: request ids, bounded bodies, auth, error responses.
+
+:func:`endpoint` is the single place where errors become responses: routes
+raise :mod:`llmplane.errors` exceptions and never build error bodies
+themselves; anything unexpected becomes a 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmplane.accounting.keys import Principal
+from llmplane.errors import (
+    LLMPlaneError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+    error_body,
+)
+from llmplane.ids import new_id
+
+if TYPE_CHECKING:
+    from llmplane.gateway.app import GatewayServices
+
+log = logging.getLogger("llmplane.gateway")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_BEARER = "bearer "
+
+
+@dataclass(slots=True)
+class RequestScope:
+    """What every route gets: the services, the request id and (once authenticated) who calls."""
+
+    services: GatewayServices
+    request: Request
+    request_id: str
+
+    async def principal(self) -> Principal:
+        """Authenticate the caller from ``Authorization: Bearer <key>``."""
+        header = self.request.headers.get("authorization", "")
+        key = header[len(_BEARER) :].strip() if header[:7].lower() == _BEARER else None
+        return await self.services.keys.authenticate(key)
+
+    async def admin(self) -> Principal:
+        """Authenticate the caller and require the admin key."""
+        principal = await self.principal()
+        if not principal.is_admin:
+            raise PermissionDeniedError("This route needs the admin key.", code="admin_only")
+        return principal
+
+    async def body(self) -> bytes:
+        """The request body, refused with 413 beyond the configured limit."""
+        limit = self.services.settings.max_request_body_bytes
+        declared = self.request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        """Response headers every answer carries, plus ``extra``."""
+        return {"x-request-id": self.request_id, **extra}
+
+
+def json_response(scope: RequestScope, data: Any, status: int = 200, **headers: str) -> Response:
+    """A JSON answer with the request id header."""
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers=scope.headers(**headers),
+    )
+
+
+def error_response(exc: LLMPlaneError, request_id: str) -> Response:
+    """The OpenAI-shaped answer for ``exc``."""
+    return Response(
+        error_body(exc),
+        status_code=exc.http_status,
+        media_type="application/json",
+        headers={**exc.headers, "x-request-id": request_id},
+    )
+
+
+Route = Callable[[RequestScope], Awaitable[Response]]
+
+
+def endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
+    """Turn a route into a Starlette endpoint with request ids and error translation."""
+
+    @functools.wraps(route)
+    async def handle(request: Request) -> Response:
+        incoming = request.headers.get("x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_id("req")
+        scope = RequestScope(request.app.state.services, request, request_id)
+        try:
+            return await route(scope)
+        except LLMPlaneError as exc:
+            return error_response(exc, request_id)
+        except Exception:
+            log.exception("unexpected error in %s (request %s)", request.url.path, request_id)
+            return error_response(
+                LLMPlaneError(
+                    f"Internal error; quote request id {request_id} to the platform team."
+                ),
+                request_id,
+            )
+
+    return handle

@@ -1,0 +1,111 @@
+"""The OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from llmplane.accounting.keys import Principal
+from llmplane.errors import PermissionDeniedError
+from llmplane.gateway.calls import CallContext
+from llmplane.gateway.http import RequestScope, endpoint, json_response
+from llmplane.gateway.providers.base import Endpoint
+from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
+
+_NANO = 1_000_000_000
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _context(
+    scope: RequestScope,
+    principal: Principal,
+    model: str,
+    endpoint_kind: Endpoint,
+    body: dict[str, Any],
+) -> CallContext:
+    scope.services.router.require(model)
+    if not principal.may_use(model):
+        raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
+    user = body.get("user") or scope.request.headers.get("x-llmplane-user")
+    metadata = body.get("metadata")
+    return CallContext(
+        request_id=scope.request_id,
+        principal=principal,
+        model=model,
+        endpoint=endpoint_kind,
+        user=user,
+        tags=metadata if isinstance(metadata, dict) and metadata else None,
+    )
+
+
+def _cost_header(cost_nanousd: int | None) -> dict[str, str]:
+    if cost_nanousd is None:
+        return {}
+    return {"x-llmplane-cost-usd": f"{cost_nanousd / _NANO:.9f}".rstrip("0").rstrip(".") or "0"}
+
+
+@endpoint
+async def chat_completions(scope: RequestScope) -> Response:
+    """Chat completions, JSON or server-sent events."""
+    principal = await scope.principal()
+    body = parse_json_object(await scope.body())
+    model = check_chat(body)
+    ctx = _context(scope, principal, model, Endpoint.CHAT, body)
+    caller = scope.services.caller
+    if body.get("stream") is True:
+        deployment, events = await caller.open_stream(ctx, body)
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers=scope.headers(**_SSE_HEADERS, **{"x-llmplane-deployment": deployment.id}),
+        )
+    result = await caller.complete(ctx, body)
+    return Response(
+        result.reply.body,
+        media_type="application/json",
+        headers=scope.headers(
+            **{"x-llmplane-deployment": result.deployment.id}, **_cost_header(result.cost_nanousd)
+        ),
+    )
+
+
+@endpoint
+async def embeddings(scope: RequestScope) -> Response:
+    """Embeddings for one or many inputs."""
+    principal = await scope.principal()
+    body = parse_json_object(await scope.body())
+    model = check_embeddings(body)
+    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body)
+    result = await scope.services.caller.complete(ctx, body)
+    return Response(
+        result.reply.body,
+        media_type="application/json",
+        headers=scope.headers(
+            **{"x-llmplane-deployment": result.deployment.id}, **_cost_header(result.cost_nanousd)
+        ),
+    )
+
+
+@endpoint
+async def list_models(scope: RequestScope) -> Response:
+    """The models this key may use."""
+    principal = await scope.principal()
+    services = scope.services
+    data = [
+        {"id": name, "object": "model", "created": services.started_at, "owned_by": "llmplane"}
+        for name in services.router.model_names
+        if principal.may_use(name)
+    ]
+    return json_response(scope, {"object": "list", "data": data})
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/models", list_models, methods=["GET"]),
+]

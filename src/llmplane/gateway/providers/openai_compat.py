@@ -1,0 +1,204 @@
+"""The fast path: any OpenAI-compatible upstream (OpenAI, vLLM, TGI, Ollama, llama.cpp).
+
+One pooled aiohttp session per deployment; the body goes out as bytes, the
+reply comes back as bytes and is passed on unchanged; streams are cut into
+whole SSE events as they arrive. Only the deployment's own URL and key are
+ever used: nothing in a client's request can change where a call goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from llmplane.config.platform import DeploymentConfig
+from llmplane.errors import (
+    LLMPlaneError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from llmplane.gateway.providers.base import Endpoint, UpstreamReply
+from llmplane.gateway.tokens import extract_usage
+
+_MAX_ERROR_BODY = 64 * 1024
+_PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.EMBEDDINGS: "/embeddings"}
+
+
+def _upstream_message(body: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, None, None
+    if not isinstance(error, dict):
+        return (error if isinstance(error, str) else None), None, None
+    message, code, param = error.get("message"), error.get("code"), error.get("param")
+    return (
+        message[:1000] if isinstance(message, str) else None,
+        code if isinstance(code, str) else None,
+        param if isinstance(param, str) else None,
+    )
+
+
+async def _error_for(response: aiohttp.ClientResponse, deployment: str) -> LLMPlaneError:
+    status = response.status
+    body = await response.content.read(_MAX_ERROR_BODY)
+    message, code, param = _upstream_message(body)
+    retry_after = response.headers.get("retry-after")
+    if status in (401, 403):
+        return UpstreamError(
+            f"The upstream of deployment {deployment!r} rejected the platform's credentials; "
+            "ask the platform team to check its provider key.",
+            code="upstream_auth_failed",
+        )
+    if status == 429:
+        return RateLimitError(
+            f"The upstream of deployment {deployment!r} is rate limiting: "
+            f"{message or 'too many requests'}",
+            code="upstream_rate_limited",
+            headers={"retry-after": retry_after} if retry_after else None,
+        )
+    if status == 408:
+        return UpstreamTimeoutError(f"The upstream of deployment {deployment!r} timed out.")
+    if 400 <= status < 500:
+        return UpstreamRejectedError(
+            message or f"The upstream refused the request (HTTP {status}).",
+            upstream_status=status,
+            code=code,
+            param=param,
+        )
+    return UpstreamError(
+        f"The upstream of deployment {deployment!r} failed with HTTP {status}.",
+        code="upstream_error",
+    )
+
+
+def _transport_error(exc: BaseException, deployment: str) -> LLMPlaneError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeoutError(f"The upstream of deployment {deployment!r} timed out.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnavailableError(
+            f"The upstream of deployment {deployment!r} is unreachable."
+        )
+    return UpstreamError(
+        f"The connection to the upstream of deployment {deployment!r} broke off.",
+        code="upstream_disconnected",
+    )
+
+
+class _SSEEvents:
+    """Whole SSE events from an upstream response, as they arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse, deployment: str) -> None:
+        self._response = response
+        self._deployment = deployment
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        buffer = b""
+        try:
+            async for data in self._response.content.iter_any():
+                if b"\r" in data:
+                    data = data.replace(b"\r\n", b"\n")
+                buffer += data
+                while True:
+                    end = buffer.find(b"\n\n")
+                    if end < 0:
+                        break
+                    yield buffer[: end + 2]
+                    buffer = buffer[end + 2 :]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, self._deployment) from None
+        if buffer.strip():
+            yield buffer.rstrip(b"\n") + b"\n\n"
+
+    async def aclose(self) -> None:
+        # close(), not release(): an abandoned stream must stop the upstream generating.
+        self._response.close()
+
+
+class OpenAICompatibleProvider:
+    """Calls one OpenAI-compatible deployment over a pooled aiohttp session."""
+
+    def __init__(self, deployment_id: str, config: DeploymentConfig) -> None:
+        assert config.api_base is not None
+        self._id = deployment_id
+        self._base = config.api_base.rstrip("/")
+        self._config = config
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        key = config.upstream_key()
+        if key is not None:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.timeout_s, connect=config.connect_timeout_s
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def _post(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        request_id: str,
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        try:
+            response = await self._client().post(
+                self._base + _PATHS[endpoint],
+                data=orjson.dumps(body),
+                headers={"X-Request-Id": request_id},
+                timeout=limits,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, self._id) from None
+        if response.status >= 400:
+            try:
+                raise await _error_for(response, self._id)
+            finally:
+                response.release()
+        return response
+
+    async def complete(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> UpstreamReply:
+        """Send the request and return the upstream's body untouched, with its usage."""
+        response = await self._post(endpoint, body, request_id, self._timeout)
+        try:
+            payload = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, self._id) from None
+        finally:
+            response.release()
+        return UpstreamReply(payload, extract_usage(payload))
+
+    async def open_stream(
+        self, endpoint: Endpoint, body: dict[str, Any], request_id: str
+    ) -> _SSEEvents:
+        """Start a streaming request; events are read as the client consumes them."""
+        response = await self._post(endpoint, body, request_id, self._stream_timeout)
+        return _SSEEvents(response, self._id)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

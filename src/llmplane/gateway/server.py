@@ -1,0 +1,34 @@
+"""Run the gateway under uvicorn (uvloop + httptools): the process behind ``llmplane up``."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from llmplane.config.platform import PlatformConfig
+from llmplane.config.settings import Settings
+from llmplane.gateway.app import build_services, create_app
+from llmplane.store import create_engine, migrate
+
+
+def run_gateway(settings: Settings, platform: PlatformConfig, admin_key: str) -> None:
+    """Migrate the store, then serve until SIGINT/SIGTERM; in-flight streams finish and the
+    ledger is flushed before the process exits."""
+    engine = create_engine(settings.resolved_database_url())
+    migrate(engine)
+    app = create_app(build_services(settings, platform, engine, admin_key))
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        engine.dispose()

@@ -1,0 +1,77 @@
+"""The platform's tables (SQLAlchemy Core): one definition for SQLite and PostgreSQL.
+
+Every record carries team, service and key columns from the start, so that
+teams, budgets and attribution (next issues) fit without a rewrite.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments a plain INTEGER primary key.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("team_id", String(64), nullable=True, index=True),
+    Column("service_id", String(64), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("models", JSON, nullable=True),
+    Column("metadata", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+usage_ledger = Table(
+    "usage_ledger",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("team_id", String(64), nullable=True),
+    Column("service_id", String(64), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("deployment", String(200), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("endpoint", String(50), nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error_code", String(100), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("usage_estimated", Boolean, nullable=False),
+    Column("cost_nanousd", BigInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("tags", JSON, nullable=True),
+    UniqueConstraint("request_id", "attempt", name="uq_usage_ledger_request_attempt"),
+    Index("ix_usage_ledger_created_at", "created_at"),
+    Index("ix_usage_ledger_key_created", "key_id", "created_at"),
+    Index("ix_usage_ledger_team_created", "team_id", "created_at"),
+)

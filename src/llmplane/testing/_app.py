@@ -1,0 +1,243 @@
+"""The upstream simulator's ASGI app: the OpenAI endpoints, answered by the mock model.
+
+Every request goes the same way: read the body, record the request, pick a
+fault (the ``x-sim-fault`` header, else the first matching queued rule), wait
+``latency_ms`` (plus a ``delay`` fault), then drop, fail or answer. Answers come
+from the pure functions of :mod:`llmplane.gateway.providers.mock`; this module
+adds the checks and the routing; :mod:`llmplane.testing._wire` puts replies on
+the wire (pacing, usage hiding and broken transfers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from llmplane.gateway.providers.mock import chat_chunks, chat_completion, embeddings, sse_event
+from llmplane.testing._asgi import (
+    Receive,
+    Scope,
+    Send,
+    abort_connection,
+    read_body,
+    send_error,
+    serve_lifespan,
+)
+from llmplane.testing._control import handle_control
+from llmplane.testing._faults import Fault, FaultQueue, FaultSpecError
+from llmplane.testing._wire import Behaviour, Exchange, send_status_fault
+
+__all__ = ["DEFAULT_MODELS", "RECORDED_REQUESTS", "Behaviour", "SimulatorApp"]
+
+DEFAULT_MODELS = ("sim-model", "sim-embed")
+RECORDED_REQUESTS = 1000
+"""How many of the latest requests are kept for ``GET /_sim/requests``."""
+
+_HEALTH = orjson.dumps({"status": "ok"})
+_Handler = Callable[[Exchange], Awaitable[None]]
+_Recorded = tuple[str, str, list[tuple[bytes, bytes]], Any]
+
+
+class SimulatorApp:
+    """An OpenAI-compatible upstream with scripted faults, as a raw ASGI app."""
+
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0,
+        ttft_ms: float = 0,
+        tokens_per_second: float = 0,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+    ) -> None:
+        self._base = Behaviour().updated(
+            {"latency_ms": latency_ms, "ttft_ms": ttft_ms, "tokens_per_second": tokens_per_second}
+        )
+        self._overrides: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.behaviour = self._base
+        self.faults = FaultQueue()
+        self._recorded: deque[_Recorded] = deque(maxlen=RECORDED_REQUESTS)
+        self._authorization = None if api_key is None else b"Bearer " + api_key.encode()
+        self.models = list(DEFAULT_MODELS if models is None else models)
+        listing = [
+            {"id": model, "object": "model", "created": 1700000000, "owned_by": "llmplane-sim"}
+            for model in self.models
+        ]
+        self._models_payload = orjson.dumps({"object": "list", "data": listing})
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)
+        self._routes: dict[tuple[str, str], _Handler] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/embeddings"): self._embeddings,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/health"): self._health,
+        }
+        self._paths = {path for _, path in self._routes}
+
+    # -- state, safe to call from any thread ------------------------------------------
+
+    def add_faults(self, *faults: Mapping[str, Any] | Fault) -> None:
+        """Queue fault rules after those already queued (all validated before any is added)."""
+        self.faults.add([Fault.parse(fault) for fault in faults])
+
+    def configure(self, **settings: Any) -> None:
+        """Override behaviour settings (``latency_ms``, ``ttft_ms``, ``tokens_per_second``)."""
+        with self._lock:
+            overrides = {**self._overrides, **settings}
+            self.behaviour = self._base.updated(overrides)
+            self._overrides = overrides
+
+    def settings(self) -> dict[str, float]:
+        """The behaviour in force."""
+        return asdict(self.behaviour)
+
+    def reset_behaviour(self) -> None:
+        """Clear queued faults and setting overrides."""
+        with self._lock:
+            self.faults.clear()
+            self._overrides = {}
+            self.behaviour = self._base
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        self._recorded.clear()
+
+    def reset(self) -> None:
+        """Back to as constructed: no faults, no overrides, no recorded requests."""
+        self.reset_behaviour()
+        self.clear_requests()
+
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        """The latest requests, oldest first, with lower-cased header names and parsed bodies."""
+        return [
+            {
+                "method": method,
+                "path": path,
+                "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
+                "body": body,
+            }
+            for method, path, headers, body in list(self._recorded)
+        ]
+
+    # -- the ASGI app ------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request (or the lifespan, when the server runs one)."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await serve_lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        raw = await read_body(receive)
+        if path.startswith("/_sim/"):
+            await handle_control(self, method, path, raw, send)
+            return
+
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        authorization = fault_header = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-sim-fault":
+                fault_header = value
+        body: Any = None
+        malformed = False
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                malformed = True
+        self._recorded.append((method, path, headers, body))
+
+        if fault_header is None:
+            fault = self.faults.take(path)
+        else:
+            try:
+                fault = Fault.parse(orjson.loads(fault_header))
+            except (orjson.JSONDecodeError, FaultSpecError) as exc:
+                message = f"Invalid x-sim-fault header: {exc}"
+                await send_error(send, 400, message, param="x-sim-fault")
+                return
+        behaviour = self.behaviour
+        delay_ms = behaviour.latency_ms
+        if fault is not None and fault.kind == "delay":
+            delay_ms += fault.ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if fault is not None:
+            if fault.kind == "drop":
+                await abort_connection(scope, receive)
+                return
+            if fault.kind == "status":
+                await send_status_fault(send, fault)
+                return
+
+        expected = self._authorization
+        if (
+            expected is not None
+            and path.startswith("/v1/")
+            and not hmac.compare_digest(authorization or b"", expected)
+        ):
+            message = "Incorrect API key provided."
+            await send_error(send, 401, message, code="invalid_api_key")
+            return
+        handler = self._routes.get((method, path))
+        if handler is None:
+            if path in self._paths:
+                await send_error(send, 405, f"Method {method} not allowed on {path}.")
+            else:
+                await send_error(send, 404, f"Unknown path {path}.", code="unknown_url")
+            return
+        if method == "POST" and (malformed or not isinstance(body, dict)):
+            message = "We could not parse the JSON body of your request: expected a JSON object."
+            await send_error(send, 400, message)
+            return
+        await handler(Exchange(scope, receive, send, body, fault, behaviour))
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def _chat(self, call: Exchange) -> None:
+        body = call.body
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            message = "'messages' must be a non-empty array."
+            await send_error(call.send, 400, message, param="messages")
+            return
+        completion_id = f"chatcmpl-{self._id_prefix}{next(self._ids):06x}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            source = {**body, "stream_options": None} if call.hides_usage else body
+            chunks = chat_chunks(source, completion_id, created)
+            await call.stream([sse_event(chunk) for chunk in chunks])
+            return
+        reply = chat_completion(body, completion_id, created)
+        if call.hides_usage:
+            del reply["usage"]
+        await call.reply(orjson.dumps(reply))
+
+    async def _embeddings(self, call: Exchange) -> None:
+        if call.body.get("input") is None:
+            await send_error(call.send, 400, "'input' is a required property.", param="input")
+            return
+        reply = embeddings(call.body)
+        if call.hides_usage:
+            del reply["usage"]
+        await call.reply(orjson.dumps(reply))
+
+    async def _models(self, call: Exchange) -> None:
+        await call.reply(self._models_payload)
+
+    async def _health(self, call: Exchange) -> None:
+        await call.reply(_HEALTH)

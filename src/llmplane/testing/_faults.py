@@ -1,0 +1,162 @@
+"""Fault rules of the upstream simulator: what to break, for which requests, how often.
+
+A rule is given as JSON (``{"kind": "status", "status": 503, "count": 2}``) and
+validated once into a :class:`Fault`. Queued rules live in a :class:`FaultQueue`
+and are consumed in order, one per matching request; ``count`` is how many
+requests a rule hits (``-1``: every request until cleared). The kinds:
+
+- ``status``: answer with an OpenAI-shaped error of that ``status`` (optional
+  ``retry_after`` seconds and ``retry_after_ms`` headers, optional ``message``);
+- ``drop``: close the connection without any response;
+- ``break_stream``: send ``after_chunks`` events of a stream (half the body of
+  a JSON reply), then cut the connection mid-transfer;
+- ``no_usage``: answer normally but without ``usage``, even when a stream asked;
+- ``delay``: wait ``ms`` more before answering.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
+
+__all__ = ["Fault", "FaultKind", "FaultQueue", "FaultSpecError"]
+
+FaultKind = Literal["status", "drop", "break_stream", "no_usage", "delay"]
+
+_COMMON_FIELDS = frozenset({"kind", "count", "path"})
+_KIND_FIELDS: dict[str, frozenset[str]] = {
+    "status": frozenset({"status", "retry_after", "retry_after_ms", "message"}),
+    "drop": frozenset(),
+    "break_stream": frozenset({"after_chunks"}),
+    "no_usage": frozenset(),
+    "delay": frozenset({"ms"}),
+}
+
+
+class FaultSpecError(ValueError):
+    """A fault rule that cannot be understood; the message says which field and why."""
+
+
+def _number(spec: dict[str, Any], key: str, default: float, *, minimum: float) -> float:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise FaultSpecError(f"fault field {key!r} must be a number >= {minimum:g}")
+    return float(value)
+
+
+def _integer(spec: dict[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FaultSpecError(f"fault field {key!r} must be an integer >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One validated fault rule (see the module docstring for the kinds)."""
+
+    kind: FaultKind
+    count: int = 1
+    path: str | None = None
+    status: int = 503
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    message: str | None = None
+    after_chunks: int = 0
+    ms: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: Any) -> Fault:
+        """Validate a JSON rule; unknown kinds and fields are refused, not ignored."""
+        if isinstance(spec, Fault):
+            return spec
+        if not isinstance(spec, dict):
+            raise FaultSpecError("a fault must be a JSON object with a 'kind'")
+        kind = spec.get("kind")
+        if not isinstance(kind, str) or kind not in _KIND_FIELDS:
+            raise FaultSpecError(f"fault 'kind' must be one of {', '.join(_KIND_FIELDS)}")
+        unknown = set(spec) - _COMMON_FIELDS - _KIND_FIELDS[kind]
+        if unknown:
+            raise FaultSpecError(f"unknown field(s) for a {kind!r} fault: {sorted(unknown)}")
+        count = _integer(spec, "count", 1, minimum=-1)
+        if count == 0:
+            raise FaultSpecError("fault field 'count' must be -1 (forever) or >= 1")
+        path = spec.get("path")
+        if path is not None and not isinstance(path, str):
+            raise FaultSpecError("fault field 'path' must be a string")
+        message = spec.get("message")
+        if message is not None and not isinstance(message, str):
+            raise FaultSpecError("fault field 'message' must be a string")
+        status = _integer(spec, "status", 503, minimum=400)
+        if status > 599:
+            raise FaultSpecError("fault field 'status' must be an HTTP error status (400-599)")
+        retry_after = spec.get("retry_after")
+        retry_after_ms = spec.get("retry_after_ms")
+        if kind == "delay" and "ms" not in spec:
+            raise FaultSpecError("a 'delay' fault needs 'ms'")
+        return cls(
+            kind=cast(FaultKind, kind),
+            count=count,
+            path=path,
+            status=status,
+            retry_after=None if retry_after is None else _number(spec, "retry_after", 0, minimum=0),
+            retry_after_ms=(
+                None if retry_after_ms is None else _integer(spec, "retry_after_ms", 0, minimum=0)
+            ),
+            message=message,
+            after_chunks=_integer(spec, "after_chunks", 0, minimum=0),
+            ms=_number(spec, "ms", 0, minimum=0),
+        )
+
+    def matches(self, path: str) -> bool:
+        """Whether this rule applies to a request for ``path``."""
+        return self.path is None or self.path == path
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as JSON, for the control API."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(slots=True)
+class _QueuedFault:
+    fault: Fault
+    remaining: int
+
+
+class FaultQueue:
+    """Queued rules, consumed in order; safe to fill from a thread other than the server's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queued: list[_QueuedFault] = []
+
+    def add(self, faults: Iterable[Fault]) -> None:
+        """Append rules after those already queued."""
+        with self._lock:
+            self._queued.extend(_QueuedFault(fault, fault.count) for fault in faults)
+
+    def take(self, path: str) -> Fault | None:
+        """The first rule matching ``path``, using up one of its ``count``."""
+        if not self._queued:  # the usual case: no lock on the hot path
+            return None
+        with self._lock:
+            for index, queued in enumerate(self._queued):
+                if queued.fault.matches(path):
+                    if queued.remaining > 0:
+                        queued.remaining -= 1
+                        if queued.remaining == 0:
+                            del self._queued[index]
+                    return queued.fault
+        return None
+
+    def clear(self) -> None:
+        """Drop every queued rule."""
+        with self._lock:
+            self._queued.clear()
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The queued rules with what is left of their ``count``."""
+        with self._lock:
+            return [{**q.fault.to_json(), "count": q.remaining} for q in self._queued]
