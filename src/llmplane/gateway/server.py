@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import uvicorn
 
 from llmplane.config.platform import PlatformConfig
@@ -28,7 +31,15 @@ def run_gateway(settings: Settings, platform: PlatformConfig, admin_key: str) ->
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
     )
+    # uvicorn re-raises SIGINT/SIGTERM once its graceful shutdown is done; by then the
+    # shutdown was orderly, so exit 0 rather than die by the signal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     try:
         uvicorn.Server(config).run()
     finally:
         engine.dispose()
+
+
+def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -1,0 +1,5 @@
+"""``python -m llmplane``: the CLI."""
+
+from llmplane.cli.main import main
+
+main()

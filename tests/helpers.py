@@ -1,0 +1,136 @@
+"""Starting a real ``llmplane up`` process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ADMIN_KEY = "sk-lp-admin-test-0123456789"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def simulator_model(name: str, api_base: str, **deployment: Any) -> dict[str, Any]:
+    """A model served by the upstream simulator (provider key ``sk-upstream-secret``)."""
+    return {
+        "name": name,
+        "deployments": [{"provider": "openai", "api_base": api_base,
+                         "api_key": "sk-upstream-secret", "model": "sim-model", **deployment}],
+        "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+    }
+
+
+class GatewayProcess:
+    """``llmplane up`` in a subprocess, on a free port, with its own data dir."""
+
+    def __init__(self, tmp: Path, models: list[dict[str, Any]] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = tmp / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config: Path | None = None
+        if models is not None:
+            self.config = tmp / "llmplane.yaml"
+            self.config.write_text(yaml.safe_dump({"models": models}))
+        self.env = {**os.environ, "LLMPLANE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
+        self.env.pop("LLMPLANE_CONFIG", None)
+        self.log = tmp / "gateway.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProcess:
+        """Start and wait until ``/health/ready`` answers."""
+        args = [sys.executable, "-m", "llmplane", "up", "--port", str(self.port),
+                "--data-dir", str(self.data_dir)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"gateway not ready in 30 s:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (graceful shutdown) and wait; returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    @property
+    def base_url(self) -> str:
+        """What the openai SDK takes as ``base_url``."""
+        return f"{self.url}/v1"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite store."""
+        return self.data_dir / "llmplane.db"
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def cli(*args: str, url: str, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``llmplane`` CLI against a gateway."""
+    full_env = {**os.environ, "LLMPLANE_URL": url, "LLMPLANE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "llmplane", *args], env=full_env,
+                            capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"llmplane {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def http(method: str, url: str, body: bytes | dict[str, Any] | None = None,
+         key: str | None = ADMIN_KEY,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One raw HTTP call: status, lower-cased headers and the parsed JSON (or text) body."""
+    import json
+    import urllib.error
+
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if key is not None:
+        all_headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw, got = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, raw, got = exc.code, exc.read(), exc.headers
+    lowered = {k.lower(): v for k, v in got.items()}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return status, lowered, parsed
