@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
+from sqlalchemy.engine import Engine
 
+from llmplane.store import create_engine, migrate
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import GatewayProcess, simulator_model
+from tests.postgres import postgres_cluster
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -21,10 +27,16 @@ def gateway(
     """One shared gateway: ``mock``, ``mock-embed`` and ``sim`` (the simulator)."""
     tmp: Path = tmp_path_factory.mktemp("gateway")
     models = [
-        {"name": "mock", "deployments": [{"provider": "mock"}],
-         "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
-        {"name": "mock-embed", "deployments": [{"provider": "mock"}],
-         "price": {"input_per_mtok": 0.02, "output_per_mtok": 0.0}},
+        {
+            "name": "mock",
+            "deployments": [{"provider": "mock"}],
+            "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        },
+        {
+            "name": "mock-embed",
+            "deployments": [{"provider": "mock"}],
+            "price": {"input_per_mtok": 0.02, "output_per_mtok": 0.0},
+        },
         simulator_model("sim", upstream_simulator_session.url),
         simulator_model("sim-slow", upstream_simulator_session.url, timeout_s=0.5),
         simulator_model("down", "http://127.0.0.1:9/v1"),
@@ -38,3 +50,36 @@ def gateway(
 def sim(upstream_simulator: UpstreamSimulator) -> UpstreamSimulator:
     """The simulator behind the shared gateway, reset for this test."""
     return upstream_simulator
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (skipped where none is installed, unless CI requires it)."""
+    cluster = postgres_cluster()
+    url = next(cluster)
+    if url is None:
+        if os.environ.get("LLMPLANE_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL binaries not found (apt-get install postgresql)")
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql)")
+    yield url
+    with contextlib.suppress(StopIteration):
+        next(cluster)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated store on SQLite and on PostgreSQL (a fresh database per test)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        server_url: str = request.getfixturevalue("postgres_url")
+        name = f"t_{uuid.uuid1().hex}"
+        admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    store = create_engine(url)
+    migrate(store)
+    yield store
+    store.dispose()

@@ -28,8 +28,15 @@ def simulator_model(name: str, api_base: str, **deployment: Any) -> dict[str, An
     """A model served by the upstream simulator (provider key ``sk-upstream-secret``)."""
     return {
         "name": name,
-        "deployments": [{"provider": "openai", "api_base": api_base,
-                         "api_key": "sk-upstream-secret", "model": "sim-model", **deployment}],
+        "deployments": [
+            {
+                "provider": "openai",
+                "api_base": api_base,
+                "api_key": "sk-upstream-secret",
+                "model": "sim-model",
+                **deployment,
+            }
+        ],
         "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
     }
 
@@ -37,8 +44,12 @@ def simulator_model(name: str, api_base: str, **deployment: Any) -> dict[str, An
 class GatewayProcess:
     """``llmplane up`` in a subprocess, on a free port, with its own data dir."""
 
-    def __init__(self, tmp: Path, models: list[dict[str, Any]] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        models: list[dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = tmp / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,8 +64,16 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         """Start and wait until ``/health/ready`` answers."""
-        args = [sys.executable, "-m", "llmplane", "up", "--port", str(self.port),
-                "--data-dir", str(self.data_dir)]
+        args = [
+            sys.executable,
+            "-m",
+            "llmplane",
+            "up",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         if self.config is not None:
             args += ["--config", str(self.config)]
         with self.log.open("wb") as log:
@@ -100,20 +119,30 @@ class GatewayProcess:
         self.stop()
 
 
-def cli(*args: str, url: str, env: dict[str, str] | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, url: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the ``llmplane`` CLI against a gateway."""
     full_env = {**os.environ, "LLMPLANE_URL": url, "LLMPLANE_ADMIN_KEY": ADMIN_KEY, **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "llmplane", *args], env=full_env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmplane", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"llmplane {' '.join(args)} failed:\n{result.stderr}")
     return result
 
 
-def http(method: str, url: str, body: bytes | dict[str, Any] | None = None,
-         key: str | None = ADMIN_KEY,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def http(
+    method: str,
+    url: str,
+    body: bytes | dict[str, Any] | None = None,
+    key: str | None = ADMIN_KEY,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
     """One raw HTTP call: status, lower-cased headers and the parsed JSON (or text) body."""
     import json
     import urllib.error

@@ -14,8 +14,12 @@ from tests.helpers import ADMIN_KEY, GatewayProcess, http
 CHAT = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _chat(gateway: GatewayProcess, body: bytes | dict[str, Any], key: str | None = ADMIN_KEY,
-          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def _chat(
+    gateway: GatewayProcess,
+    body: bytes | dict[str, Any],
+    key: str | None = ADMIN_KEY,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
     return http("POST", f"{gateway.base_url}/chat/completions", body, key, headers)
 
 
@@ -26,14 +30,15 @@ def _assert_openai_error(body: Any, code: str | None = None) -> dict[str, Any]:
     assert error["message"] and "Traceback" not in error["message"]
     if code is not None:
         assert error["code"] == code, error
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 @pytest.mark.parametrize(
     ("key", "code"), [(None, "invalid_api_key"), ("sk-lp-nope", "invalid_api_key"), ("", None)]
 )
-def test_missing_or_bad_key_is_401(gateway: GatewayProcess, key: str | None,
-                                   code: str | None) -> None:
+def test_missing_or_bad_key_is_401(
+    gateway: GatewayProcess, key: str | None, code: str | None
+) -> None:
     status, _, body = _chat(gateway, CHAT, key=key or None)
     assert status == 401
     error = _assert_openai_error(body, "invalid_api_key")
@@ -79,8 +84,7 @@ def test_sdk_raises_typed_errors(gateway: GatewayProcess) -> None:
         ({**CHAT, "api_key": "sk-other"}, "api_key"),
     ],
 )
-def test_malformed_requests_are_400(gateway: GatewayProcess, body: Any,
-                                    param: str | None) -> None:
+def test_malformed_requests_are_400(gateway: GatewayProcess, body: Any, param: str | None) -> None:
     status, _, answer = _chat(gateway, body)
     assert status == 400, answer
     error = _assert_openai_error(answer)
@@ -89,8 +93,11 @@ def test_malformed_requests_are_400(gateway: GatewayProcess, body: Any,
 
 
 def test_bad_embeddings_input_is_400(gateway: GatewayProcess) -> None:
-    for body in ({"model": "mock-embed", "input": ""}, {"model": "mock-embed", "input": [1.5]},
-                 {"model": "mock-embed", "input": "x", "encoding_format": "hex"}):
+    for body in (
+        {"model": "mock-embed", "input": ""},
+        {"model": "mock-embed", "input": [1.5]},
+        {"model": "mock-embed", "input": "x", "encoding_format": "hex"},
+    ):
         status, _, answer = http("POST", f"{gateway.base_url}/embeddings", body)
         assert status == 400
         _assert_openai_error(answer)
@@ -125,8 +132,13 @@ def test_upstream_5xx_is_502_without_leaking_the_provider_key(
 def test_upstream_auth_failure_is_502_and_names_no_key(
     gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
-    sim.add_faults({"kind": "status", "status": 401,
-                    "message": "Incorrect API key provided: sk-upstream-secret"})
+    sim.add_faults(
+        {
+            "kind": "status",
+            "status": 401,
+            "message": "Incorrect API key provided: sk-upstream-secret",
+        }
+    )
     status, _, body = _chat(gateway, {**CHAT, "model": "sim"})
     assert status == 502
     _assert_openai_error(body, "upstream_auth_failed")
@@ -154,8 +166,9 @@ def test_upstream_unreachable_is_503(gateway: GatewayProcess) -> None:
     _assert_openai_error(body, "upstream_unavailable")
 
 
-def test_upstream_dropped_connection_is_502(gateway: GatewayProcess,
-                                            sim: UpstreamSimulator) -> None:
+def test_upstream_dropped_connection_is_502(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
     sim.add_faults({"kind": "drop"})
     status, _, body = _chat(gateway, {**CHAT, "model": "sim"})
     assert status == 502
@@ -177,7 +190,8 @@ def test_stream_broken_midway_ends_with_an_error_event(
     received = []
     with pytest.raises(openai.APIError, match="broke off"):
         for chunk in client.chat.completions.create(
-            model="sim", messages=[{"role": "user", "content": "a long answer please"}],
+            model="sim",
+            messages=[{"role": "user", "content": "a long answer please"}],
             stream=True,
         ):
             received.append(chunk)

@@ -13,8 +13,11 @@ from tests.helpers import GatewayProcess, cli, http
 
 
 def test_key_lifecycle_with_allowlist(gateway: GatewayProcess) -> None:
-    created = json.loads(cli("keys", "create", "--name", "search-team", "--models", "mock",
-                             "--json", url=gateway.url).stdout)
+    created = json.loads(
+        cli(
+            "keys", "create", "--name", "search-team", "--models", "mock", "--json", url=gateway.url
+        ).stdout
+    )
     key = created["key"]
     assert key.startswith("sk-lp-")
     assert created["models"] == ["mock"]
@@ -22,7 +25,8 @@ def test_key_lifecycle_with_allowlist(gateway: GatewayProcess) -> None:
     client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
     assert [m.id for m in client.models.list()] == ["mock"]
     assert client.chat.completions.create(
-        model="mock", messages=[{"role": "user", "content": "hi"}]).choices
+        model="mock", messages=[{"role": "user", "content": "hi"}]
+    ).choices
     with pytest.raises(openai.PermissionDeniedError):
         client.embeddings.create(model="mock-embed", input="not allowed")
 
@@ -53,15 +57,23 @@ def test_non_admin_key_cannot_manage_keys(gateway: GatewayProcess) -> None:
     status, _, body = http("POST", f"{gateway.url}/admin/keys", {"name": "x"}, key=key["key"])
     assert status == 403
     assert body["error"]["code"] == "admin_only"
-    result = cli("keys", "create", "--name", "x", url=gateway.url,
-                 env={"LLMPLANE_ADMIN_KEY": key["key"]}, check=False)
+    result = cli(
+        "keys",
+        "create",
+        "--name",
+        "x",
+        url=gateway.url,
+        env={"LLMPLANE_ADMIN_KEY": key["key"]},
+        check=False,
+    )
     assert result.returncode == 1
     assert "admin key" in result.stderr
 
 
 def test_key_for_unknown_model_is_refused(gateway: GatewayProcess) -> None:
-    result = cli("keys", "create", "--name", "typo", "--models", "gtp-4o", url=gateway.url,
-                 check=False)
+    result = cli(
+        "keys", "create", "--name", "typo", "--models", "gtp-4o", url=gateway.url, check=False
+    )
     assert result.returncode == 1
     assert "gtp-4o" in result.stderr
 

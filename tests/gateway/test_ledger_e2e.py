@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import openai
+import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import ADMIN_KEY, GatewayProcess, cli, simulator_model
@@ -18,16 +19,20 @@ from tests.helpers import ADMIN_KEY, GatewayProcess, cli, simulator_model
 def test_burst_of_500_concurrent_calls_writes_exactly_500_rows(
     tmp_path: Path, upstream_simulator: UpstreamSimulator
 ) -> None:
-    models = [simulator_model("sim", upstream_simulator.url),
-              {"name": "mock", "deployments": [{"provider": "mock"}]}]
+    models = [
+        simulator_model("sim", upstream_simulator.url),
+        {"name": "mock", "deployments": [{"provider": "mock"}]},
+    ]
     gateway = GatewayProcess(tmp_path, models).start()
     try:
-        key = json.loads(cli("keys", "create", "--name", "burst", "--json",
-                             url=gateway.url).stdout)["key"]
+        key = json.loads(
+            cli("keys", "create", "--name", "burst", "--json", url=gateway.url).stdout
+        )["key"]
 
         async def burst() -> list[int]:
             client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
             async with client:
+
                 async def one(i: int) -> int:
                     reply = await client.chat.completions.create(
                         model="sim" if i % 2 else "mock",
@@ -35,37 +40,54 @@ def test_burst_of_500_concurrent_calls_writes_exactly_500_rows(
                         stream=i % 5 == 0,
                     )
                     if i % 5 == 0:
-                        return sum([1 async for _ in reply])  # type: ignore[union-attr]
+                        return sum([1 async for _ in reply])
                     return 1
+
                 return await asyncio.gather(*(one(i) for i in range(500)))
 
         assert all(asyncio.run(burst()))
     finally:
         assert gateway.stop() == 0
     with sqlite3.connect(gateway.db_path) as db:
-        rows = db.execute("SELECT count(*), count(DISTINCT request_id), min(status), "
-                          "max(status) FROM usage_ledger").fetchone()
+        rows = db.execute(
+            "SELECT count(*), count(DISTINCT request_id), min(status), "
+            "max(status) FROM usage_ledger"
+        ).fetchone()
         by_model = dict(db.execute("SELECT model, count(*) FROM usage_ledger GROUP BY model"))
     assert rows == (500, 500, 200, 200)
     assert by_model == {"sim": 250, "mock": 250}
 
 
 def test_spend_reports_totals_by_key_and_model(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path, [
-        {"name": "mock", "deployments": [{"provider": "mock"}],
-         "price": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}},
-        {"name": "mock-embed", "deployments": [{"provider": "mock"}],
-         "price": {"input_per_mtok": 100.0, "output_per_mtok": 0.0}},
-    ])
+    gateway = GatewayProcess(
+        tmp_path,
+        [
+            {
+                "name": "mock",
+                "deployments": [{"provider": "mock"}],
+                "price": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0},
+            },
+            {
+                "name": "mock-embed",
+                "deployments": [{"provider": "mock"}],
+                "price": {"input_per_mtok": 100.0, "output_per_mtok": 0.0},
+            },
+        ],
+    )
     with gateway:
-        keys = {name: json.loads(cli("keys", "create", "--name", name, "--json",
-                                     url=gateway.url).stdout) for name in ("alpha", "beta")}
+        keys = {
+            name: json.loads(
+                cli("keys", "create", "--name", name, "--json", url=gateway.url).stdout
+            )
+            for name in ("alpha", "beta")
+        }
         expected_cost = 0.0
         for name, calls in (("alpha", 3), ("beta", 1)):
             client = openai.OpenAI(base_url=gateway.base_url, api_key=keys[name]["key"])
             for _ in range(calls):
                 response = client.chat.completions.with_raw_response.create(
-                    model="mock", messages=[{"role": "user", "content": "price me"}])
+                    model="mock", messages=[{"role": "user", "content": "price me"}]
+                )
                 expected_cost += float(response.headers["x-llmplane-cost-usd"])
         embed = openai.OpenAI(base_url=gateway.base_url, api_key=keys["beta"]["key"])
         response = embed.embeddings.with_raw_response.create(model="mock-embed", input="a b c")
@@ -92,7 +114,8 @@ def test_graceful_shutdown_finishes_an_inflight_stream(
     gateway = GatewayProcess(tmp_path, [simulator_model("sim", upstream_simulator.url)]).start()
     client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
     stream = client.chat.completions.create(
-        model="sim", messages=[{"role": "user", "content": "a b c d e f g h i j"}], stream=True)
+        model="sim", messages=[{"role": "user", "content": "a b c d e f g h i j"}], stream=True
+    )
     first = next(iter(stream))
     stopper = threading.Thread(target=gateway.stop)
     started = time.monotonic()
@@ -100,9 +123,43 @@ def test_graceful_shutdown_finishes_an_inflight_stream(
     rest = list(stream)
     stopper.join()
     text = (first.choices[0].delta.content or "") + "".join(
-        c.choices[0].delta.content or "" for c in rest if c.choices)
+        c.choices[0].delta.content or "" for c in rest if c.choices
+    )
     assert text == "This is a mock reply to: a b c d e f g h i j"
     assert rest[-1].choices[0].finish_reason == "stop"
     assert time.monotonic() - started > 0.3  # the stream was still running when asked to stop
     with sqlite3.connect(gateway.db_path) as db:
         assert db.execute("SELECT status, stream FROM usage_ledger").fetchall() == [(200, 1)]
+
+
+def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    import sqlalchemy
+
+    database = postgres_url.rsplit("/", 1)[0] + "/gateway_e2e"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql("DROP DATABASE IF EXISTS gateway_e2e")
+        connection.exec_driver_sql("CREATE DATABASE gateway_e2e")
+    admin.dispose()
+    gateway = GatewayProcess(
+        tmp_path,
+        [{"name": "mock", "deployments": [{"provider": "mock"}]}],
+        env={"LLMPLANE_DATABASE_URL": database},
+    )
+    with gateway:
+        key = json.loads(cli("keys", "create", "--name", "pg", "--json", url=gateway.url).stdout)
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+        for _ in range(3):
+            client.chat.completions.create(
+                model="mock", messages=[{"role": "user", "content": "pg"}]
+            )
+        summary = json.loads(cli("spend", "--json", url=gateway.url).stdout)
+        assert summary["by_key"][0]["name"] == "pg" and summary["by_key"][0]["requests"] == 3
+        cli("keys", "revoke", "pg", url=gateway.url)
+        with pytest.raises(openai.AuthenticationError):
+            client.models.list()
+    assert not gateway.db_path.exists()  # nothing went to SQLite
+    store = sqlalchemy.create_engine(database)
+    with store.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM usage_ledger").scalar() == 3
+    store.dispose()

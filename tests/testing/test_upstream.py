@@ -17,6 +17,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
+from multidict import CIMultiDictProxy
 
 from llmplane.testing.upstream import FaultSpecError, UpstreamSimulator
 
@@ -35,11 +36,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def sim(upstream_simulator: UpstreamSimulator) -> UpstreamSimulator:
-    return upstream_simulator
-
-
-@pytest.fixture
 def client(sim: UpstreamSimulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=sim.url, api_key="x", max_retries=0) as sdk:
         yield sdk
@@ -52,7 +48,7 @@ def sse_data(text: str) -> list[str]:
 
 async def post(
     http: aiohttp.ClientSession, url: str, body: Any, **kwargs: Any
-) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, CIMultiDictProxy[str]]:
     async with http.post(url, json=body, **kwargs) as resp:
         return resp.status, await resp.json(content_type=None), resp.headers
 
@@ -141,7 +137,9 @@ async def test_models_and_health(sim: UpstreamSimulator, http: aiohttp.ClientSes
         assert await resp.json() == {"status": "ok"}
 
 
-async def test_errors_are_openai_shaped(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
+async def test_errors_are_openai_shaped(
+    sim: UpstreamSimulator, http: aiohttp.ClientSession
+) -> None:
     async with http.get(f"{sim.url}/nowhere") as resp:
         assert resp.status == 404
         assert set((await resp.json())["error"]) == ERROR_KEYS
@@ -196,7 +194,9 @@ async def test_drop_closes_the_connection_without_a_response(
     assert status == 200
 
 
-def test_drop_is_a_connection_error_to_the_sdk(sim: UpstreamSimulator, client: openai.OpenAI) -> None:
+def test_drop_is_a_connection_error_to_the_sdk(
+    sim: UpstreamSimulator, client: openai.OpenAI
+) -> None:
     sim.add_faults({"kind": "drop"})
     with pytest.raises(openai.APIConnectionError):
         client.chat.completions.create(**CHAT)
@@ -241,7 +241,9 @@ async def test_no_usage_hides_usage_even_when_asked(
     assert all(orjson.loads(d).get("usage") is None for d in data[:-1])
 
 
-async def test_delay_fault_adds_latency(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
+async def test_delay_fault_adds_latency(
+    sim: UpstreamSimulator, http: aiohttp.ClientSession
+) -> None:
     sim.add_faults({"kind": "delay", "ms": 300})
     started = time.perf_counter()
     status, _, _ = await post(http, f"{sim.url}/chat/completions", CHAT)
@@ -323,7 +325,9 @@ def test_bad_rules_are_refused_and_nothing_is_queued(sim: UpstreamSimulator, rul
 # -- settings --------------------------------------------------------------------------
 
 
-async def test_latency_delays_the_reply(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
+async def test_latency_delays_the_reply(
+    sim: UpstreamSimulator, http: aiohttp.ClientSession
+) -> None:
     sim.configure(latency_ms=150)
     started = time.perf_counter()
     assert (await post(http, f"{sim.url}/chat/completions", CHAT))[0] == 200

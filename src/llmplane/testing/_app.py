@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -58,7 +58,7 @@ class SimulatorApp:
         ttft_ms: float = 0,
         tokens_per_second: float = 0,
         api_key: str | None = None,
-        models: list[str] | None = None,
+        models: Sequence[str] | None = None,
     ) -> None:
         self._base = Behaviour().updated(
             {"latency_ms": latency_ms, "ttft_ms": ttft_ms, "tokens_per_second": tokens_per_second}
@@ -208,36 +208,36 @@ class SimulatorApp:
 
     # -- handlers ----------------------------------------------------------------------
 
-    async def _chat(self, call: Exchange) -> None:
-        body = call.body
+    async def _chat(self, exchange: Exchange) -> None:
+        body = exchange.body
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             message = "'messages' must be a non-empty array."
-            await send_error(call.send, 400, message, param="messages")
+            await send_error(exchange.send, 400, message, param="messages")
             return
         completion_id = f"chatcmpl-{self._id_prefix}{next(self._ids):06x}"
         created = int(time.time())
         if body.get("stream") is True:
-            source = {**body, "stream_options": None} if call.hides_usage else body
+            source = {**body, "stream_options": None} if exchange.hides_usage else body
             chunks = chat_chunks(source, completion_id, created)
-            await call.stream([sse_event(chunk) for chunk in chunks])
+            await exchange.stream([sse_event(chunk) for chunk in chunks])
             return
         reply = chat_completion(body, completion_id, created)
-        if call.hides_usage:
+        if exchange.hides_usage:
             del reply["usage"]
-        await call.reply(orjson.dumps(reply))
+        await exchange.reply(orjson.dumps(reply))
 
-    async def _embeddings(self, call: Exchange) -> None:
-        if call.body.get("input") is None:
-            await send_error(call.send, 400, "'input' is a required property.", param="input")
+    async def _embeddings(self, exchange: Exchange) -> None:
+        if exchange.body.get("input") is None:
+            await send_error(exchange.send, 400, "'input' is a required property.", param="input")
             return
-        reply = embeddings(call.body)
-        if call.hides_usage:
+        reply = embeddings(exchange.body)
+        if exchange.hides_usage:
             del reply["usage"]
-        await call.reply(orjson.dumps(reply))
+        await exchange.reply(orjson.dumps(reply))
 
-    async def _models(self, call: Exchange) -> None:
-        await call.reply(self._models_payload)
+    async def _models(self, exchange: Exchange) -> None:
+        await exchange.reply(self._models_payload)
 
-    async def _health(self, call: Exchange) -> None:
-        await call.reply(_HEALTH)
+    async def _health(self, exchange: Exchange) -> None:
+        await exchange.reply(_HEALTH)

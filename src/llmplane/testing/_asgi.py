@@ -13,7 +13,6 @@ instead, which servers turn into a 500 or a closed connection.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -105,10 +104,10 @@ async def abort_connection(scope: Scope, receive: Receive) -> None:
     neither answers a 500 nor logs an incomplete response.
     """
     extension = scope.get("extensions", {}).get(TRANSPORT_EXTENSION, {})
-    transport = extension.get("transport")
-    if not isinstance(transport, asyncio.BaseTransport):
+    close = getattr(extension.get("transport"), "close", None)  # uvloop's are no BaseTransport
+    if not callable(close):
         raise ConnectionAbortedError("simulated connection drop (server exposes no transport)")
-    transport.close()
+    close()
     while (await receive())["type"] != "http.disconnect":
         pass
 

@@ -3,7 +3,10 @@
 A rule is given as JSON (``{"kind": "status", "status": 503, "count": 2}``) and
 validated once into a :class:`Fault`. Queued rules live in a :class:`FaultQueue`
 and are consumed in order, one per matching request; ``count`` is how many
-requests a rule hits (``-1``: every request until cleared). The kinds:
+requests a rule hits (``-1``: every request until cleared), ``path`` limits it
+to one path (without it, a rule matches every request but those of the control
+API). A rule sent in a request's ``x-sim-fault`` header applies to that request
+only and goes before the queue, which it leaves untouched. The kinds:
 
 - ``status``: answer with an OpenAI-shaped error of that ``status`` (optional
   ``retry_after`` seconds and ``retry_after_ms`` headers, optional ``message``);

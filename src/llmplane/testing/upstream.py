@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -70,7 +70,7 @@ def create_app(
     ttft_ms: float = 0,
     tokens_per_second: float = 0,
     api_key: str | None = None,
-    models: list[str] | None = None,
+    models: Sequence[str] | None = None,
 ) -> SimulatorApp:
     """The simulator's ASGI app, for serving it some other way."""
     return SimulatorApp(
@@ -109,6 +109,7 @@ def _server(app: SimulatorApp) -> uvicorn.Server:
         log_level="warning",
         log_config=None,  # leave the host process's logging alone
         server_header=False,
+        proxy_headers=False,
         timeout_keep_alive=_KEEP_ALIVE_S,
         timeout_graceful_shutdown=2,
         backlog=4096,
@@ -139,7 +140,7 @@ async def serve(
     ttft_ms: float = 0,
     tokens_per_second: float = 0,
     api_key: str | None = None,
-    models: list[str] | None = None,
+    models: Sequence[str] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the simulator in this event loop until cancelled or interrupted.
@@ -205,7 +206,7 @@ class UpstreamSimulator:
         ttft_ms: float = 0,
         tokens_per_second: float = 0,
         api_key: str | None = None,
-        models: list[str] | None = None,
+        models: Sequence[str] | None = None,
     ) -> None:
         self.app = create_app(
             latency_ms=latency_ms,

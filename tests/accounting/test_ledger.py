@@ -1,0 +1,108 @@
+"""The usage ledger: batched, exact, drained on close, and patient with a failing store."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from llmplane.accounting.ledger import UsageLedger, UsageRecord
+from llmplane.accounting.spend import spend_summary
+from llmplane.store import create_engine, migrate
+from llmplane.store.tables import usage_ledger
+
+
+def _row(i: int, key: str = "key_a", model: str = "mock", cost: int = 1500) -> UsageRecord:
+    return UsageRecord(
+        request_id=f"req_{i}",
+        created_at=datetime.now(UTC),
+        model=model,
+        deployment="mock[0]",
+        provider="mock",
+        endpoint="chat.completions",
+        stream=False,
+        status=200,
+        prompt_tokens=10,
+        completion_tokens=5,
+        cached_tokens=0,
+        cost_nanousd=cost,
+        latency_ms=1.0,
+        key_id=key,
+    )
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(usage_ledger)).scalar_one())
+
+
+async def test_rows_are_written_in_batches_and_drained_on_close(engine: Engine) -> None:
+    ledger = UsageLedger(engine, batch_size=100, flush_interval_s=0.05)
+    ledger.start()
+    for i in range(1050):
+        ledger.record(_row(i))
+    await ledger.close()
+    assert _count(engine) == 1050
+
+
+async def test_overflow_keeps_rows_when_the_queue_is_full(engine: Engine) -> None:
+    ledger = UsageLedger(engine, queue_size=100, batch_size=50, overflow_limit=1000)
+    for i in range(600):  # the writer is not running yet: 100 queued, 500 overflow
+        ledger.record(_row(i))
+    assert ledger.depth == 600 and ledger.dropped == 0
+    ledger.start()
+    await ledger.flush()
+    assert _count(engine) == 600
+    await ledger.close()
+
+
+async def test_rows_beyond_the_overflow_limit_are_counted_as_dropped(engine: Engine) -> None:
+    ledger = UsageLedger(engine, queue_size=100, overflow_limit=10)
+    for i in range(120):
+        ledger.record(_row(i))
+    assert ledger.dropped == 10
+    ledger.start()
+    await ledger.close()
+    assert _count(engine) == 110
+
+
+async def test_a_failing_store_delays_rows_but_loses_none(tmp_path: Path) -> None:
+    store = create_engine(f"sqlite:///{tmp_path / 'late.db'}")  # no tables yet: writes fail
+    ledger = UsageLedger(store, flush_interval_s=0.01)
+    ledger.start()
+    for i in range(20):
+        ledger.record(_row(i))
+    await asyncio.sleep(0.3)
+    migrate(store)  # the store comes back
+    await asyncio.wait_for(ledger.flush(), 10)
+    assert _count(store) == 20
+    await ledger.close()
+
+
+async def test_spend_summary_sums_exactly(engine: Engine) -> None:
+    ledger = UsageLedger(engine)
+    ledger.start()
+    for i in range(30):
+        ledger.record(
+            _row(
+                i,
+                key="key_a" if i % 3 else "key_b",
+                model="mock" if i % 2 else "sim",
+                cost=1_000_000_001,
+            )
+        )
+    await ledger.close()
+    summary = spend_summary(engine)
+    assert summary["total"] == {
+        "requests": 30,
+        "prompt_tokens": 300,
+        "completion_tokens": 150,
+        "cost_usd": 30.00000003,
+    }
+    assert {r["key_id"]: r["requests"] for r in summary["by_key"]} == {"key_a": 20, "key_b": 10}
+    assert {r["model"]: r["requests"] for r in summary["by_model"]} == {"mock": 15, "sim": 15}
+    later = spend_summary(engine, since=datetime.now(UTC))
+    assert later["total"]["requests"] == 0

@@ -1,0 +1,67 @@
+"""Prices: config first, then the maintained genai-prices table, else unknown (cost 0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmplane.accounting.pricing import resolve_rates
+from llmplane.config.platform import parse_platform_config
+
+
+def _model(entry: dict[str, object]):
+    return parse_platform_config({"models": [entry]}, file="test", env={}).models[0]
+
+
+def test_config_price_wins() -> None:
+    model = _model(
+        {
+            "name": "local",
+            "price": {"input_per_mtok": 0.05, "output_per_mtok": 0.1},
+            "deployments": [
+                {"provider": "openai", "api_base": "http://127.0.0.1:8000/v1", "model": "llama"}
+            ],
+        }
+    )
+    rates = resolve_rates(model, model.deployments[0])
+    assert rates is not None and rates.source == "config"
+    # 1M prompt tokens at $0.05 + 1M completion tokens at $0.10 = $0.15
+    assert rates.cost_nanousd(1_000_000, 1_000_000, 0) == 150_000_000
+
+
+def test_openai_price_from_genai_prices() -> None:
+    model = _model(
+        {
+            "name": "gpt-4o-mini",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "api_base": "https://api.openai.com/v1",
+                    "model": "gpt-4o-mini",
+                }
+            ],
+        }
+    )
+    rates = resolve_rates(model, model.deployments[0])
+    assert rates is not None and rates.source.startswith("genai-prices:openai")
+    fresh = rates.cost_nanousd(1_000_000, 0, 0)
+    cached = rates.cost_nanousd(1_000_000, 0, 1_000_000)
+    assert fresh > cached > 0
+
+
+def test_unknown_self_hosted_model_costs_nothing_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = _model(
+        {
+            "name": "mystery",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "api_base": "http://127.0.0.1:8000/v1",
+                    "model": "my-finetune-7",
+                }
+            ],
+        }
+    )
+    assert resolve_rates(model, model.deployments[0]) is None
+    assert "price:" in caplog.text

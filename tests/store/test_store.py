@@ -1,0 +1,23 @@
+"""Migrations run on SQLite and PostgreSQL and are idempotent."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+from llmplane.store import migrate
+
+
+def test_migration_creates_tables_and_indexes(engine: Engine) -> None:
+    inspector = inspect(engine)
+    assert {"virtual_keys", "usage_ledger", "alembic_version"} <= set(inspector.get_table_names())
+    indexes = {i["name"] for i in inspector.get_indexes("usage_ledger")}
+    assert {"ix_usage_ledger_created_at", "ix_usage_ledger_key_created"} <= indexes
+
+
+def test_migrating_twice_is_harmless(engine: Engine) -> None:
+    migrate(engine)
+    with engine.connect() as connection:
+        assert (
+            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        )
