@@ -11,6 +11,7 @@ OpenAI-shaped body by :func:`error_body` — the only place that does so::
     ├── PermissionDeniedError           403 permission_error / model_not_allowed
     ├── NotFoundError                   404 invalid_request_error / model_not_found
     ├── RateLimitError                  429 rate_limit_error (+ retry-after)
+    ├── ServiceUnavailableError         503 service_unavailable (the platform's own store)
     └── UpstreamError                   502 upstream_error
         ├── UpstreamRejectedError       the upstream's own 4xx, passed through
         ├── UpstreamUnavailableError    503 upstream_unavailable
@@ -37,6 +38,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ServiceUnavailableError",
     "UpstreamError",
     "UpstreamRejectedError",
     "UpstreamTimeoutError",
@@ -116,6 +118,14 @@ class RateLimitError(LLMPlaneError):
     status = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class ServiceUnavailableError(LLMPlaneError):
+    """The platform itself cannot serve right now (its store is unreachable)."""
+
+    status = 503
+    error_type = "service_unavailable"
+    default_code = "service_unavailable"
 
 
 class UpstreamError(LLMPlaneError):

@@ -16,15 +16,22 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
-from llmplane.errors import LLMPlaneError, NotFoundError, UpstreamUnavailableError
+from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableError
 from llmplane.gateway import admin_routes, openai_routes
 from llmplane.gateway.calls import ModelCaller
-from llmplane.gateway.http import RequestScope, endpoint, error_response, json_response
+from llmplane.gateway.http import (
+    RequestScope,
+    endpoint,
+    error_response,
+    json_response,
+    request_id_for,
+)
 from llmplane.gateway.router import ModelRouter
 
 log = logging.getLogger("llmplane.gateway")
@@ -86,7 +93,7 @@ async def ready(scope: RequestScope) -> Response:
         await asyncio.wait_for(asyncio.to_thread(_ping, scope.services.engine), _READY_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any store failure means not ready
         log.warning("readiness check failed: %s", type(exc).__name__)
-        raise UpstreamUnavailableError(
+        raise ServiceUnavailableError(
             "The platform store is not reachable.", code="store_unavailable"
         ) from None
     return json_response(scope, {"status": "ok", "ledger_queue_depth": scope.services.ledger.depth})
@@ -108,7 +115,7 @@ class _HTTPStatusError(LLMPlaneError):
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    request_id = request.headers.get("x-request-id") or "-"
+    request_id = request_id_for(request)
     if exc.status_code == 404:
         return error_response(
             NotFoundError(f"No route {request.url.path}.", code="route_not_found"), request_id
@@ -128,7 +135,37 @@ async def _refresh_keys(services: GatewayServices) -> None:
             log.warning("key refresh failed: %s", type(exc).__name__)
 
 
-def create_app(services: GatewayServices) -> Starlette:
+class GatewayApp:
+    """The ASGI entry point: the hot OpenAI routes go straight to their endpoint; everything
+    else (admin, health, lifespan, unknown paths) goes through Starlette's router.
+
+    Skipping Starlette's middleware stack and route matching on the hot path saves a few
+    tens of microseconds per request (see ``bench/``); the endpoints, their error handling
+    and their responses are the same objects either way.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+        self._hot = {
+            (method, route.path): route.endpoint
+            for route in openai_routes.routes
+            if isinstance(route, Route)
+            for method in route.methods or ()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hot = self._hot.get((scope["method"], scope["path"]))
+            if hot is not None:
+                scope["app"] = self.app
+                response = await hot(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(services: GatewayServices) -> GatewayApp:
     """The gateway application around already-wired ``services``."""
 
     @contextlib.asynccontextmanager
@@ -155,4 +192,4 @@ def create_app(services: GatewayServices) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
-    return app
+    return GatewayApp(app)

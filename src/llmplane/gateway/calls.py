@@ -25,7 +25,7 @@ from llmplane.gateway.tokens import completion_text, count_tokens, request_promp
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
-_DONE = b"[DONE]"
+_DONE = b"data: [DONE]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,20 +197,24 @@ class ModelCaller:
         chunks = 0
         status, error_code = 200, None
         try:
-            async for event in stream:
+            async for events in stream:
                 if ttft is None:
                     ttft = time.perf_counter()
-                if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
-                    try:
-                        parsed = orjson.loads(_data(event))
-                    except orjson.JSONDecodeError:
-                        parsed = {}
-                    usage = Usage.from_openai(parsed.get("usage")) or usage
-                    if not wants_usage and not parsed.get("choices"):
-                        continue
-                elif _data(event) != _DONE:
-                    chunks += 1
-                yield event
+                kept: list[bytes] = []
+                for event in events:
+                    if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
+                        try:
+                            parsed = orjson.loads(_data(event))
+                        except orjson.JSONDecodeError:
+                            parsed = {}
+                        usage = Usage.from_openai(parsed.get("usage")) or usage
+                        if not wants_usage and not parsed.get("choices"):
+                            continue
+                    elif _DONE not in event:
+                        chunks += 1
+                    kept.append(event)
+                if kept:
+                    yield b"".join(kept)
         except LLMPlaneError as exc:
             status, error_code = exc.http_status, exc.code
             yield b"data: " + error_body(exc) + b"\n\n"

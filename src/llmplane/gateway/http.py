@@ -100,13 +100,18 @@ def error_response(exc: LLMPlaneError, request_id: str) -> Response:
 Route = Callable[[RequestScope], Awaitable[Response]]
 
 
+def request_id_for(request: Request) -> str:
+    """The caller's ``x-request-id`` when it is a sane token, else a new one."""
+    incoming = request.headers.get("x-request-id")
+    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_id("req")
+
+
 def endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
     """Turn a route into a Starlette endpoint with request ids and error translation."""
 
     @functools.wraps(route)
     async def handle(request: Request) -> Response:
-        incoming = request.headers.get("x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_id("req")
+        request_id = request_id_for(request)
         scope = RequestScope(request.app.state.services, request, request_id)
         try:
             return await route(scope)

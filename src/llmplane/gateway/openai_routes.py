@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from llmplane.accounting.keys import Principal
 from llmplane.errors import PermissionDeniedError
-from llmplane.gateway.calls import CallContext
+from llmplane.gateway.calls import CallContext, CallResult
 from llmplane.gateway.http import RequestScope, endpoint, json_response
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
@@ -40,10 +40,15 @@ def _context(
     )
 
 
-def _cost_header(cost_nanousd: int | None) -> dict[str, str]:
-    if cost_nanousd is None:
-        return {}
-    return {"x-llmplane-cost-usd": f"{cost_nanousd / _NANO:.9f}".rstrip("0").rstrip(".") or "0"}
+def _reply(scope: RequestScope, result: CallResult) -> Response:
+    """The upstream's body, untouched, with the deployment and (when priced) the cost."""
+    headers = {"x-llmplane-deployment": result.deployment.id}
+    if result.cost_nanousd is not None:
+        usd = f"{result.cost_nanousd / _NANO:.9f}".rstrip("0").rstrip(".") or "0"
+        headers["x-llmplane-cost-usd"] = usd
+    return Response(
+        result.reply.body, media_type="application/json", headers=scope.headers(**headers)
+    )
 
 
 @endpoint
@@ -61,14 +66,7 @@ async def chat_completions(scope: RequestScope) -> Response:
             media_type="text/event-stream",
             headers=scope.headers(**_SSE_HEADERS, **{"x-llmplane-deployment": deployment.id}),
         )
-    result = await caller.complete(ctx, body)
-    return Response(
-        result.reply.body,
-        media_type="application/json",
-        headers=scope.headers(
-            **{"x-llmplane-deployment": result.deployment.id}, **_cost_header(result.cost_nanousd)
-        ),
-    )
+    return _reply(scope, await caller.complete(ctx, body))
 
 
 @endpoint
@@ -78,14 +76,7 @@ async def embeddings(scope: RequestScope) -> Response:
     body = parse_json_object(await scope.body())
     model = check_embeddings(body)
     ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body)
-    result = await scope.services.caller.complete(ctx, body)
-    return Response(
-        result.reply.body,
-        media_type="application/json",
-        headers=scope.headers(
-            **{"x-llmplane-deployment": result.deployment.id}, **_cost_header(result.cost_nanousd)
-        ),
-    )
+    return _reply(scope, await scope.services.caller.complete(ctx, body))
 
 
 @endpoint

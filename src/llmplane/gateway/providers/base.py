@@ -54,9 +54,10 @@ class UpstreamReply:
 
 
 class EventStream(Protocol):
-    """An open upstream stream yielding whole SSE events (``data: ...\\n\\n``)."""
+    """An open upstream stream yielding whole SSE events (``data: ...\\n\\n``), in batches:
+    the events that arrived together, so that they can be relayed in one write."""
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
 
     async def aclose(self) -> None:
         """Release the upstream connection (idempotent)."""

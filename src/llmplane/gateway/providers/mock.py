@@ -303,9 +303,9 @@ class _MockStream:
     def __init__(self, events: list[bytes]) -> None:
         self._events = events
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for event in self._events:
-            yield event
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        if self._events:
+            yield self._events
 
     async def aclose(self) -> None:
         self._events = []

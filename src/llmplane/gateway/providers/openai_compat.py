@@ -92,29 +92,28 @@ def _transport_error(exc: BaseException, deployment: str) -> LLMPlaneError:
 
 
 class _SSEEvents:
-    """Whole SSE events from an upstream response, as they arrive."""
+    """Whole SSE events from an upstream response, in the batches they arrive in."""
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: str) -> None:
         self._response = response
         self._deployment = deployment
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
         buffer = b""
         try:
             async for data in self._response.content.iter_any():
                 if b"\r" in data:
                     data = data.replace(b"\r\n", b"\n")
                 buffer += data
-                while True:
-                    end = buffer.find(b"\n\n")
-                    if end < 0:
-                        break
-                    yield buffer[: end + 2]
+                end = buffer.rfind(b"\n\n")
+                if end >= 0:
+                    events = buffer[: end + 2].split(b"\n\n")
                     buffer = buffer[end + 2 :]
+                    yield [event + b"\n\n" for event in events if event]
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _transport_error(exc, self._deployment) from None
         if buffer.strip():
-            yield buffer.rstrip(b"\n") + b"\n\n"
+            yield [buffer.rstrip(b"\n") + b"\n\n"]
 
     async def aclose(self) -> None:
         # close(), not release(): an abandoned stream must stop the upstream generating.
