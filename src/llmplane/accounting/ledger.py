@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +22,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from llmplane.store.bulk import BulkInsert
 from llmplane.store.tables import usage_ledger
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class UsageRecord:
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
+_ROW = operator.attrgetter(*_COLUMNS)
 _WRITER_NICENESS = 10
 
 
@@ -84,6 +86,9 @@ class UsageLedger:
         overflow_limit: int | None = None,
     ) -> None:
         self._engine = engine
+        self._insert = BulkInsert(
+            usage_ledger, _COLUMNS, engine.dialect.name, engine.dialect.paramstyle
+        )
         self._queue: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=queue_size)
         self._overflow: list[UsageRecord] = []
         self._overflow_limit = overflow_limit if overflow_limit is not None else queue_size * 4
@@ -163,7 +168,7 @@ class UsageLedger:
     async def _run(self) -> None:
         while True:
             batch = await self._next_batch()
-            rows = [{name: getattr(row, name) for name in _COLUMNS} for row in batch]
+            rows = [_ROW(row) for row in batch]
             attempt = 0
             while True:
                 try:
@@ -184,12 +189,12 @@ class UsageLedger:
                 self._written += len(batch)
                 self._progress.notify_all()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         try:
             with self._engine.begin() as connection:
-                connection.execute(insert(usage_ledger), rows)
+                self._insert.execute(connection, rows)
         except IntegrityError:
             # A retried batch may have landed already: write row by row, skipping duplicates.
             for row in rows:
                 with contextlib.suppress(IntegrityError), self._engine.begin() as connection:
-                    connection.execute(insert(usage_ledger), [row])
+                    self._insert.execute(connection, [row])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -26,14 +26,16 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
 
 
 def _time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 query parameter as an aware UTC time (naive values are taken as UTC)."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidRequestError(
             f"'{name}' must be an ISO 8601 date or time.", param=name
         ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @endpoint
