@@ -220,3 +220,12 @@ def test_health_endpoints(gateway: GatewayProcess) -> None:
     assert http("GET", f"{gateway.url}/health/live", key=None)[0] == 200
     status, _, body = http("GET", f"{gateway.url}/health/ready", key=None)
     assert status == 200 and body["status"] == "ok"
+
+
+def test_stream_that_breaks_before_any_event_is_a_plain_error(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "break_stream", "after_chunks": 0})
+    status, _, body = _chat(gateway, {**CHAT, "model": "sim", "stream": True})
+    assert status == 502
+    _assert_openai_error(body, "upstream_disconnected")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +17,11 @@ import orjson
 
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
-from llmplane.errors import LLMPlaneError, error_body
-from llmplane.gateway.providers.base import Endpoint, EventStream, UpstreamReply, Usage
+from llmplane.errors import LLMPlaneError
+from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.router import Deployment, ModelRouter
+from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay
 from llmplane.gateway.tokens import completion_text, count_tokens, request_prompt_tokens
-
-CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
-_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
-_DONE = b"data: [DONE]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +53,6 @@ def _estimate(body: dict[str, Any], reply: bytes | None) -> Usage:
         except (orjson.JSONDecodeError, AttributeError):
             completion = 0
     return Usage(request_prompt_tokens(body), completion, 0, estimated=True)
-
-
-def _data(event: bytes) -> bytes:
-    start = event.find(b"data:")
-    return event[start + 5 :].strip() if start >= 0 else b""
 
 
 class ModelCaller:
@@ -153,79 +144,19 @@ class ModelCaller:
 
     async def open_stream(
         self, ctx: CallContext, body: dict[str, Any]
-    ) -> tuple[Deployment, AsyncIterator[bytes]]:
-        """Start a stream; errors before the first byte raise, later ones become an event."""
+    ) -> tuple[Deployment, StreamRelay, bytes | None]:
+        """Start a stream and read its first bytes; errors until then are raised."""
         deployment = self._router.pick(ctx.model)
         started = time.perf_counter()
         options = body.get("stream_options")
         client_options = options if isinstance(options, dict) else {}
-        wants_usage = client_options.get("include_usage") is True
         upstream_body = {
             **body,
             "model": deployment.upstream_model,
             "stream_options": {**client_options, "include_usage": True},
         }
-        try:
-            stream = await deployment.provider.open_stream(
-                ctx.endpoint, upstream_body, ctx.request_id
-            )
-        except LLMPlaneError as exc:
-            self._settle(
-                ctx,
-                deployment,
-                stream=True,
-                status=exc.http_status,
-                usage=None,
-                started=started,
-                error_code=exc.code,
-            )
-            raise
-        relay = self._relay(ctx, deployment, body, stream, wants_usage, started)
-        return deployment, relay
 
-    async def _relay(
-        self,
-        ctx: CallContext,
-        deployment: Deployment,
-        body: dict[str, Any],
-        stream: EventStream,
-        wants_usage: bool,
-        started: float,
-    ) -> AsyncIterator[bytes]:
-        usage: Usage | None = None
-        ttft: float | None = None
-        chunks = 0
-        status, error_code = 200, None
-        try:
-            async for events in stream:
-                if ttft is None:
-                    ttft = time.perf_counter()
-                kept: list[bytes] = []
-                for event in events:
-                    if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
-                        try:
-                            parsed = orjson.loads(_data(event))
-                        except orjson.JSONDecodeError:
-                            parsed = {}
-                        usage = Usage.from_openai(parsed.get("usage")) or usage
-                        if not wants_usage and not parsed.get("choices"):
-                            continue
-                    elif _DONE not in event:
-                        chunks += 1
-                    kept.append(event)
-                if kept:
-                    yield b"".join(kept)
-        except LLMPlaneError as exc:
-            status, error_code = exc.http_status, exc.code
-            yield b"data: " + error_body(exc) + b"\n\n"
-        except (asyncio.CancelledError, GeneratorExit):
-            status, error_code = CLIENT_CLOSED, "client_disconnected"
-            raise
-        finally:
-            await stream.aclose()
-            if usage is None:
-                # Roughly one token per content chunk, less the role and finish chunks.
-                usage = Usage(request_prompt_tokens(body), max(chunks - 2, 0), 0, estimated=True)
+        def settle(status: int, usage: Usage, ttft: float | None, error_code: str | None) -> None:
             self._settle(
                 ctx,
                 deployment,
@@ -236,3 +167,16 @@ class ModelCaller:
                 ttft=ttft,
                 error_code=error_code,
             )
+
+        try:
+            stream = await deployment.provider.open_stream(
+                ctx.endpoint, upstream_body, ctx.request_id
+            )
+        except LLMPlaneError as exc:
+            settle(exc.http_status, Usage(estimated=True), None, exc.code)
+            raise
+        relay = StreamRelay(
+            stream, body, wants_usage=client_options.get("include_usage") is True, settle=settle
+        )
+        first = await relay.start()
+        return deployment, relay, first

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.keys import Principal
@@ -12,6 +12,7 @@ from llmplane.errors import PermissionDeniedError
 from llmplane.gateway.calls import CallContext, CallResult
 from llmplane.gateway.http import RequestScope, endpoint, json_response
 from llmplane.gateway.providers.base import Endpoint
+from llmplane.gateway.streaming import RelayResponse
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
 
 _NANO = 1_000_000_000
@@ -60,10 +61,10 @@ async def chat_completions(scope: RequestScope) -> Response:
     ctx = _context(scope, principal, model, Endpoint.CHAT, body)
     caller = scope.services.caller
     if body.get("stream") is True:
-        deployment, events = await caller.open_stream(ctx, body)
-        return StreamingResponse(
-            events,
-            media_type="text/event-stream",
+        deployment, relay, first = await caller.open_stream(ctx, body)
+        return RelayResponse(
+            relay,
+            first,
             headers=scope.headers(**_SSE_HEADERS, **{"x-llmplane-deployment": deployment.id}),
         )
     return _reply(scope, await caller.complete(ctx, body))

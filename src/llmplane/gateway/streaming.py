@@ -1,0 +1,139 @@
+"""Relaying an upstream SSE stream to the client, and settling it exactly once.
+
+The relay reads the first events before the response starts, so an upstream
+that fails before its first event gets a normal error response (and, later,
+a fallback); after that, a failure becomes a final OpenAI-shaped error event.
+Usage comes from the upstream's final usage chunk (added upstream, hidden from
+a client that did not ask for it), else it is estimated. :meth:`StreamRelay.finish`
+settles once, whichever comes first: the end of the stream, an error, the
+client leaving mid-stream, or the client leaving before the first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from llmplane.errors import LLMPlaneError, error_body
+from llmplane.gateway.providers.base import EventStream, Usage
+from llmplane.gateway.tokens import request_prompt_tokens
+
+CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+_DONE = b"data: [DONE]"
+
+# settle(status, usage, ttft, error_code)
+Settle = Callable[[int, Usage, float | None, str | None], None]
+
+
+def _data(event: bytes) -> bytes:
+    start = event.find(b"data:")
+    return event[start + 5 :].strip() if start >= 0 else b""
+
+
+class StreamRelay:
+    """One upstream stream on its way to one client."""
+
+    def __init__(
+        self, stream: EventStream, body: dict[str, Any], *, wants_usage: bool, settle: Settle
+    ) -> None:
+        self._stream = stream
+        self._upstream = stream.__aiter__()
+        self._body = body
+        self._wants_usage = wants_usage
+        self._settle = settle
+        self._usage: Usage | None = None
+        self._ttft: float | None = None
+        self._chunks = 0
+        self._settled = False
+
+    def _keep(self, events: list[bytes]) -> bytes:
+        kept: list[bytes] = []
+        for event in events:
+            if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
+                try:
+                    parsed = orjson.loads(_data(event))
+                except orjson.JSONDecodeError:
+                    parsed = {}
+                self._usage = Usage.from_openai(parsed.get("usage")) or self._usage
+                if not self._wants_usage and not parsed.get("choices"):
+                    continue
+            elif _DONE not in event:
+                self._chunks += 1
+            kept.append(event)
+        return b"".join(kept)
+
+    async def _next(self) -> bytes | None:
+        while True:
+            try:
+                events = await self._upstream.__anext__()
+            except StopAsyncIteration:
+                return None
+            if self._ttft is None:
+                self._ttft = time.perf_counter()
+            data = self._keep(events)
+            if data:
+                return data
+
+    async def start(self) -> bytes | None:
+        """Read up to the first client-visible bytes; upstream errors so far are raised."""
+        try:
+            return await self._next()
+        except LLMPlaneError as exc:
+            await self.finish(exc.http_status, exc.code)
+            raise
+        except asyncio.CancelledError:
+            await self.finish(CLIENT_CLOSED, "client_disconnected")
+            raise
+
+    async def events(self, first: bytes | None) -> AsyncIterator[bytes]:
+        """The client's byte stream, starting with what :meth:`start` returned."""
+        status, error_code = 200, None
+        try:
+            data = first
+            while data is not None:
+                yield data
+                data = await self._next()
+        except LLMPlaneError as exc:
+            status, error_code = exc.http_status, exc.code
+            yield b"data: " + error_body(exc) + b"\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error_code = CLIENT_CLOSED, "client_disconnected"
+            raise
+        finally:
+            await self.finish(status, error_code)
+
+    async def finish(self, status: int, error_code: str | None) -> None:
+        """Release the upstream and settle usage; only the first call counts."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._stream.aclose()
+        usage = self._usage
+        if usage is None:
+            # Roughly one token per content chunk, less the role and finish chunks.
+            usage = Usage(
+                request_prompt_tokens(self._body), max(self._chunks - 2, 0), 0, estimated=True
+            )
+        self._settle(status, usage, self._ttft, error_code)
+
+
+class RelayResponse(StreamingResponse):
+    """An SSE response that settles its relay even if the client left before the first byte
+    or the server stopped sending because the client was gone."""
+
+    def __init__(self, relay: StreamRelay, first: bytes | None, headers: dict[str, str]) -> None:
+        super().__init__(relay.events(first), media_type="text/event-stream", headers=headers)
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._relay.finish(CLIENT_CLOSED, "client_disconnected")
