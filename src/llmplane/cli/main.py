@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from llmplane import __version__
@@ -22,6 +24,21 @@ cli.add_command(spend)
 cli.add_command(dev)
 
 
+# Nothing may reach the network at import or start except configured upstreams: dependencies
+# that would fetch price maps, models or send telemetry are told not to (an explicit
+# setting in the environment still wins).
+_OFFLINE_DEFAULTS = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+    "DO_NOT_TRACK": "1",
+}
+
+
 def main() -> None:
     """Run the CLI."""
+    for name, value in _OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     cli()

@@ -45,6 +45,7 @@ def up(host: str | None, port: int | None, config_file: Path | None, data_dir: P
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
     admin_key, created = ensure_admin_key(settings.data_dir, configured)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

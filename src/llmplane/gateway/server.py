@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
+import socket
 import sys
 from types import FrameType
 
@@ -13,6 +15,8 @@ from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
 from llmplane.gateway.app import build_services, create_app
 from llmplane.store import create_engine, migrate
+
+log = logging.getLogger("llmplane.gateway")
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
 
@@ -48,9 +52,16 @@ def run_gateway(settings: Settings, platform: PlatformConfig, admin_key: str) ->
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_cleanly)
     try:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     finally:
         engine.dispose()
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("ready: listening on http://%s:%d/v1", self.config.host, self.config.port)
 
 
 def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
