@@ -106,3 +106,16 @@ async def test_spend_summary_sums_exactly(engine: Engine) -> None:
     assert {r["model"]: r["requests"] for r in summary["by_model"]} == {"mock": 15, "sim": 15}
     later = spend_summary(engine, since=datetime.now(UTC))
     assert later["total"]["requests"] == 0
+
+
+async def test_a_row_the_store_refuses_does_not_block_the_others(engine: Engine) -> None:
+    ledger = UsageLedger(engine, flush_interval_s=0.01)
+    ledger.start()
+    ledger.record(_row(1))
+    poison = _row(2)
+    poison.prompt_tokens = None  # NOT NULL in the schema
+    ledger.record(poison)
+    ledger.record(_row(3))
+    await asyncio.wait_for(ledger.close(), 10)
+    assert _count(engine) == 2
+    assert ledger.rejected == 1

@@ -149,9 +149,9 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     with gateway:
         key = json.loads(cli("keys", "create", "--name", "pg", "--json", url=gateway.url).stdout)
         client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
-        for _ in range(3):
+        for user in ("alice", "x" * 500, None):  # an over-long user must not poison the ledger
             client.chat.completions.create(
-                model="mock", messages=[{"role": "user", "content": "pg"}]
+                model="mock", messages=[{"role": "user", "content": "pg"}], user=user or openai.omit
             )
         summary = json.loads(cli("spend", "--json", url=gateway.url).stdout)
         assert summary["by_key"][0]["name"] == "pg" and summary["by_key"][0]["requests"] == 3

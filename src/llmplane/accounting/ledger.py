@@ -5,8 +5,9 @@
 the queue is full to an overflow list that the writer drains first, so a slow
 database delays rows instead of losing them. Only past ``overflow_limit`` rows
 are dropped, counted and logged. A background task writes batches in a worker
-thread, retries a failed batch until it lands, and :meth:`UsageLedger.close`
-drains everything before shutdown.
+thread and retries a batch until the store is reachable again; a row the store
+itself refuses is logged and counted (``rejected``) without holding up the
+others. :meth:`UsageLedger.close` drains everything before shutdown.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from llmplane.store.bulk import BulkInsert
 from llmplane.store.tables import usage_ledger
@@ -63,7 +64,9 @@ class UsageRecord:
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
 _ROW = operator.attrgetter(*_COLUMNS)
+_REQUEST_ID = _COLUMNS.index("request_id")
 _WRITER_NICENESS = 10
+_UNREACHABLE = (OperationalError, InterfaceError)
 
 
 def _yield_to_requests() -> None:
@@ -101,6 +104,7 @@ class UsageLedger:
         self._written = 0
         self._enqueued = 0
         self.dropped = 0
+        self.rejected = 0
         self._progress = asyncio.Condition()
 
     @property
@@ -193,8 +197,21 @@ class UsageLedger:
         try:
             with self._engine.begin() as connection:
                 self._insert.execute(connection, rows)
-        except IntegrityError:
-            # A retried batch may have landed already: write row by row, skipping duplicates.
+        except _UNREACHABLE:
+            raise  # the store is down: the whole batch is retried later
+        except DBAPIError:
+            # One bad row (or a retried batch that partly landed) must not block the rest:
+            # write row by row and set aside only the rows the store refuses.
             for row in rows:
-                with contextlib.suppress(IntegrityError), self._engine.begin() as connection:
-                    self._insert.execute(connection, [row])
+                try:
+                    with self._engine.begin() as connection:
+                        self._insert.execute(connection, [row])
+                except _UNREACHABLE:
+                    raise
+                except DBAPIError as exc:
+                    self.rejected += 1
+                    log.error(
+                        "usage ledger: the store refused the row of request %s (%s)",
+                        row[_REQUEST_ID],
+                        type(exc.orig).__name__,
+                    )

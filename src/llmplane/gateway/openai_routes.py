@@ -16,6 +16,7 @@ from llmplane.gateway.streaming import RelayResponse
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
 
 _NANO = 1_000_000_000
+_MAX_USER_LENGTH = 200  # the ledger's user_id column
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -30,6 +31,8 @@ def _context(
     if not principal.may_use(model):
         raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
     user = body.get("user") or scope.request.headers.get("x-llmplane-user")
+    if user is not None:
+        user = user[:_MAX_USER_LENGTH]
     metadata = body.get("metadata")
     return CallContext(
         request_id=scope.request_id,

@@ -40,8 +40,8 @@ def _upstream_message(body: bytes) -> tuple[str | None, str | None, str | None]:
     message, code, param = error.get("message"), error.get("code"), error.get("param")
     return (
         message[:1000] if isinstance(message, str) else None,
-        code if isinstance(code, str) else None,
-        param if isinstance(param, str) else None,
+        code[:100] if isinstance(code, str) else None,
+        param[:200] if isinstance(param, str) else None,
     )
 
 
