@@ -11,6 +11,7 @@ OpenAI-shaped body by :func:`error_body` — the only place that does so::
     ├── PermissionDeniedError           403 permission_error / model_not_allowed
     ├── NotFoundError                   404 invalid_request_error / model_not_found
     ├── RateLimitError                  429 rate_limit_error (+ retry-after)
+    │   └── BudgetExceededError         429 insufficient_quota / budget_exceeded
     ├── ServiceUnavailableError         503 service_unavailable (the platform's own store)
     └── UpstreamError                   502 upstream_error
         ├── UpstreamRejectedError       the upstream's own 4xx, passed through
@@ -31,6 +32,7 @@ import orjson
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigError",
     "InvalidRequestError",
     "LLMPlaneError",
@@ -118,6 +120,13 @@ class RateLimitError(LLMPlaneError):
     status = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(RateLimitError):
+    """Admitting the request could take a team, service or key past its budget."""
+
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
 
 
 class ServiceUnavailableError(LLMPlaneError):

@@ -10,7 +10,9 @@ from llmplane.store import migrate
 
 def test_migration_creates_tables_and_indexes(engine: Engine) -> None:
     inspector = inspect(engine)
-    assert {"virtual_keys", "usage_ledger", "alembic_version"} <= set(inspector.get_table_names())
+    assert {"virtual_keys", "usage_ledger", "teams", "services", "budgets", "audit_log"} <= set(
+        inspector.get_table_names()
+    )
     indexes = {i["name"] for i in inspector.get_indexes("usage_ledger")}
     assert {"ix_usage_ledger_created_at", "ix_usage_ledger_key_created"} <= indexes
 
@@ -19,5 +21,5 @@ def test_migrating_twice_is_harmless(engine: Engine) -> None:
     migrate(engine)
     with engine.connect() as connection:
         assert (
-            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
         )

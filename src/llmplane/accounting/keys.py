@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine, RowMapping
 
+from llmplane.accounting.audit import record_audit
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
 from llmplane.store.tables import virtual_keys
@@ -54,6 +55,8 @@ class Principal:
     user_id: str | None = None
     models: frozenset[str] | None = None
     expires_at: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def may_use(self, model: str) -> bool:
         """Whether this key's allowlist (if any) includes ``model``."""
@@ -74,6 +77,8 @@ class KeyRecord:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (times in ISO 8601)."""
@@ -88,6 +93,8 @@ class KeyRecord:
             "created_at": _iso(self.created_at),
             "revoked_at": _iso(self.revoked_at),
             "expires_at": _iso(self.expires_at),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
             "status": "revoked" if self.revoked_at else "active",
         }
 
@@ -110,6 +117,8 @@ def _record(row: RowMapping) -> KeyRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         expires_at=row["expires_at"],
+        rpm=row["rpm"],
+        tpm=row["tpm"],
     )
 
 
@@ -125,6 +134,8 @@ def _principal(row: RowMapping) -> Principal:
         user_id=row["user_id"],
         models=frozenset(row["models"]) if row["models"] is not None else None,
         expires_at=expires.timestamp() if expires is not None else None,
+        rpm=row["rpm"],
+        tpm=row["tpm"],
     )
 
 
@@ -185,6 +196,9 @@ class KeyService:
         user_id: str | None = None,
         expires_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        actor: str = "admin",
     ) -> tuple[KeyRecord, str]:
         """Store a new key and return its record and the plaintext (shown once)."""
         if not name.strip():
@@ -202,6 +216,8 @@ class KeyService:
             created_at=now,
             revoked_at=None,
             expires_at=expires_at,
+            rpm=rpm,
+            tpm=tpm,
         )
         digest = hash_key(plaintext)
         with self._engine.begin() as connection:
@@ -220,7 +236,18 @@ class KeyService:
                     updated_at=now,
                     expires_at=expires_at,
                     revoked_at=None,
+                    rpm=rpm,
+                    tpm=tpm,
                 )
+            )
+            record_audit(
+                connection,
+                actor=actor,
+                action="key.create",
+                object_type="key",
+                object_id=record.id,
+                before=None,
+                after=record.to_json(),
             )
         self._negative.pop(digest, None)
         return record, plaintext
@@ -233,7 +260,7 @@ class KeyService:
         with self._engine.connect() as connection:
             return [_record(row) for row in connection.execute(query).mappings()]
 
-    def revoke_key(self, id_or_name: str) -> KeyRecord:
+    def revoke_key(self, id_or_name: str, *, actor: str = "admin") -> KeyRecord:
         """Revoke a key by id (or by name when the name is unique); effective at once here."""
         now = datetime.now(UTC)
         with self._engine.begin() as connection:
@@ -262,8 +289,39 @@ class KeyService:
                 .where(virtual_keys.c.id == row["id"])
                 .values(revoked_at=now, updated_at=now)
             )
+            revoked = replace(_record(row), revoked_at=now)
+            record_audit(
+                connection,
+                actor=actor,
+                action="key.revoke",
+                object_type="key",
+                object_id=row["id"],
+                before=_record(row).to_json(),
+                after=revoked.to_json(),
+            )
         self._cache.pop(row["key_hash"], None)
-        return replace(_record(row), revoked_at=now)
+        return revoked
+
+    def resolve_key_id(self, id_or_name: str) -> str:
+        """The id of the active key with this id or (unique) name."""
+        with self._engine.connect() as connection:
+            ids = (
+                connection.execute(
+                    select(virtual_keys.c.id).where(
+                        or_(virtual_keys.c.id == id_or_name, virtual_keys.c.name == id_or_name),
+                        virtual_keys.c.revoked_at.is_(None),
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if len(ids) != 1:
+            raise (NotFoundError if not ids else InvalidRequestError)(
+                f"{'No' if not ids else 'More than one'} active key with id or name "
+                f"{id_or_name!r}.",
+                code="key_not_found" if not ids else "ambiguous_key_name",
+            )
+        return str(ids[0])
 
     async def refresh_changes(self) -> int:
         """Evict cached keys changed since the last call (other replicas' revocations)."""

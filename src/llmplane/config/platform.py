@@ -80,6 +80,7 @@ class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
     price: Price | None = None
+    max_output_tokens: int = Field(default=16_384, ge=1)
 
 
 class PlatformConfig(_Strict):

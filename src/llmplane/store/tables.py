@@ -37,6 +37,8 @@ virtual_keys = Table(
     Column("service_id", String(64), nullable=True),
     Column("user_id", String(200), nullable=True),
     Column("models", JSON, nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
     Column("metadata", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
@@ -74,4 +76,52 @@ usage_ledger = Table(
     Index("ix_usage_ledger_created_at", "created_at"),
     Index("ix_usage_ledger_key_created", "key_id", "created_at"),
     Index("ix_usage_ledger_team_created", "team_id", "created_at"),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("models", JSON, nullable=True),
+    Column("max_tokens", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("team_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("team_id", "name", name="uq_services_team_name"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("scope_id", String(64), nullable=False),
+    Column("limit_nanousd", BigInteger, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("thresholds", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    UniqueConstraint("scope", "scope_id", name="uq_budgets_scope"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
 )

@@ -1,0 +1,124 @@
+"""Reserve-then-settle budgets on a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from llmplane.accounting.budgets import (
+    BudgetGuard,
+    Period,
+    load_budgets,
+    period_start,
+    set_budget,
+)
+from llmplane.accounting.keys import Principal
+from llmplane.accounting.ledger import UsageLedger, UsageRecord
+from llmplane.errors import BudgetExceededError, InvalidRequestError
+
+KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
+NANO = 1_000_000_000
+
+
+def _guard(engine: Engine) -> BudgetGuard:
+    guard = BudgetGuard(engine)
+    guard.replace_budgets(load_budgets(engine))
+    return guard
+
+
+def test_period_boundaries_are_utc_calendar_units() -> None:
+    now = datetime(2026, 11, 28, 19, 5, tzinfo=UTC)  # a Saturday
+    assert period_start(Period.DAY, now) == datetime(2026, 11, 28, tzinfo=UTC)
+    assert period_start(Period.WEEK, now) == datetime(2026, 11, 23, tzinfo=UTC)
+    assert period_start(Period.MONTH, now) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert period_start(Period.NONE, now).year == 1970
+
+
+async def test_fifty_concurrent_admissions_against_room_for_ten(engine: Engine) -> None:
+    set_budget(engine, "key", "key_a", limit_usd=1.0, period="month")
+    guard = _guard(engine)
+    worst = NANO // 10  # each request could cost $0.10: the budget fits exactly ten
+
+    async def one() -> bool:
+        try:
+            await guard.admit(KEY, worst)
+        except BudgetExceededError:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(one() for _ in range(50)))
+    assert sum(admitted) == 10
+
+
+async def test_settling_releases_what_was_not_used(engine: Engine) -> None:
+    set_budget(engine, "team", "team_x", limit_usd=1.0, period="day")
+    guard = _guard(engine)
+    first = await guard.admit(KEY, NANO)  # the whole budget held
+    with pytest.raises(BudgetExceededError, match="team budget"):
+        await guard.admit(KEY, 1)
+    guard.settle(first, NANO // 4)  # it really cost a quarter
+    guard.settle(first, NANO)  # a second settle changes nothing
+    second = await guard.admit(KEY, 3 * NANO // 4)
+    with pytest.raises(BudgetExceededError):
+        await guard.admit(KEY, 1)
+    guard.settle(second, 0)  # failed upstream: nothing spent, all released
+    await guard.admit(KEY, 3 * NANO // 4)
+    assert guard.spent_nanousd(("team", "team_x"), Period.DAY) == NANO // 4
+
+
+async def test_no_budget_is_never_refused(engine: Engine) -> None:
+    guard = _guard(engine)
+    for _ in range(100):
+        guard.settle(await guard.admit(KEY, 10**15), 10**12)
+
+
+async def test_spend_already_in_the_ledger_counts(engine: Engine) -> None:
+    ledger = UsageLedger(engine)
+    ledger.start()
+    ledger.record(
+        UsageRecord(
+            request_id="old",
+            created_at=datetime.now(UTC),
+            model="m",
+            deployment="m[0]",
+            provider="mock",
+            endpoint="chat.completions",
+            stream=False,
+            status=200,
+            prompt_tokens=1,
+            completion_tokens=1,
+            cached_tokens=0,
+            cost_nanousd=NANO // 2,
+            latency_ms=1.0,
+            key_id="key_a",
+            service_id="svc_y",
+            team_id="team_x",
+        )
+    )
+    await ledger.close()
+    set_budget(engine, "service", "svc_y", limit_usd=1.0, period="week")
+    guard = _guard(engine)
+    with pytest.raises(BudgetExceededError, match="service budget"):
+        await guard.admit(KEY, NANO // 2 + 1)
+    await guard.admit(KEY, NANO // 2)
+
+
+async def test_budget_set_mid_period_starts_from_the_spend_so_far(engine: Engine) -> None:
+    guard = _guard(engine)
+    guard.settle(await guard.admit(KEY, NANO), NANO // 2)  # spent before any budget existed
+    set_budget(engine, "key", "key_a", limit_usd=1.0, period="month")
+    guard.replace_budgets(load_budgets(engine))
+    with pytest.raises(BudgetExceededError):
+        await guard.admit(KEY, NANO // 2 + 1)
+
+
+def test_budget_terms_are_validated(engine: Engine) -> None:
+    with pytest.raises(InvalidRequestError, match="period"):
+        set_budget(engine, "key", "k", limit_usd=1, period="fortnight")
+    with pytest.raises(InvalidRequestError, match="scope"):
+        set_budget(engine, "org", "k", limit_usd=1, period="day")
+    with pytest.raises(InvalidRequestError, match="limit_usd"):
+        set_budget(engine, "key", "k", limit_usd=-1, period="day")
