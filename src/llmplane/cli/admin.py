@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -26,15 +28,62 @@ def keys() -> None:
     """Create, list and revoke virtual keys."""
 
 
+def _expires_at(value: str) -> str:
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if match is None:
+        raise click.BadParameter("use a duration such as 30d, 12h or 90m", param_hint="--expires")
+    unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+    return (datetime.now(UTC) + timedelta(**{unit: int(match.group(1))})).isoformat()
+
+
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--team", default=None, help="Owning team (id or name).")
+@click.option("--service", default=None, help="Service of the team (id or name).")
+@click.option("--user", default=None, help="End user the key acts for.")
 @click.option("--models", default=None, help="Comma-separated allowlist (default: all models).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option("--budget-usd", type=click.FloatRange(min=0), default=None, help="Key budget.")
+@click.option(
+    "--period",
+    type=click.Choice(["day", "week", "month", "none"]),
+    default="month",
+    show_default=True,
+    help="Budget period.",
+)
+@click.option("--expires", default=None, help="Lifetime such as 30d, 12h or 90m.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def create_key(name: str, models: str | None, as_json: bool) -> None:
+def create_key(
+    name: str,
+    team: str | None,
+    service: str | None,
+    user: str | None,
+    models: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    budget_usd: float | None,
+    period: str,
+    expires: str | None,
+    as_json: bool,
+) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     body: dict[str, Any] = {"name": name}
     if models is not None:
         body["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    optional = {
+        "team": team,
+        "service": service,
+        "user": user,
+        "rpm": rpm,
+        "tpm": tpm,
+        "budget_usd": budget_usd,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if budget_usd is not None:
+        body["period"] = period
+    if expires is not None:
+        body["expires_at"] = _expires_at(expires)
     record = call("POST", "/admin/keys", body)
     if as_json:
         _print_json(record)

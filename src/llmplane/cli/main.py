@@ -9,6 +9,7 @@ import click
 from llmplane import __version__
 from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
+from llmplane.cli.teams import audit, budgets, services, teams
 from llmplane.cli.up import up
 
 
@@ -22,6 +23,10 @@ cli.add_command(up)
 cli.add_command(keys)
 cli.add_command(spend)
 cli.add_command(dev)
+cli.add_command(teams)
+cli.add_command(services)
+cli.add_command(budgets)
+cli.add_command(audit)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmplane.accounting.budgets import check_budget, set_budget
 from llmplane.accounting.spend import spend_summary
 from llmplane.errors import InvalidRequestError
 from llmplane.gateway.http import RequestScope, endpoint, json_response
@@ -38,10 +39,27 @@ def _time(value: str | None, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidRequestError(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def _optional_number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is not None and (
+        not isinstance(value, int | float) or isinstance(value, bool) or value < 0
+    ):
+        raise InvalidRequestError(f"'{name}' must be a number >= 0.", param=name)
+    return None if value is None else float(value)
+
+
 @endpoint
 async def create_key(scope: RequestScope) -> Response:
     """Create a virtual key; the plaintext is in this answer and nowhere else."""
-    await scope.admin()
+    principal = await scope.admin()
+    services = scope.services
     body = parse_json_object(await scope.body())
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -51,17 +69,46 @@ async def create_key(scope: RequestScope) -> Response:
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise InvalidRequestError("'models' must be an array of model names.", param="models")
         for model in models:
-            scope.services.router.require(model)
+            services.router.require(model)
+    team_ref, service_ref = _optional_str(body, "team"), _optional_str(body, "service")
+    if service_ref is not None and team_ref is None:
+        raise InvalidRequestError("A key's 'service' needs its 'team'.", param="service")
+    budget_usd = _optional_number(body, "budget_usd")
+    period = _optional_str(body, "period") or "month"
+    if budget_usd is not None:
+        check_budget(limit_usd=budget_usd, period=period)
+    team = await asyncio.to_thread(services.teams.get_team, team_ref) if team_ref else None
+    service = (
+        await asyncio.to_thread(services.teams.resolve_service, team.id, service_ref)
+        if team is not None and service_ref is not None
+        else None
+    )
     record, plaintext = await asyncio.to_thread(
-        scope.services.keys.create_key,
+        services.keys.create_key,
         name,
         models=models,
-        team_id=_optional_str(body, "team_id"),
-        service_id=_optional_str(body, "service_id"),
-        user_id=_optional_str(body, "user_id"),
+        team_id=team.id if team else None,
+        service_id=service.id if service else None,
+        user_id=_optional_str(body, "user"),
         expires_at=_time(_optional_str(body, "expires_at"), "expires_at"),
+        rpm=_optional_int(body, "rpm"),
+        tpm=_optional_int(body, "tpm"),
+        actor=principal.key_id,
     )
-    return json_response(scope, {**record.to_json(), "key": plaintext}, status=201)
+    answer = {**record.to_json(), "key": plaintext}
+    if budget_usd is not None:
+        budget = await asyncio.to_thread(
+            set_budget,
+            services.engine,
+            "key",
+            record.id,
+            limit_usd=budget_usd,
+            period=period,
+            actor=principal.key_id,
+        )
+        await services.reload_budgets()
+        answer["budget"] = budget.to_json()
+    return json_response(scope, answer, status=201)
 
 
 @endpoint
@@ -76,9 +123,9 @@ async def list_keys(scope: RequestScope) -> Response:
 @endpoint
 async def revoke_key(scope: RequestScope) -> Response:
     """Revoke a key by id or unique name; it stops working at once."""
-    await scope.admin()
+    principal = await scope.admin()
     key = scope.request.path_params["key"]
-    record = await asyncio.to_thread(scope.services.keys.revoke_key, key)
+    record = await asyncio.to_thread(scope.services.keys.revoke_key, key, actor=principal.key_id)
     return json_response(scope, record.to_json())
 
 

@@ -18,12 +18,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llmplane.accounting.budgets import BudgetGuard, load_budgets
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
+from llmplane.accounting.limits import RequestRateLimiter
+from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
 from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableError
-from llmplane.gateway import admin_routes, openai_routes
+from llmplane.gateway import admin_routes, openai_routes, team_routes
 from llmplane.gateway.calls import ModelCaller
 from llmplane.gateway.http import (
     RequestScope,
@@ -50,7 +53,14 @@ class GatewayServices:
     ledger: UsageLedger
     router: ModelRouter
     caller: ModelCaller
+    teams: TeamService
+    budgets: BudgetGuard
+    limiter: RequestRateLimiter
     started_at: int = field(default_factory=lambda: int(time.time()))
+
+    async def reload_budgets(self) -> None:
+        """Read every budget from the store into the guard (after a change, and polled)."""
+        self.budgets.replace_budgets(await asyncio.to_thread(load_budgets, self.engine))
 
 
 def build_services(
@@ -64,6 +74,7 @@ def build_services(
         flush_interval_s=settings.ledger_flush_interval_s,
     )
     router = ModelRouter(platform)
+    budgets = BudgetGuard(engine)
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -71,7 +82,10 @@ def build_services(
         keys=KeyService(engine, admin_key),
         ledger=ledger,
         router=router,
-        caller=ModelCaller(router, ledger),
+        caller=ModelCaller(router, ledger, budgets),
+        teams=TeamService(engine),
+        budgets=budgets,
+        limiter=RequestRateLimiter(),
     )
 
 
@@ -125,14 +139,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _refresh_keys(services: GatewayServices) -> None:
+async def _refresh(services: GatewayServices) -> None:
+    """Pick up other replicas' key revocations and budget changes."""
     interval = services.settings.key_refresh_interval_s
     while True:
         await asyncio.sleep(interval)
         try:
             await services.keys.refresh_changes()
+            await services.reload_budgets()
         except Exception as exc:  # noqa: BLE001 - keep polling through store hiccups
-            log.warning("key refresh failed: %s", type(exc).__name__)
+            log.warning("refresh of keys and budgets failed: %s", type(exc).__name__)
 
 
 class GatewayApp:
@@ -171,7 +187,8 @@ def create_app(services: GatewayServices) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.ledger.start()
-        refresher = asyncio.create_task(_refresh_keys(services), name="key-refresh")
+        await services.reload_budgets()
+        refresher = asyncio.create_task(_refresh(services), name="refresh")
         try:
             yield
         finally:
@@ -187,6 +204,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             Route("/health/ready", ready, methods=["GET"]),
             *openai_routes.routes,
             *admin_routes.routes,
+            *team_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from llmplane.accounting.budgets import BudgetGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
@@ -34,6 +35,8 @@ class CallContext:
     endpoint: Endpoint
     user: str | None
     tags: dict[str, Any] | None
+    body_bytes: int = 0
+    limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class CallResult:
     reply: UpstreamReply
     deployment: Deployment
     cost_nanousd: int | None
+    limit_headers: dict[str, str]
 
 
 def _estimate(body: dict[str, Any], reply: bytes | None) -> Usage:
@@ -58,9 +62,26 @@ def _estimate(body: dict[str, Any], reply: bytes | None) -> Usage:
 class ModelCaller:
     """Routes calls to deployments and settles their usage in the ledger."""
 
-    def __init__(self, router: ModelRouter, ledger: UsageLedger) -> None:
+    def __init__(self, router: ModelRouter, ledger: UsageLedger, budgets: BudgetGuard) -> None:
         self._router = router
         self._ledger = ledger
+        self._budgets = budgets
+
+    async def _reserve(
+        self, ctx: CallContext, deployment: Deployment, body: dict[str, Any]
+    ) -> Reservation:
+        """Hold the call's worst-case cost under every budget above the caller."""
+        rates = deployment.rates
+        worst = 0
+        if rates is not None:
+            output = 0
+            if ctx.endpoint is Endpoint.CHAT:
+                limit = body.get("max_completion_tokens") or body.get("max_tokens")
+                n = body.get("n") or 1
+                output = (limit or deployment.max_output_tokens) * n
+            # Every prompt token is at least one byte of the request body.
+            worst = rates.cost_nanousd(ctx.body_bytes, output, 0)
+        return await self._budgets.admit(ctx.principal, worst)
 
     def _settle(
         self,
@@ -71,6 +92,7 @@ class ModelCaller:
         status: int,
         usage: Usage | None,
         started: float,
+        reservation: Reservation,
         ttft: float | None = None,
         error_code: str | None = None,
     ) -> int | None:
@@ -81,6 +103,7 @@ class ModelCaller:
             if rates is not None
             else None
         )
+        self._budgets.settle(reservation, cost or 0)
         principal = ctx.principal
         self._ledger.record(
             UsageRecord(
@@ -112,41 +135,39 @@ class ModelCaller:
     async def complete(self, ctx: CallContext, body: dict[str, Any]) -> CallResult:
         """Call the model once and return the upstream's reply with its cost."""
         deployment = self._router.pick(ctx.model)
+        reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
         upstream_body = {**body, "model": deployment.upstream_model}
+
+        def settle(status: int, usage: Usage | None, error_code: str | None = None) -> int | None:
+            return self._settle(
+                ctx,
+                deployment,
+                stream=False,
+                status=status,
+                usage=usage,
+                started=started,
+                reservation=reservation,
+                error_code=error_code,
+            )
+
         try:
             reply = await deployment.provider.complete(ctx.endpoint, upstream_body, ctx.request_id)
         except LLMPlaneError as exc:
-            self._settle(
-                ctx,
-                deployment,
-                stream=False,
-                status=exc.http_status,
-                usage=None,
-                started=started,
-                error_code=exc.code,
-            )
+            settle(exc.http_status, None, exc.code)
             raise
         except asyncio.CancelledError:
-            self._settle(
-                ctx,
-                deployment,
-                stream=False,
-                status=CLIENT_CLOSED,
-                usage=_estimate(body, None),
-                started=started,
-                error_code="client_disconnected",
-            )
+            settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
             raise
-        usage = reply.usage or _estimate(body, reply.body)
-        cost = self._settle(ctx, deployment, stream=False, status=200, usage=usage, started=started)
-        return CallResult(reply, deployment, cost)
+        cost = settle(200, reply.usage or _estimate(body, reply.body))
+        return CallResult(reply, deployment, cost, ctx.limit_headers)
 
     async def open_stream(
         self, ctx: CallContext, body: dict[str, Any]
     ) -> tuple[Deployment, StreamRelay, bytes | None]:
         """Start a stream and read its first bytes; errors until then are raised."""
         deployment = self._router.pick(ctx.model)
+        reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
         options = body.get("stream_options")
         client_options = options if isinstance(options, dict) else {}
@@ -164,6 +185,7 @@ class ModelCaller:
                 status=status,
                 usage=usage,
                 started=started,
+                reservation=reservation,
                 ttft=ttft,
                 error_code=error_code,
             )
@@ -174,6 +196,9 @@ class ModelCaller:
             )
         except LLMPlaneError as exc:
             settle(exc.http_status, Usage(estimated=True), None, exc.code)
+            raise
+        except asyncio.CancelledError:
+            settle(CLIENT_CLOSED, Usage(estimated=True), None, "client_disconnected")
             raise
         relay = StreamRelay(
             stream, body, wants_usage=client_options.get("include_usage") is True, settle=settle

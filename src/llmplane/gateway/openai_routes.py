@@ -26,6 +26,7 @@ def _context(
     model: str,
     endpoint_kind: Endpoint,
     body: dict[str, Any],
+    body_bytes: int,
 ) -> CallContext:
     scope.services.router.require(model)
     if not principal.may_use(model):
@@ -41,12 +42,14 @@ def _context(
         endpoint=endpoint_kind,
         user=user,
         tags=metadata if isinstance(metadata, dict) and metadata else None,
+        body_bytes=body_bytes,
+        limit_headers=scope.services.limiter.admit(principal),
     )
 
 
 def _reply(scope: RequestScope, result: CallResult) -> Response:
     """The upstream's body, untouched, with the deployment and (when priced) the cost."""
-    headers = {"x-llmplane-deployment": result.deployment.id}
+    headers = {"x-llmplane-deployment": result.deployment.id, **result.limit_headers}
     if result.cost_nanousd is not None:
         usd = f"{result.cost_nanousd / _NANO:.9f}".rstrip("0").rstrip(".") or "0"
         headers["x-llmplane-cost-usd"] = usd
@@ -59,16 +62,19 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
 async def chat_completions(scope: RequestScope) -> Response:
     """Chat completions, JSON or server-sent events."""
     principal = await scope.principal()
-    body = parse_json_object(await scope.body())
+    raw = await scope.body()
+    body = parse_json_object(raw)
     model = check_chat(body)
-    ctx = _context(scope, principal, model, Endpoint.CHAT, body)
+    ctx = _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
     caller = scope.services.caller
     if body.get("stream") is True:
         deployment, relay, first = await caller.open_stream(ctx, body)
         return RelayResponse(
             relay,
             first,
-            headers=scope.headers(**_SSE_HEADERS, **{"x-llmplane-deployment": deployment.id}),
+            headers=scope.headers(
+                **_SSE_HEADERS, **ctx.limit_headers, **{"x-llmplane-deployment": deployment.id}
+            ),
         )
     return _reply(scope, await caller.complete(ctx, body))
 
@@ -77,9 +83,10 @@ async def chat_completions(scope: RequestScope) -> Response:
 async def embeddings(scope: RequestScope) -> Response:
     """Embeddings for one or many inputs."""
     principal = await scope.principal()
-    body = parse_json_object(await scope.body())
+    raw = await scope.body()
+    body = parse_json_object(raw)
     model = check_embeddings(body)
-    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body)
+    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
     return _reply(scope, await scope.services.caller.complete(ctx, body))
 
 

@@ -28,6 +28,7 @@ class Deployment:
     upstream_model: str
     provider: Provider
     rates: Rates | None
+    max_output_tokens: int
 
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
@@ -43,6 +44,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         upstream_model=config.model or model.name,
         provider=provider,
         rates=resolve_rates(model, config),
+        max_output_tokens=model.max_output_tokens,
     )
 
 

@@ -1,0 +1,189 @@
+"""``llmplane teams``, ``services``, ``budgets`` and ``audit``: admin commands for tenancy."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import click
+
+from llmplane.cli.client import call
+
+
+def _out(data: Any, as_json: bool, line: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else line)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _quoted(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def teams() -> None:
+    """Create, list, show and update teams."""
+
+
+@teams.command("create")
+@click.argument("name")
+@click.option("--models", default=None, help="Comma-separated model allowlist.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="max_tokens ceiling.")
+@json_option
+def create_team(name: str, models: str | None, max_tokens: int | None, as_json: bool) -> None:
+    """Create team NAME."""
+    body: dict[str, Any] = {"name": name, "models": _csv(models), "max_tokens": max_tokens}
+    team = call("POST", "/admin/teams", {k: v for k, v in body.items() if v is not None})
+    _out(team, as_json, f"created team {team['id']} ({team['name']})")
+
+
+@teams.command("list")
+@json_option
+def list_teams(as_json: bool) -> None:
+    """List teams."""
+    found = call("GET", "/admin/teams")["data"]
+    lines = [f"{t['id']}  {t['name']}  models={','.join(t['models'] or ['*'])}" for t in found]
+    _out(found, as_json, "\n".join(lines) or "(no teams)")
+
+
+@teams.command("show")
+@click.argument("team")
+@json_option
+def show_team(team: str, as_json: bool) -> None:
+    """Show TEAM (id or name) with its services and budget."""
+    data = call("GET", f"/admin/teams/{_quoted(team)}")
+    budget = data["budget"]
+    lines = [
+        f"{data['id']}  {data['name']}",
+        f"  models: {','.join(data['models'] or ['*'])}  max_tokens: {data['max_tokens']}",
+        f"  budget: {budget['limit_usd']} USD per {budget['period']}"
+        if budget
+        else "  budget: none",
+        *(f"  service {s['id']}  {s['name']}" for s in data["services"]),
+    ]
+    _out(data, as_json, "\n".join(lines))
+
+
+@teams.command("update")
+@click.argument("team")
+@click.option("--name", default=None, help="New name.")
+@click.option("--models", default=None, help="Comma-separated allowlist ('*' for all).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="max_tokens ceiling.")
+@json_option
+def update_team(
+    team: str, name: str | None, models: str | None, max_tokens: int | None, as_json: bool
+) -> None:
+    """Update TEAM (id or name)."""
+    body: dict[str, Any] = {}
+    if name is not None:
+        body["name"] = name
+    if models is not None:
+        body["models"] = None if models.strip() == "*" else _csv(models)
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    data = call("PATCH", f"/admin/teams/{_quoted(team)}", body)
+    _out(data, as_json, f"updated team {data['id']} ({data['name']})")
+
+
+@click.group()
+def services() -> None:
+    """Create and list the services of teams."""
+
+
+@services.command("create")
+@click.argument("name")
+@click.option("--team", required=True, help="Owning team (id or name).")
+@json_option
+def create_service(name: str, team: str, as_json: bool) -> None:
+    """Create service NAME in a team."""
+    data = call("POST", "/admin/services", {"team": team, "name": name})
+    _out(data, as_json, f"created service {data['id']} ({data['name']})")
+
+
+@services.command("list")
+@click.option("--team", default=None, help="Only this team's services.")
+@json_option
+def list_services(team: str | None, as_json: bool) -> None:
+    """List services."""
+    query = f"?team={_quoted(team)}" if team else ""
+    found = call("GET", f"/admin/services{query}")["data"]
+    _out(
+        found,
+        as_json,
+        "\n".join(f"{s['id']}  {s['team_id']}  {s['name']}" for s in found) or "(no services)",
+    )
+
+
+@click.group()
+def budgets() -> None:
+    """Set and list budgets of keys, services and teams."""
+
+
+@budgets.command("set")
+@click.option("--scope", type=click.Choice(["key", "service", "team"]), required=True)
+@click.option("--target", required=True, help="The key, service or team (id or name).")
+@click.option("--team", default=None, help="For a service: its team.")
+@click.option("--limit-usd", type=click.FloatRange(min=0), required=True)
+@click.option(
+    "--period",
+    type=click.Choice(["day", "week", "month", "none"]),
+    default="month",
+    show_default=True,
+)
+@click.option("--thresholds", default=None, help="Soft thresholds in percent, e.g. 50,80,100.")
+@json_option
+def set_budget(
+    scope: str,
+    target: str,
+    team: str | None,
+    limit_usd: float,
+    period: str,
+    thresholds: str | None,
+    as_json: bool,
+) -> None:
+    """Set (or replace) a budget."""
+    body: dict[str, Any] = {
+        "scope": scope,
+        "target": target,
+        "limit_usd": limit_usd,
+        "period": period,
+        "thresholds": [int(t) for t in _csv(thresholds) or []],
+    }
+    if team is not None:
+        body["team"] = team
+    data = call("PUT", "/admin/budgets", body)
+    _out(data, as_json, f"{scope} {data['scope_id']}: {data['limit_usd']} USD per {period}")
+
+
+@budgets.command("list")
+@json_option
+def list_budgets(as_json: bool) -> None:
+    """List budgets with their spend this period."""
+    found = call("GET", "/admin/budgets")["data"]
+    lines = [
+        f"{b['scope']:8} {b['scope_id']}  {b['limit_usd']} USD/{b['period']}  "
+        f"spent {b['spent_usd'] if b['spent_usd'] is not None else '-'}"
+        for b in found
+    ]
+    _out(found, as_json, "\n".join(lines) or "(no budgets)")
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--type", "object_type", default=None, help="key, team, service or budget.")
+@json_option
+def audit(limit: int, object_type: str | None, as_json: bool) -> None:
+    """Show the audit log of admin actions, newest first."""
+    query = {"limit": str(limit), **({"object_type": object_type} if object_type else {})}
+    entries = call("GET", f"/admin/audit?{urllib.parse.urlencode(query)}")["data"]
+    lines = [
+        f"{e['at'][:19]}  {e['actor']:28} {e['action']:14} {e['object_type']} {e['object_id']}"
+        for e in entries
+    ]
+    _out(entries, as_json, "\n".join(lines) or "(no entries)")

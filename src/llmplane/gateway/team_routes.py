@@ -1,0 +1,218 @@
+"""Admin routes for teams, services, budgets and the audit log (admin key only for now)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llmplane.accounting.audit import list_audit
+from llmplane.accounting.budgets import load_budgets, set_budget
+from llmplane.errors import InvalidRequestError
+from llmplane.gateway.http import RequestScope, endpoint, json_response
+from llmplane.gateway.validation import parse_json_object
+
+
+def _models(scope: RequestScope, body: dict[str, Any]) -> list[str] | None:
+    models = body.get("models")
+    if models is None:
+        return None
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise InvalidRequestError("'models' must be an array of model names.", param="models")
+    for model in models:
+        scope.services.router.require(model)
+    return models
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_tokens")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidRequestError("'max_tokens' must be a positive integer.", param="max_tokens")
+    return value
+
+
+def _name(body: dict[str, Any]) -> str:
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise InvalidRequestError("'name' is required.", param="name")
+    return name
+
+
+@endpoint
+async def create_team(scope: RequestScope) -> Response:
+    """Create a team (unique name; optional model allowlist and max_tokens ceiling)."""
+    principal = await scope.admin()
+    body = parse_json_object(await scope.body())
+    team = await asyncio.to_thread(
+        scope.services.teams.create_team,
+        _name(body),
+        models=_models(scope, body),
+        max_tokens=_max_tokens(body),
+        actor=principal.key_id,
+    )
+    return json_response(scope, team.to_json(), status=201)
+
+
+@endpoint
+async def list_teams(scope: RequestScope) -> Response:
+    """Every team."""
+    await scope.admin()
+    teams = await asyncio.to_thread(scope.services.teams.list_teams)
+    return json_response(scope, {"object": "list", "data": [t.to_json() for t in teams]})
+
+
+@endpoint
+async def show_team(scope: RequestScope) -> Response:
+    """One team with its services and budget."""
+    await scope.admin()
+    services = scope.services
+    team = await asyncio.to_thread(services.teams.get_team, scope.request.path_params["team"])
+    owned = await asyncio.to_thread(services.teams.list_services, team.id)
+    budget = services.budgets.budget_for(("team", team.id))
+    return json_response(
+        scope,
+        {
+            **team.to_json(),
+            "services": [s.to_json() for s in owned],
+            "budget": budget.to_json() if budget else None,
+        },
+    )
+
+
+@endpoint
+async def update_team(scope: RequestScope) -> Response:
+    """Change a team's name, model allowlist or max_tokens ceiling."""
+    principal = await scope.admin()
+    body = parse_json_object(await scope.body())
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = _name(body)
+    if "models" in body:
+        changes["models"] = _models(scope, body)
+    if "max_tokens" in body:
+        changes["max_tokens"] = _max_tokens(body)
+    unknown = set(body) - {"name", "models", "max_tokens"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise InvalidRequestError(f"Unknown team field '{field}'.", param=field)
+    team = await asyncio.to_thread(
+        scope.services.teams.update_team,
+        scope.request.path_params["team"],
+        changes,
+        actor=principal.key_id,
+    )
+    return json_response(scope, team.to_json())
+
+
+@endpoint
+async def create_service(scope: RequestScope) -> Response:
+    """Create a service owned by a team."""
+    principal = await scope.admin()
+    body = parse_json_object(await scope.body())
+    team = body.get("team")
+    if not isinstance(team, str):
+        raise InvalidRequestError("'team' (id or name) is required.", param="team")
+    service = await asyncio.to_thread(
+        scope.services.teams.create_service, team, _name(body), actor=principal.key_id
+    )
+    return json_response(scope, service.to_json(), status=201)
+
+
+@endpoint
+async def list_services(scope: RequestScope) -> Response:
+    """Every service, or one team's (``?team=``)."""
+    await scope.admin()
+    team = scope.request.query_params.get("team")
+    found = await asyncio.to_thread(scope.services.teams.list_services, team)
+    return json_response(scope, {"object": "list", "data": [s.to_json() for s in found]})
+
+
+@endpoint
+async def put_budget(scope: RequestScope) -> Response:
+    """Set the budget of a key, service or team (names are resolved to ids)."""
+    principal = await scope.admin()
+    services = scope.services
+    body = parse_json_object(await scope.body())
+    kind, target = body.get("scope"), body.get("target")
+    if not isinstance(kind, str) or kind not in ("key", "service", "team"):
+        raise InvalidRequestError("'scope' must be key, service or team.", param="scope")
+    if not isinstance(target, str):
+        raise InvalidRequestError("'target' (id or name) is required.", param="target")
+    limit = body.get("limit_usd")
+    if not isinstance(limit, int | float) or isinstance(limit, bool):
+        raise InvalidRequestError("'limit_usd' must be a number.", param="limit_usd")
+    thresholds = body.get("thresholds") or []
+    if not isinstance(thresholds, list) or not all(isinstance(t, int) for t in thresholds):
+        raise InvalidRequestError(
+            "'thresholds' must be an array of percentages.", param="thresholds"
+        )
+    target_id: str = target
+    if kind == "team":
+        target_id = (await asyncio.to_thread(services.teams.get_team, target)).id
+    elif kind == "service":
+        team = body.get("team")
+        if not isinstance(team, str):
+            raise InvalidRequestError("A service budget needs its 'team'.", param="team")
+        owner = await asyncio.to_thread(services.teams.get_team, team)
+        target_id = (await asyncio.to_thread(services.teams.resolve_service, owner.id, target)).id
+    elif kind == "key":
+        target_id = await asyncio.to_thread(services.keys.resolve_key_id, target)
+    budget = await asyncio.to_thread(
+        set_budget,
+        services.engine,
+        kind,
+        target_id,
+        limit_usd=float(limit),
+        period=str(body.get("period", "month")),
+        thresholds=thresholds,
+        actor=principal.key_id,
+    )
+    await services.reload_budgets()
+    return json_response(scope, budget.to_json())
+
+
+@endpoint
+async def list_budgets(scope: RequestScope) -> Response:
+    """Every budget with the spend counted against it in its current period (this process)."""
+    await scope.admin()
+    services = scope.services
+    found = await asyncio.to_thread(load_budgets, services.engine)
+    data = []
+    for budget in found:
+        spent = services.budgets.spent_nanousd((budget.scope, budget.scope_id), budget.period)
+        data.append(
+            {**budget.to_json(), "spent_usd": spent / 1_000_000_000 if spent is not None else None}
+        )
+    return json_response(scope, {"object": "list", "data": data})
+
+
+@endpoint
+async def audit(scope: RequestScope) -> Response:
+    """The newest audit entries (``?limit=``, ``?object_type=``)."""
+    await scope.admin()
+    params = scope.request.query_params
+    raw_limit = params.get("limit", "100")
+    if not raw_limit.isdigit() or not 0 < int(raw_limit) <= 10_000:
+        raise InvalidRequestError("'limit' must be between 1 and 10000.", param="limit")
+    entries = await asyncio.to_thread(
+        list_audit,
+        scope.services.engine,
+        limit=int(raw_limit),
+        object_type=params.get("object_type"),
+    )
+    return json_response(scope, {"object": "list", "data": entries})
+
+
+routes = [
+    Route("/admin/teams", create_team, methods=["POST"]),
+    Route("/admin/teams", list_teams, methods=["GET"]),
+    Route("/admin/teams/{team}", show_team, methods=["GET"]),
+    Route("/admin/teams/{team}", update_team, methods=["PATCH"]),
+    Route("/admin/services", create_service, methods=["POST"]),
+    Route("/admin/services", list_services, methods=["GET"]),
+    Route("/admin/budgets", put_budget, methods=["PUT"]),
+    Route("/admin/budgets", list_budgets, methods=["GET"]),
+    Route("/admin/audit", audit, methods=["GET"]),
+]

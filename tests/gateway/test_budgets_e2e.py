@@ -1,0 +1,193 @@
+"""Budgets and rate limits through a real gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from llmplane.testing.upstream import UpstreamSimulator
+from tests.helpers import GatewayProcess, cli, http
+
+# The shared gateway prices "sim" at $1 / $2 per million input / output tokens:
+# 1,000 and 2,000 nano-USD per token. A request's worst case is one input token
+# per body byte plus max_tokens output tokens.
+IN_NANO, OUT_NANO = 1_000, 2_000
+
+
+def _body(text: str, max_tokens: int = 10, **extra: Any) -> bytes:
+    return json.dumps(
+        {
+            "model": "sim",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": text}],
+            **extra,
+        }
+    ).encode()
+
+
+def _worst_nano(body: bytes, max_tokens: int = 10) -> int:
+    return len(body) * IN_NANO + max_tokens * OUT_NANO
+
+
+async def _fire(gateway: GatewayProcess, key: str, bodies: list[bytes]) -> list[tuple[int, Any]]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one(body: bytes) -> tuple[int, Any]:
+            async with session.post(f"{gateway.base_url}/chat/completions", data=body) as resp:
+                text = await resp.text()
+                return resp.status, (json.loads(text) if text.startswith("{") else text)
+
+        return await asyncio.gather(*(one(b) for b in bodies))
+
+
+def _key(gateway: GatewayProcess, name: str, *args: str) -> dict[str, Any]:
+    return json.loads(
+        cli("keys", "create", "--name", name, "--json", *args, url=gateway.url).stdout
+    )
+
+
+def _key_spend(gateway: GatewayProcess, key_id: str) -> float:
+    summary = json.loads(cli("spend", "--json", url=gateway.url).stdout)
+    return next((r["cost_usd"] for r in summary["by_key"] if r["key_id"] == key_id), 0.0)
+
+
+def test_fifty_concurrent_requests_against_a_budget_for_ten(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    body = _body("how many fit?")
+    budget_usd = 10 * _worst_nano(body) / 1e9
+    key = _key(gateway, "budget-10", "--budget-usd", repr(budget_usd), "--period", "day")
+    sim.configure(latency_ms=300)  # all fifty are in flight before any settles
+
+    results = asyncio.run(_fire(gateway, key["key"], [body] * 50))
+
+    statuses = [status for status, _ in results]
+    assert statuses.count(200) == 10
+    refused = [answer for status, answer in results if status == 429]
+    assert len(refused) == 40
+    assert all(a["error"]["code"] == "budget_exceeded" for a in refused)
+    assert all(a["error"]["type"] == "insufficient_quota" for a in refused)
+    assert _key_spend(gateway, key["id"]) <= budget_usd
+
+
+def test_a_failed_upstream_call_releases_its_reservation(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    body = _body("fail then succeed")
+    key = _key(gateway, "budget-1", "--budget-usd", repr(_worst_nano(body) / 1e9))
+    sim.add_faults({"kind": "status", "status": 500})
+    assert asyncio.run(_fire(gateway, key["key"], [body]))[0][0] == 502
+    assert asyncio.run(_fire(gateway, key["key"], [body]))[0][0] == 200
+    assert asyncio.run(_fire(gateway, key["key"], [body]))[0][0] == 429  # now really spent
+
+
+def test_a_cancelled_stream_releases_what_it_did_not_use(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    body = _body(" ".join(["word"] * 30), max_tokens=200, stream=True)
+    worst = _worst_nano(body, 200)
+    key = _key(gateway, "budget-1.5", "--budget-usd", repr(1.5 * worst / 1e9))
+    sim.configure(tokens_per_second=20)
+
+    async def leave_early_then_retry() -> tuple[int, int]:
+        headers = {"Authorization": f"Bearer {key['key']}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            url = f"{gateway.base_url}/chat/completions"
+            response = await session.post(url, data=body)
+            await response.content.readline()
+            async with session.post(url, data=body) as meanwhile:  # no room for a second
+                during = meanwhile.status
+            response.close()  # the client leaves mid-stream
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                async with session.post(url, data=body) as again:
+                    if again.status == 200:
+                        await again.read()
+                        return during, 200
+            return during, again.status
+
+    during, after = asyncio.run(leave_early_then_retry())
+    assert during == 429
+    assert after == 200
+
+
+def test_a_key_without_budget_is_never_refused_for_budget(gateway: GatewayProcess) -> None:
+    key = _key(gateway, "no-budget")
+    body = json.dumps(
+        {
+            "model": "mock",
+            "max_tokens": 100_000,
+            "messages": [{"role": "user", "content": "x" * 5000}],
+        }
+    ).encode()
+    results = asyncio.run(_fire(gateway, key["key"], [body] * 30))
+    assert [status for status, _ in results] == [200] * 30
+
+
+def test_rpm_limit_admits_exactly_the_limit(gateway: GatewayProcess) -> None:
+    key = _key(gateway, "rpm-60", "--rpm", "60")
+    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    results = asyncio.run(_fire(gateway, key["key"], [body] * 300))
+    statuses = [status for status, _ in results]
+    assert statuses.count(200) == 60
+    assert statuses.count(429) == 240
+    status, headers, answer = http(
+        "POST", f"{gateway.base_url}/chat/completions", body, key=key["key"]
+    )
+    assert status == 429 and answer["error"]["code"] == "rate_limit_exceeded"
+    assert int(headers["retry-after"]) >= 1
+    assert headers["x-ratelimit-limit-requests"] == "60"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_admitted_requests_carry_rate_limit_headers(gateway: GatewayProcess) -> None:
+    key = _key(gateway, "rpm-5", "--rpm", "5")
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    response = client.chat.completions.with_raw_response.create(
+        model="mock", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert response.headers["x-ratelimit-limit-requests"] == "5"
+    assert response.headers["x-ratelimit-remaining-requests"] == "4"
+
+
+def test_team_budget_covers_all_its_keys(gateway: GatewayProcess, sim: UpstreamSimulator) -> None:
+    team = json.loads(cli("teams", "create", "budgeted-team", "--json", url=gateway.url).stdout)
+    body = _body("team spend")
+    cli(
+        "budgets",
+        "set",
+        "--scope",
+        "team",
+        "--target",
+        "budgeted-team",
+        "--limit-usd",
+        repr(2 * _worst_nano(body) / 1e9),
+        url=gateway.url,
+    )
+    first = _key(gateway, "team-key-1", "--team", team["name"])
+    second = _key(gateway, "team-key-2", "--team", team["id"])
+    sim.configure(latency_ms=300)
+
+    async def both() -> list[tuple[int, Any]]:  # concurrently: nothing settles in between
+        one, two = await asyncio.gather(
+            _fire(gateway, first["key"], [body] * 3), _fire(gateway, second["key"], [body] * 3)
+        )
+        return [*one, *two]
+
+    statuses = sorted(status for status, _ in asyncio.run(both()))
+    assert statuses == [200, 200, 429, 429, 429, 429]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--budget-usd", "1", "--period", "fortnight"], ["--rpm", "0"], ["--team", "no-such-team"]],
+)
+def test_bad_key_options_are_refused(gateway: GatewayProcess, args: list[str]) -> None:
+    result = cli("keys", "create", "--name", "bad", *args, url=gateway.url, check=False)
+    assert result.returncode != 0
