@@ -125,10 +125,15 @@ def _write_llmplane_config(path: Path) -> None:
     )
 
 
-def _create_virtual_key(env: dict[str, str], notes: list[str]) -> str:
+# Budgets on key and team and an rpm limit, all far above what a run can use, so that every
+# request goes through admission and settlement without being refused.
+LIMIT_ARGS = ("--team", "bench-team", "--budget-usd", "1000000", "--rpm", "100000000")
+
+
+def _create_virtual_key(env: dict[str, str], notes: list[str], *extra: str) -> str:
     """A normal (non-admin) key, so the measured auth path is the one product teams use."""
     completed = subprocess.run(
-        [str(_llmplane_bin()), "keys", "create", "--name", "bench", "--json"],
+        [str(_llmplane_bin()), "keys", "create", "--name", "bench", "--json", *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -145,7 +150,18 @@ def _create_virtual_key(env: dict[str, str], notes: list[str]) -> str:
     return env["LLMPLANE_ADMIN_KEY"]
 
 
-def start_llmplane(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+def _cli(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [str(_llmplane_bin()), *args], capture_output=True, env=env, timeout=30, check=True
+    )
+
+
+def start_llmplane_limits(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane`, with a team budget, a key budget and an rpm limit on."""
+    return start_llmplane(stack, work_dir, limits=True)
+
+
+def start_llmplane(stack: contextlib.ExitStack, work_dir: Path, *, limits: bool = False) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key."""
     ensure_port_free(LLMPLANE_PORT)
     config = work_dir / "llmplane.yaml"
@@ -158,14 +174,33 @@ def start_llmplane(stack: contextlib.ExitStack, work_dir: Path) -> Target:
         "LLMPLANE_URL": f"http://127.0.0.1:{LLMPLANE_PORT}",
     }
     argv = [str(_llmplane_bin()), "up", "--host", "127.0.0.1", "--port", str(LLMPLANE_PORT)]
-    argv += ["--config", str(config), "--data-dir", str(work_dir / "llmplane-data")]
+    data_dir = work_dir / ("llmplane-limits-data" if limits else "llmplane-data")
+    argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)
     stack.callback(stop_server, server)
     wait_ready(server, f"http://127.0.0.1:{LLMPLANE_PORT}/health/ready", timeout_s=60)
     notes: list[str] = []
-    key = _create_virtual_key(env, notes)
+    name = "llmplane"
+    if limits:
+        name = "llmplane+limits"
+        _cli(env, "teams", "create", "bench-team")
+        _cli(
+            env,
+            "budgets",
+            "set",
+            "--scope",
+            "team",
+            "--target",
+            "bench-team",
+            "--limit-usd",
+            "1000000",
+            "--period",
+            "month",
+        )
+        notes.append("team budget, key budget (month) and rpm limit on; none is reached")
+    key = _create_virtual_key(env, notes, *(LIMIT_ARGS if limits else ()))
     base = f"http://127.0.0.1:{LLMPLANE_PORT}"
-    return Target("llmplane", base, {"Authorization": f"Bearer {key}"}, server, notes, env)
+    return Target(name, base, {"Authorization": f"Bearer {key}"}, server, notes, env)
 
 
 def ledger_note(target: Target, completed_requests: int) -> str | None:

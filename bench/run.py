@@ -1,6 +1,6 @@
 """Benchmark the llmplane gateway against the bare upstream simulator and LiteLLM's proxy.
 
-Usage: .venv/bin/python bench/run.py [--duration 8] [--targets direct,llmplane,litellm]
+Usage: .venv/bin/python bench/run.py [--duration 8] [--targets direct,llmplane,...]
 See bench/README.md for what is measured and how the processes are pinned.
 """
 
@@ -36,11 +36,12 @@ from _targets import (
     preflight,
     start_litellm,
     start_llmplane,
+    start_llmplane_limits,
     start_upstream,
 )
 from _wrk import require_wrk, run_wrk, write_script, wrk_version
 
-ALL_TARGETS = ("direct", "llmplane", "litellm")
+ALL_TARGETS = ("direct", "llmplane", "llmplane+limits", "litellm")
 STREAM_CONCURRENCY = 16
 
 
@@ -233,7 +234,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with contextlib.ExitStack() as stack:
             upstream = start_upstream(stack, work_dir, args.upstream_latency_ms)
-            starters = {"llmplane": start_llmplane, "litellm": start_litellm}
+            starters = {
+                "llmplane": start_llmplane,
+                "llmplane+limits": start_llmplane_limits,
+                "litellm": start_litellm,
+            }
             for name in [t for t in ALL_TARGETS if t in args.targets]:
                 with contextlib.ExitStack() as server_stack:
                     target = (
