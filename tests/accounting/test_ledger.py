@@ -119,3 +119,27 @@ async def test_a_row_the_store_refuses_does_not_block_the_others(engine: Engine)
     await asyncio.wait_for(ledger.close(), 10)
     assert _count(engine) == 2
     assert ledger.rejected == 1
+
+
+async def test_spend_by_each_dimension(engine: Engine) -> None:
+    from llmplane.accounting.spend import SPEND_DIMENSIONS, spend_by
+
+    ledger = UsageLedger(engine)
+    ledger.start()
+    for i in range(6):
+        row = _row(i, key="key_a" if i < 4 else "key_b", model="mock", cost=100)
+        row.team_id, row.service_id, row.user_id = "team_1", f"svc_{i % 2}", "alice"
+        ledger.record(row)
+    await ledger.close()
+    by_key = spend_by(engine, "key")
+    assert [(r["key"], r["requests"], r["cost_usd"]) for r in by_key] == [
+        ("key_a", 4, 400e-9),
+        ("key_b", 2, 200e-9),
+    ]
+    assert [r["requests"] for r in spend_by(engine, "service")] == [3, 3]
+    assert spend_by(engine, "team")[0]["team"] == "team_1"
+    assert spend_by(engine, "user")[0]["user"] == "alice"
+    day = spend_by(engine, "day")
+    assert len(day) == 1 and day[0]["day"] == datetime.now(UTC).date().isoformat()
+    for dimension in SPEND_DIMENSIONS:
+        assert sum(r["requests"] for r in spend_by(engine, dimension)) == 6

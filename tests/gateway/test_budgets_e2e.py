@@ -182,6 +182,11 @@ def test_team_budget_covers_all_its_keys(gateway: GatewayProcess, sim: UpstreamS
 
     statuses = sorted(status for status, _ in asyncio.run(both()))
     assert statuses == [200, 200, 429, 429, 429, 429]
+    by_team = json.loads(cli("spend", "--by", "team", "--json", url=gateway.url).stdout)
+    mine = next(r for r in by_team["rows"] if r["team"] == team["id"])
+    assert mine["name"] == "budgeted-team" and mine["requests"] == 2
+    table = cli("spend", "--by", "team", url=gateway.url).stdout
+    assert "budgeted-team" in table
 
 
 @pytest.mark.parametrize(

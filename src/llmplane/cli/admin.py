@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from llmplane.accounting.spend import SPEND_DIMENSIONS
 from llmplane.cli.client import call
 
 
@@ -133,10 +134,16 @@ def revoke_key(key: str, as_json: bool) -> None:
 @click.command()
 @click.option("--since", default=None, help="ISO date or time (inclusive).")
 @click.option("--until", default=None, help="ISO date or time (exclusive).")
+@click.option(
+    "--by",
+    type=click.Choice(SPEND_DIMENSIONS),
+    default=None,
+    help="Group by one dimension instead of by key and by model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def spend(since: str | None, until: str | None, as_json: bool) -> None:
-    """Requests, tokens and USD by key and by model."""
-    params = {k: v for k, v in {"since": since, "until": until}.items() if v}
+def spend(since: str | None, until: str | None, by: str | None, as_json: bool) -> None:
+    """Requests, tokens and USD by key and by model (or --by one dimension)."""
+    params = {k: v for k, v in {"since": since, "until": until, "by": by}.items() if v}
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     summary = call("GET", f"/admin/spend{query}")
     if as_json:
@@ -160,6 +167,13 @@ def spend(since: str | None, until: str | None, as_json: bool) -> None:
             for i in items
         ]
 
+    if by is not None:
+        for row in summary["rows"]:
+            row["label"] = row.get("name") or row[by]
+        _table(
+            rows(summary["rows"], "label"), [by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "USD"]
+        )
+        return
     _table(rows(summary["by_key"], "name"), ["KEY", "REQUESTS", "PROMPT", "COMPLETION", "USD"])
     click.echo("")
     _table(rows(summary["by_model"], "model"), ["MODEL", "REQUESTS", "PROMPT", "COMPLETION", "USD"])

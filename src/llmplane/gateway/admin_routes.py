@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.budgets import check_budget, set_budget
-from llmplane.accounting.spend import spend_summary
+from llmplane.accounting.spend import spend_by, spend_summary
 from llmplane.errors import InvalidRequestError
 from llmplane.gateway.http import RequestScope, endpoint, json_response
 from llmplane.gateway.validation import parse_json_object
@@ -141,6 +141,12 @@ async def spend(scope: RequestScope) -> Response:
     summary = await asyncio.to_thread(
         spend_summary, scope.services.engine, since=since, until=until
     )
+    by = params.get("by")
+    if by is not None:
+        summary["by"] = by
+        summary["rows"] = await asyncio.to_thread(
+            spend_by, scope.services.engine, by, since=since, until=until
+        )
     return json_response(scope, summary)
 
 
