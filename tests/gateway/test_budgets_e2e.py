@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -196,3 +197,29 @@ def test_team_budget_covers_all_its_keys(gateway: GatewayProcess, sim: UpstreamS
 def test_bad_key_options_are_refused(gateway: GatewayProcess, args: list[str]) -> None:
     result = cli("keys", "create", "--name", "bad", *args, url=gateway.url, check=False)
     assert result.returncode != 0
+
+
+def test_team_model_allowlist_and_max_tokens_ceiling(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    cli("teams", "create", "policy-team", "--models", "sim", "--max-tokens", "20", url=gateway.url)
+    key = _key(gateway, "policy-key", "--team", "policy-team")
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    assert [m.id for m in client.models.list()] == ["sim"]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="ceiling of 20"):
+        client.chat.completions.create(
+            model="sim", max_tokens=21, messages=[{"role": "user", "content": "hi"}]
+        )
+    client.chat.completions.create(model="sim", messages=[{"role": "user", "content": "hi"}])
+    assert sim.requests[-1]["body"]["max_tokens"] == 20  # defaulted to the ceiling
+
+    # A policy change reaches keys already in use within the refresh interval.
+    cli("teams", "update", "policy-team", "--models", "sim,mock", url=gateway.url)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if [m.id for m in client.models.list()] == ["mock", "sim"]:
+            break
+        time.sleep(0.1)
+    assert [m.id for m in client.models.list()] == ["mock", "sim"]

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine, RowMapping
 from llmplane.accounting.audit import record_audit
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
-from llmplane.store.tables import virtual_keys
+from llmplane.store.tables import teams, virtual_keys
 
 KEY_PREFIX = "sk-lp-"
 _NEGATIVE_TTL_S = 2.0
@@ -57,10 +57,16 @@ class Principal:
     expires_at: float | None = None
     rpm: int | None = None
     tpm: int | None = None
+    team_models: frozenset[str] | None = None
+    team_max_tokens: int | None = None
 
     def may_use(self, model: str) -> bool:
-        """Whether this key's allowlist (if any) includes ``model``."""
-        return self.is_admin or self.models is None or model in self.models
+        """Whether the key's and its team's allowlists (where set) both include ``model``."""
+        if self.is_admin:
+            return True
+        return (self.models is None or model in self.models) and (
+            self.team_models is None or model in self.team_models
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,8 @@ def _principal(row: RowMapping) -> Principal:
         expires_at=expires.timestamp() if expires is not None else None,
         rpm=row["rpm"],
         tpm=row["tpm"],
+        team_models=frozenset(row["team_models"]) if row["team_models"] is not None else None,
+        team_max_tokens=row["team_max_tokens"],
     )
 
 
@@ -180,8 +188,14 @@ class KeyService:
         return principal
 
     def _fetch_active(self, digest: str) -> RowMapping | None:
-        query = select(virtual_keys).where(
-            virtual_keys.c.key_hash == digest, virtual_keys.c.revoked_at.is_(None)
+        query = (
+            select(
+                virtual_keys,
+                teams.c.models.label("team_models"),
+                teams.c.max_tokens.label("team_max_tokens"),
+            )
+            .select_from(virtual_keys.outerjoin(teams, teams.c.id == virtual_keys.c.team_id))
+            .where(virtual_keys.c.key_hash == digest, virtual_keys.c.revoked_at.is_(None))
         )
         with self._engine.connect() as connection:
             return connection.execute(query).mappings().first()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from llmplane.accounting.audit import record_audit
 from llmplane.errors import InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
-from llmplane.store.tables import services, teams
+from llmplane.store.tables import services, teams, virtual_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +148,15 @@ class TeamService:
                 values["name"] = _name(values["name"], "team")
             if values.get("models") is not None:
                 values["models"] = sorted(set(values["models"]))
+            now = datetime.now(UTC)
             connection.execute(
-                update(teams)
-                .where(teams.c.id == before.id)
-                .values(**values, updated_at=datetime.now(UTC))
+                update(teams).where(teams.c.id == before.id).values(**values, updated_at=now)
+            )
+            # Keys carry their team's policy: mark them changed so every replica reloads them.
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.team_id == before.id)
+                .values(updated_at=now)
             )
             after = _team(self._find(connection, before.id))
             record_audit(

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.keys import Principal
-from llmplane.errors import PermissionDeniedError
+from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.calls import CallContext, CallResult
 from llmplane.gateway.http import RequestScope, endpoint, json_response
 from llmplane.gateway.providers.base import Endpoint
@@ -18,6 +18,20 @@ from llmplane.gateway.validation import check_chat, check_embeddings, parse_json
 _NANO = 1_000_000_000
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
+    """Hold a chat request to its team's ``max_tokens`` ceiling: refuse more, default to it."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = body.get(name)
+        if asked is not None and asked > ceiling:
+            raise InvalidRequestError(
+                f"'{name}' is {asked}, above your team's ceiling of {ceiling}.",
+                param=name,
+                code="max_tokens_above_ceiling",
+            )
+    if body.get("max_completion_tokens") is None and body.get("max_tokens") is None:
+        body["max_tokens"] = ceiling
 
 
 def _context(
@@ -31,6 +45,9 @@ def _context(
     scope.services.router.require(model)
     if not principal.may_use(model):
         raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
+    ceiling = principal.team_max_tokens
+    if ceiling is not None and endpoint_kind is Endpoint.CHAT:
+        _apply_max_tokens_ceiling(body, ceiling)
     user = body.get("user") or scope.request.headers.get("x-llmplane-user")
     if user is not None:
         user = user[:_MAX_USER_LENGTH]
