@@ -88,3 +88,19 @@ def test_cli_without_server_tells_what_to_do() -> None:
     result = cli("keys", "list", url="http://127.0.0.1:9", check=False)
     assert result.returncode == 1
     assert "llmplane up" in result.stderr and "LLMPLANE_URL" in result.stderr
+
+
+def test_rotation_swaps_the_secret_and_keeps_the_key(gateway: GatewayProcess) -> None:
+    created = json.loads(
+        cli(
+            "keys", "create", "--name", "rotating", "--rpm", "1000", "--json", url=gateway.url
+        ).stdout
+    )
+    assert http("GET", f"{gateway.base_url}/models", key=created["key"])[0] == 200
+    rotated = json.loads(cli("keys", "rotate", "rotating", "--json", url=gateway.url).stdout)
+    assert rotated["id"] == created["id"] and rotated["rpm"] == 1000
+    assert rotated["key"] != created["key"]
+    assert http("GET", f"{gateway.base_url}/models", key=created["key"])[0] == 401
+    assert http("GET", f"{gateway.base_url}/models", key=rotated["key"])[0] == 200
+    audit = json.loads(cli("audit", "--type", "key", "--json", url=gateway.url).stdout)
+    assert any(e["action"] == "key.rotate" and e["object_id"] == created["id"] for e in audit)

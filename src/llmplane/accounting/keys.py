@@ -316,6 +316,39 @@ class KeyService:
         self._cache.pop(row["key_hash"], None)
         return revoked
 
+    def rotate_key(self, id_or_name: str, *, actor: str = "admin") -> tuple[KeyRecord, str]:
+        """Give a key a new secret (same id, team, limits and budget); the old one stops
+        working at once here and within the refresh interval on other replicas."""
+        key_id = self.resolve_key_id(id_or_name)
+        plaintext = generate_key()
+        digest = hash_key(plaintext)
+        hint = f"{plaintext[:8]}…{plaintext[-4:]}"
+        now = datetime.now(UTC)
+        with self._engine.begin() as connection:
+            row = (
+                connection.execute(select(virtual_keys).where(virtual_keys.c.id == key_id))
+                .mappings()
+                .one()
+            )
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id)
+                .values(key_hash=digest, key_hint=hint, updated_at=now)
+            )
+            before = _record(row)
+            after = replace(before, key_hint=hint)
+            record_audit(
+                connection,
+                actor=actor,
+                action="key.rotate",
+                object_type="key",
+                object_id=key_id,
+                before=before.to_json(),
+                after=after.to_json(),
+            )
+        self._cache.pop(row["key_hash"], None)
+        return after, plaintext
+
     def resolve_key_id(self, id_or_name: str) -> str:
         """The id of the active key with this id or (unique) name."""
         with self._engine.connect() as connection:

@@ -131,6 +131,19 @@ def revoke_key(key: str, as_json: bool) -> None:
         click.echo(f"revoked key {record['id']} ({record['name']})")
 
 
+@keys.command("rotate")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rotate_key(key: str, as_json: bool) -> None:
+    """Give KEY (id or unique name) a new secret; the old one stops working."""
+    record = call("POST", f"/admin/keys/{urllib.parse.quote(key, safe='')}/rotate", {})
+    if as_json:
+        _print_json(record)
+        return
+    click.echo(f"rotated key {record['id']} ({record['name']}); it will not be shown again:")
+    click.echo(record["key"])
+
+
 @click.command()
 @click.option("--since", default=None, help="ISO date or time (inclusive).")
 @click.option("--until", default=None, help="ISO date or time (exclusive).")

@@ -150,9 +150,20 @@ async def spend(scope: RequestScope) -> Response:
     return json_response(scope, summary)
 
 
+@endpoint
+async def rotate_key(scope: RequestScope) -> Response:
+    """A new secret for a key; the old secret stops working."""
+    principal = await scope.admin()
+    record, plaintext = await asyncio.to_thread(
+        scope.services.keys.rotate_key, scope.request.path_params["key"], actor=principal.key_id
+    )
+    return json_response(scope, {**record.to_json(), "key": plaintext})
+
+
 routes = [
     Route("/admin/keys", create_key, methods=["POST"]),
     Route("/admin/keys", list_keys, methods=["GET"]),
     Route("/admin/keys/{key}", revoke_key, methods=["DELETE"]),
+    Route("/admin/keys/{key}/rotate", rotate_key, methods=["POST"]),
     Route("/admin/spend", spend, methods=["GET"]),
 ]
