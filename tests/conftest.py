@@ -16,6 +16,7 @@ from llmplane.store import create_engine, migrate
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import GatewayProcess, simulator_model
 from tests.postgres import postgres_cluster
+from tests.redis_server import redis_server
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -83,3 +84,17 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     migrate(store)
     yield store
     store.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway Redis server (skipped where none is installed, unless CI requires it)."""
+    server = redis_server()
+    url = next(server)
+    if url is None:
+        if os.environ.get("LLMPLANE_REQUIRE_REDIS"):
+            pytest.fail("redis-server not found (apt-get install redis-server)")
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    yield url
+    with contextlib.suppress(StopIteration):
+        next(server)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import (
-    BudgetGuard,
+    LocalBudgetGuard,
     Period,
     load_budgets,
     period_start,
@@ -23,8 +23,8 @@ KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
 NANO = 1_000_000_000
 
 
-def _guard(engine: Engine) -> BudgetGuard:
-    guard = BudgetGuard(engine)
+def _guard(engine: Engine) -> LocalBudgetGuard:
+    guard = LocalBudgetGuard(engine)
     guard.replace_budgets(load_budgets(engine))
     return guard
 
@@ -66,7 +66,7 @@ async def test_settling_releases_what_was_not_used(engine: Engine) -> None:
         await guard.admit(KEY, 1)
     guard.settle(second, 0)  # failed upstream: nothing spent, all released
     await guard.admit(KEY, 3 * NANO // 4)
-    assert guard.spent_nanousd(("team", "team_x"), Period.DAY) == NANO // 4
+    assert await guard.spent_nanousd(("team", "team_x"), Period.DAY) == NANO // 4
 
 
 async def test_no_budget_is_never_refused(engine: Engine) -> None:

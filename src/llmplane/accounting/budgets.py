@@ -96,6 +96,7 @@ class Reservation:
     held: tuple[CounterKey, ...]
     amount: int
     settled: bool = field(default=False)
+    token: str = ""  # names the hold in a shared backend
 
 
 def principal_scopes(principal: Principal) -> tuple[Scope, ...]:
@@ -233,41 +234,82 @@ def set_budget(
 
 
 class BudgetGuard:
-    """In-process reserve-then-settle over spend counters loaded from the ledger."""
+    """What every budget backend shares: the budgets in force, refusals, ledger sums.
+
+    Backends implement :meth:`admit` (reserve the worst case or raise
+    :class:`BudgetExceededError`), :meth:`settle` (count the real cost, release the
+    rest; never blocks, never raises) and :meth:`spent_nanousd`.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._budgets: dict[Scope, Budget] = {}
-        self._spent: dict[CounterKey, int] = {}
-        self._reserved: dict[CounterKey, int] = {}
-        self._loaded: dict[Scope, datetime] = {}
-        self._loading: dict[Scope, asyncio.Future[None]] = {}
 
     def replace_budgets(self, all_budgets: Sequence[Budget]) -> None:
         """Use this set of budgets from now on (start-up, refresh, or after an admin change)."""
         self._budgets = {(b.scope, b.scope_id): b for b in all_budgets}
 
-    def load_budgets(self) -> list[Budget]:
-        """Read every budget from the store (blocking; call in a thread)."""
-        with self._engine.connect() as connection:
-            rows = connection.execute(select(budgets)).mappings().all()
-        return [
-            Budget(
-                row["id"],
-                row["scope"],
-                row["scope_id"],
-                row["limit_nanousd"],
-                Period(row["period"]),
-                tuple(row["thresholds"] or ()),
-            )
-            for row in rows
-        ]
-
     def budget_for(self, scope: Scope) -> Budget | None:
         """The budget set on ``scope``, if any."""
         return self._budgets.get(scope)
 
-    def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
+    def budgets_above(self, principal: Principal) -> list[Budget]:
+        """The budgets that apply to a caller: its key's, service's and team's."""
+        return [b for scope in principal_scopes(principal) if (b := self._budgets.get(scope))]
+
+    async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
+        """Reserve ``worst_case_nanousd`` under every budget above ``principal``, or refuse."""
+        raise NotImplementedError
+
+    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
+        """Release the reservation and count the real cost (once)."""
+        raise NotImplementedError
+
+    async def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
+        """Settled spend of ``scope`` in the current ``period`` (``None`` if not tracked)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Finish pending work at shutdown."""
+
+    @staticmethod
+    def refusal(budget: Budget, used: int, worst_case_nanousd: int) -> BudgetExceededError:
+        """The client's error for a budget that cannot take this request."""
+        per = budget.period.value if budget.period is not Period.NONE else "all time"
+        return BudgetExceededError(
+            f"The {budget.scope} budget of ${budget.limit_nanousd / _NANO:.2f} per {per} has "
+            f"${max(budget.limit_nanousd - used, 0) / _NANO:.6f} left; this request could cost "
+            f"up to ${worst_case_nanousd / _NANO:.6f}. Lower max_tokens or ask the platform "
+            "team for more budget."
+        )
+
+    def ledger_sums(self, scope: Scope, day: datetime) -> dict[Period, int]:
+        """Spend of ``scope`` per period up to now, from the ledger (blocking)."""
+        column = _SCOPE_COLUMNS[scope[0]]
+        cost = usage_ledger.c.cost_nanousd
+        created = usage_ledger.c.created_at
+        starts = {p: period_start(p, day) for p in (Period.DAY, Period.WEEK, Period.MONTH)}
+        query = select(
+            *(func.sum(case((created >= start, cost), else_=0)) for start in starts.values()),
+            func.sum(cost),
+        ).where(column == scope[1])
+        with self._engine.connect() as connection:
+            row = connection.execute(query).one()
+        values = [int(v or 0) for v in row]
+        return {**dict(zip(starts, values[:3], strict=True)), Period.NONE: values[3]}
+
+
+class LocalBudgetGuard(BudgetGuard):
+    """In-process reserve-then-settle over spend counters loaded from the ledger."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._spent: dict[CounterKey, int] = {}
+        self._reserved: dict[CounterKey, int] = {}
+        self._loaded: dict[Scope, datetime] = {}
+        self._loading: dict[Scope, asyncio.Future[None]] = {}
+
+    async def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
         """Settled spend of ``scope`` in the current ``period`` (``None`` if not tracked yet)."""
         return self._spent.get((*scope, period))
 
@@ -287,14 +329,7 @@ class BudgetGuard:
             key: CounterKey = (*scope, budget.period)
             used = self._spent.get(key, 0) + self._reserved.get(key, 0)
             if used + worst_case_nanousd > budget.limit_nanousd:
-                raise BudgetExceededError(
-                    f"The {scope[0]} budget of ${budget.limit_nanousd / _NANO:.2f} per "
-                    f"{budget.period.value if budget.period is not Period.NONE else 'all time'} "
-                    f"has ${max(budget.limit_nanousd - used, 0) / _NANO:.6f} left; this request "
-                    f"could cost up to ${worst_case_nanousd / _NANO:.6f}. Lower max_tokens or ask "
-                    "the platform team for more budget.",
-                    param=None,
-                )
+                raise self.refusal(budget, used, worst_case_nanousd)
             held.append(key)
         for key in held:
             self._reserved[key] = self._reserved.get(key, 0) + worst_case_nanousd
@@ -324,7 +359,7 @@ class BudgetGuard:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loading[scope] = future
         try:
-            sums = await asyncio.to_thread(self._sums, scope, day)
+            sums = await asyncio.to_thread(self.ledger_sums, scope, day)
             for period, total in sums.items():
                 self._spent[(*scope, period)] = total
             self._loaded[scope] = day
@@ -335,17 +370,3 @@ class BudgetGuard:
             raise
         finally:
             del self._loading[scope]
-
-    def _sums(self, scope: Scope, day: datetime) -> dict[Period, int]:
-        column = _SCOPE_COLUMNS[scope[0]]
-        cost = usage_ledger.c.cost_nanousd
-        created = usage_ledger.c.created_at
-        starts = {p: period_start(p, day) for p in (Period.DAY, Period.WEEK, Period.MONTH)}
-        query = select(
-            *(func.sum(case((created >= start, cost), else_=0)) for start in starts.values()),
-            func.sum(cost),
-        ).where(column == scope[1])
-        with self._engine.connect() as connection:
-            row = connection.execute(query).one()
-        values = [int(v or 0) for v in row]
-        return {**dict(zip(starts, values[:3], strict=True)), Period.NONE: values[3]}

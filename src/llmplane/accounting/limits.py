@@ -1,4 +1,4 @@
-"""Requests-per-minute limits per key: an exact sliding window, in one process.
+"""Requests-per-minute limits per key: an exact sliding window.
 
 Each limited key keeps the times of its admitted requests in the last minute
 (at most ``rpm`` of them), so no 60-second window ever holds more than
@@ -19,13 +19,40 @@ from llmplane.errors import RateLimitError
 _WINDOW_S = 60.0
 
 
-class RequestRateLimiter:
-    """Admits or refuses a request by its key's ``rpm``."""
+def rpm_headers(limit: int, remaining: int, reset_s: float) -> dict[str, str]:
+    """OpenAI's request rate-limit headers."""
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(max(remaining, 0)),
+        "x-ratelimit-reset-requests": f"{max(reset_s, 0.0):.3f}s",
+    }
+
+
+def rpm_refusal(limit: int, wait_s: float) -> RateLimitError:
+    """The 429 for a key that already had ``limit`` requests in the last minute."""
+    return RateLimitError(
+        f"This key is limited to {limit} requests per minute; retry in {wait_s:.1f}s.",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(max(1, math.ceil(wait_s))), **rpm_headers(limit, 0, wait_s)},
+    )
+
+
+class RateLimiter:
+    """Admits or refuses a request by its key's ``rpm`` (backends: in-process, Redis)."""
+
+    async def admit(self, principal: Principal) -> dict[str, str]:
+        """Count this request and return the rate-limit headers, or raise
+        :class:`RateLimitError` with ``retry-after`` and the same headers."""
+        raise NotImplementedError
+
+
+class LocalRateLimiter(RateLimiter):
+    """One process's exact sliding window per key."""
 
     def __init__(self) -> None:
         self._admitted: dict[str, deque[float]] = {}
 
-    def admit(self, principal: Principal) -> dict[str, str]:
+    async def admit(self, principal: Principal) -> dict[str, str]:
         """Count this request against the key's ``rpm`` and return the rate-limit headers.
 
         Raises :class:`RateLimitError` (with the same headers and ``retry-after``) when the
@@ -41,22 +68,6 @@ class RequestRateLimiter:
         while window and window[0] <= now - _WINDOW_S:
             window.popleft()
         if len(window) >= limit:
-            wait = window[0] + _WINDOW_S - now
-            headers = {
-                "retry-after": str(max(1, math.ceil(wait))),
-                "x-ratelimit-limit-requests": str(limit),
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": f"{wait:.3f}s",
-            }
-            raise RateLimitError(
-                f"This key is limited to {limit} requests per minute; retry in {wait:.1f}s.",
-                code="rate_limit_exceeded",
-                headers=headers,
-            )
+            raise rpm_refusal(limit, window[0] + _WINDOW_S - now)
         window.append(now)
-        reset = window[0] + _WINDOW_S - now
-        return {
-            "x-ratelimit-limit-requests": str(limit),
-            "x-ratelimit-remaining-requests": str(limit - len(window)),
-            "x-ratelimit-reset-requests": f"{reset:.3f}s",
-        }
+        return rpm_headers(limit, limit - len(window), window[0] + _WINDOW_S - now)

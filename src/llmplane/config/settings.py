@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     key_refresh_interval_s: float = Field(default=0.5, gt=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     log_level: str = "info"
+    redis_url: str | None = None
+    redis_failure_mode: Literal["closed", "open"] = "closed"
+    reservation_ttl_s: float = Field(default=900.0, gt=0)
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else SQLite under the data dir."""

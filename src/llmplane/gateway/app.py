@@ -18,10 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llmplane.accounting.budgets import BudgetGuard, load_budgets
+from llmplane.accounting.budgets import BudgetGuard, LocalBudgetGuard, load_budgets
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
-from llmplane.accounting.limits import RequestRateLimiter
+from llmplane.accounting.limits import LocalRateLimiter, RateLimiter
 from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
@@ -55,7 +55,7 @@ class GatewayServices:
     caller: ModelCaller
     teams: TeamService
     budgets: BudgetGuard
-    limiter: RequestRateLimiter
+    limiter: RateLimiter
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def reload_budgets(self) -> None:
@@ -74,7 +74,26 @@ def build_services(
         flush_interval_s=settings.ledger_flush_interval_s,
     )
     router = ModelRouter(platform)
-    budgets = BudgetGuard(engine)
+    budgets: BudgetGuard
+    limiter: RateLimiter
+    if settings.redis_url:
+        # Imported here: the redis client is only needed when replicas share counters.
+        from llmplane.accounting.redis_counters import (
+            RedisBudgetGuard,
+            RedisRateLimiter,
+            connect,
+        )
+
+        redis = connect(settings.redis_url)
+        budgets = RedisBudgetGuard(
+            engine,
+            redis,
+            reservation_ttl_s=settings.reservation_ttl_s,
+            failure_mode=settings.redis_failure_mode,
+        )
+        limiter = RedisRateLimiter(redis, failure_mode=settings.redis_failure_mode)
+    else:
+        budgets, limiter = LocalBudgetGuard(engine), LocalRateLimiter()
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -85,7 +104,7 @@ def build_services(
         caller=ModelCaller(router, ledger, budgets),
         teams=TeamService(engine),
         budgets=budgets,
-        limiter=RequestRateLimiter(),
+        limiter=limiter,
     )
 
 
@@ -195,6 +214,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await services.budgets.aclose()
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()
 

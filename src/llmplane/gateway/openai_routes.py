@@ -34,7 +34,7 @@ def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
         body["max_tokens"] = ceiling
 
 
-def _context(
+async def _context(
     scope: RequestScope,
     principal: Principal,
     model: str,
@@ -60,7 +60,7 @@ def _context(
         user=user,
         tags=metadata if isinstance(metadata, dict) and metadata else None,
         body_bytes=body_bytes,
-        limit_headers=scope.services.limiter.admit(principal),
+        limit_headers=await scope.services.limiter.admit(principal),
     )
 
 
@@ -82,7 +82,7 @@ async def chat_completions(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_chat(body)
-    ctx = _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    ctx = await _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
     caller = scope.services.caller
     if body.get("stream") is True:
         deployment, relay, first = await caller.open_stream(ctx, body)
@@ -103,7 +103,7 @@ async def embeddings(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_embeddings(body)
-    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
+    ctx = await _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
     return _reply(scope, await scope.services.caller.complete(ctx, body))
 
 

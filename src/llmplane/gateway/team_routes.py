@@ -181,7 +181,7 @@ async def list_budgets(scope: RequestScope) -> Response:
     found = await asyncio.to_thread(load_budgets, services.engine)
     data = []
     for budget in found:
-        spent = services.budgets.spent_nanousd((budget.scope, budget.scope_id), budget.period)
+        spent = await services.budgets.spent_nanousd((budget.scope, budget.scope_id), budget.period)
         data.append(
             {**budget.to_json(), "spent_usd": spent / 1_000_000_000 if spent is not None else None}
         )

@@ -1,0 +1,295 @@
+"""Budgets and rate limits shared by every gateway replica: counters in Redis, atomic in Lua.
+
+Each budget period has a spend counter (``…:spent``, rebuilt from the ledger
+when missing — first use, or after Redis lost its data) and its open
+reservations (a hash of amounts and a sorted set of expiry times). Admission
+is one script that drops expired reservations, checks every budget above the
+caller and, only if all have room, holds the worst case under each: no
+replica can see a half-made reservation. Settlement is one script that
+releases the hold and adds the real cost. Reservations of a crashed replica
+expire after ``reservation_ttl_s``.
+
+Rate limits keep each key's admitted requests of the last minute in a sorted
+set, so the limit holds exactly across replicas. Times come from Redis itself.
+
+When Redis cannot be reached, ``failure_mode`` decides: ``closed`` (default)
+answers 503, ``open`` admits the call, logs it and counts it in
+``fail_open_admissions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.engine import Engine
+
+from llmplane.accounting.budgets import (
+    BudgetGuard,
+    CounterKey,
+    Period,
+    Reservation,
+    Scope,
+    period_start,
+    principal_scopes,
+)
+from llmplane.accounting.keys import Principal
+from llmplane.accounting.limits import RateLimiter, rpm_headers, rpm_refusal
+from llmplane.errors import ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+FailureMode = Literal["closed", "open"]
+
+# KEYS: per budget, its spent counter, reservation hash, reservation expiry set.
+# ARGV: amount, reservation id, ttl ms, then per budget its limit and key ttl (s).
+# Returns {1} admitted, {0, i, used} refused by budget i, {-1, i} counter i missing.
+_ADMIT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local amount = tonumber(ARGV[1])
+local rid = ARGV[2]
+local ttl_ms = tonumber(ARGV[3])
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  local spent_key, holds, expiries = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
+  local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now_ms)
+  if #expired > 0 then
+    redis.call('HDEL', holds, unpack(expired))
+    redis.call('ZREMRANGEBYSCORE', expiries, '-inf', now_ms)
+  end
+  local spent = redis.call('GET', spent_key)
+  if not spent then return {-1, i} end
+  local used = tonumber(spent)
+  for _, held in ipairs(redis.call('HVALS', holds)) do used = used + tonumber(held) end
+  if used + amount > tonumber(ARGV[4 + i*2]) then return {0, i, used} end
+end
+for i = 0, n - 1 do
+  local key_ttl = tonumber(ARGV[5 + i*2])
+  redis.call('HSET', KEYS[i*3+2], rid, amount)
+  redis.call('ZADD', KEYS[i*3+3], now_ms + ttl_ms, rid)
+  redis.call('EXPIRE', KEYS[i*3+2], key_ttl)
+  redis.call('EXPIRE', KEYS[i*3+3], key_ttl)
+end
+return {1}
+"""
+
+# KEYS: per budget, spent counter, reservation hash, expiry set. ARGV: reservation id, cost.
+_SETTLE = """
+local rid = ARGV[1]
+local cost = tonumber(ARGV[2])
+for i = 0, #KEYS / 3 - 1 do
+  local held = redis.call('HGET', KEYS[i*3+2], rid)
+  redis.call('HDEL', KEYS[i*3+2], rid)
+  redis.call('ZREM', KEYS[i*3+3], rid)
+  if held and cost > 0 and redis.call('EXISTS', KEYS[i*3+1]) == 1 then
+    redis.call('INCRBY', KEYS[i*3+1], cost)
+  end
+end
+return 1
+"""
+
+# KEYS: the key's window. ARGV: limit, a unique member.
+# Returns {admitted, count, oldest_ms, now_ms}.
+_RPM = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local limit = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - 60000)
+local count = redis.call('ZCARD', KEYS[1])
+local admitted = 0
+if count < limit then
+  redis.call('ZADD', KEYS[1], now_ms, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 60000)
+  count = count + 1
+  admitted = 1
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest_ms = now_ms
+if #oldest > 0 then oldest_ms = tonumber(oldest[2]) end
+return {admitted, count, oldest_ms, now_ms}
+"""
+
+_PERIOD_TTL_S = {
+    Period.DAY: 3 * 86_400,
+    Period.WEEK: 9 * 86_400,
+    Period.MONTH: 33 * 86_400,
+    Period.NONE: 400 * 86_400,
+}
+
+
+def _unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "Budgets and rate limits cannot be checked right now; retry shortly.",
+        code="limits_unavailable",
+        headers={"retry-after": "1"},
+    )
+
+
+def connect(url: str) -> Redis:
+    """A client for ``LLMPLANE_REDIS_URL`` with short timeouts (failures are handled, not
+    waited out)."""
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+class _Unique:
+    """Unique member ids across replicas: a per-process random tag and a counter."""
+
+    def __init__(self) -> None:
+        self._tag = os.urandom(6).hex()
+        self._next = 0
+
+    def __call__(self) -> str:
+        self._next += 1
+        return f"{self._tag}{self._next:x}"
+
+
+class RedisBudgetGuard(BudgetGuard):
+    """Reserve-then-settle across replicas."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        redis: Redis,
+        *,
+        prefix: str = "llmplane",
+        reservation_ttl_s: float = 900.0,
+        failure_mode: FailureMode = "closed",
+    ) -> None:
+        super().__init__(engine)
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl_ms = int(reservation_ttl_s * 1000)
+        self._failure_mode = failure_mode
+        self._admit_script = redis.register_script(_ADMIT)
+        self._settle_script = redis.register_script(_SETTLE)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._unique = _Unique()
+        self.fail_open_admissions = 0
+
+    def _keys(self, key: CounterKey, day: datetime) -> list[str]:
+        scope, scope_id, period = key
+        base = (
+            f"{self._prefix}:budget:{scope}:{scope_id}:{period.value}:"
+            f"{period_start(period, day).date().isoformat()}"
+        )
+        return [f"{base}:spent", f"{base}:holds", f"{base}:expiry"]
+
+    async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
+        """Reserve under every budget above ``principal`` in one atomic script, or refuse."""
+        day = period_start(Period.DAY, datetime.now(UTC))
+        budgets = self.budgets_above(principal)
+        held = tuple((b.scope, b.scope_id, b.period) for b in budgets)
+        reservation = Reservation(
+            principal_scopes(principal), day, held, worst_case_nanousd, token=self._unique()
+        )
+        if not budgets:
+            return reservation
+        keys = [k for counter in held for k in self._keys(counter, day)]
+        args: list[Any] = [worst_case_nanousd, reservation.token, self._ttl_ms]
+        for budget in budgets:
+            args += [budget.limit_nanousd, _PERIOD_TTL_S[budget.period]]
+        try:
+            for _ in range(len(budgets) + 1):
+                result = await self._admit_script(keys=keys, args=args)
+                if result[0] == 1:
+                    return reservation
+                if result[0] == 0:
+                    budget = budgets[int(result[1])]
+                    raise self.refusal(budget, int(result[2]), worst_case_nanousd)
+                await self._rebuild(held[int(result[1])], day)
+        except RedisError as exc:
+            return self._on_failure(exc, reservation)
+        raise _unavailable()
+
+    async def _rebuild(self, counter: CounterKey, day: datetime) -> None:
+        """Load a missing spend counter from the ledger (the source of truth)."""
+        scope: Scope = (counter[0], counter[1])
+        sums = await asyncio.to_thread(self.ledger_sums, scope, day)
+        spent_key = self._keys(counter, day)[0]
+        await self._redis.set(spent_key, sums[counter[2]], nx=True, ex=_PERIOD_TTL_S[counter[2]])
+
+    def _on_failure(self, exc: RedisError, reservation: Reservation) -> Reservation:
+        if self._failure_mode == "closed":
+            log.error("budget check failed, refusing (fail closed): %s", type(exc).__name__)
+            raise _unavailable() from None
+        self.fail_open_admissions += 1
+        log.warning("budget check failed, admitting (fail open): %s", type(exc).__name__)
+        reservation.held = ()
+        return reservation
+
+    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
+        """Release the hold and add the real cost, in the background (never blocks)."""
+        if reservation.settled:
+            return
+        reservation.settled = True
+        if not reservation.held:
+            return
+        keys = [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
+        task = asyncio.get_running_loop().create_task(
+            self._settle(keys, reservation.token, actual_nanousd)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle(self, keys: list[str], token: str, cost: int) -> None:
+        try:
+            await self._settle_script(keys=keys, args=[token, cost])
+        except RedisError as exc:
+            # The hold expires on its own; the ledger row still counts at the next rebuild.
+            log.warning("budget settlement failed: %s", type(exc).__name__)
+
+    async def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
+        """Settled spend in the current period, from Redis (``None`` if not tracked)."""
+        day = period_start(Period.DAY, datetime.now(UTC))
+        try:
+            value = await self._redis.get(self._keys((*scope, period), day)[0])
+        except RedisError:
+            return None
+        return None if value is None else int(value)
+
+    async def aclose(self) -> None:
+        """Wait for settlements in flight, then close the connection pool."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._redis.aclose()
+
+
+class RedisRateLimiter(RateLimiter):
+    """Exact per-key requests-per-minute across replicas."""
+
+    def __init__(
+        self, redis: Redis, *, prefix: str = "llmplane", failure_mode: FailureMode = "closed"
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._failure_mode = failure_mode
+        self._script = redis.register_script(_RPM)
+        self._unique = _Unique()
+        self.fail_open_admissions = 0
+
+    async def admit(self, principal: Principal) -> dict[str, str]:
+        """Count this request in the key's shared window, or refuse it."""
+        limit = principal.rpm
+        if limit is None:
+            return {}
+        try:
+            admitted, count, oldest_ms, now_ms = await self._script(
+                keys=[f"{self._prefix}:rpm:{principal.key_id}"], args=[limit, self._unique()]
+            )
+        except RedisError as exc:
+            if self._failure_mode == "closed":
+                log.error("rate limit check failed, refusing (fail closed): %s", type(exc).__name__)
+                raise _unavailable() from None
+            self.fail_open_admissions += 1
+            log.warning("rate limit check failed, admitting (fail open): %s", type(exc).__name__)
+            return {}
+        reset_s = (int(oldest_ms) + 60_000 - int(now_ms)) / 1000
+        if not admitted:
+            raise rpm_refusal(limit, reset_s)
+        return rpm_headers(limit, limit - int(count), reset_s)

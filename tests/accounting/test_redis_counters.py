@@ -1,0 +1,157 @@
+"""Budgets and rate limits in a real Redis, as every replica shares them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.engine import Engine
+
+from llmplane.accounting.budgets import Period, load_budgets, set_budget
+from llmplane.accounting.keys import Principal
+from llmplane.accounting.ledger import UsageLedger, UsageRecord
+from llmplane.accounting.redis_counters import RedisBudgetGuard, RedisRateLimiter, connect
+from llmplane.errors import BudgetExceededError, RateLimitError, ServiceUnavailableError
+
+NANO = 1_000_000_000
+KEY = Principal(key_id="key_r", name="r", team_id="team_r", rpm=5)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = connect(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[list[Redis]]:
+    """Three connections, as three replicas would have, closed after the test."""
+    made = [connect(redis_url) for _ in range(3)]
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+def _replicas(engine: Engine, clients: list[Redis], **options: Any) -> list[RedisBudgetGuard]:
+    guards = [RedisBudgetGuard(engine, client, **options) for client in clients]
+    for guard in guards:
+        guard.replace_budgets(load_budgets(engine))
+    return guards
+
+
+async def test_fifty_admissions_over_three_replicas_against_room_for_ten(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
+    replicas = _replicas(engine, clients)
+
+    async def one(i: int) -> bool:
+        try:
+            await replicas[i % 3].admit(KEY, NANO // 10)
+        except BudgetExceededError:
+            return False
+        return True
+
+    assert sum(await asyncio.gather(*(one(i) for i in range(50)))) == 10
+    for guard in replicas:
+        await guard.aclose()
+
+
+async def test_settlement_counts_real_cost_and_releases_the_rest(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    set_budget(engine, "team", "team_r", limit_usd=1.0, period="day")
+    here, there, _ = _replicas(engine, clients)
+    held = await here.admit(KEY, NANO)
+    with pytest.raises(BudgetExceededError, match="team budget"):
+        await there.admit(KEY, 1)
+    here.settle(held, NANO // 4)
+    await here.aclose()  # waits for the background settlement
+    await there.admit(KEY, 3 * NANO // 4)
+    assert await there.spent_nanousd(("team", "team_r"), Period.DAY) == NANO // 4
+    await there.aclose()
+
+
+async def test_a_crashed_replicas_holds_expire(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
+    crashed, alive, _ = _replicas(engine, clients, reservation_ttl_s=0.3)
+    await crashed.admit(KEY, NANO)  # never settled: the replica died
+    with pytest.raises(BudgetExceededError):
+        await alive.admit(KEY, 1)
+    await asyncio.sleep(0.4)
+    await alive.admit(KEY, NANO)
+    await alive.aclose()
+    await crashed.aclose()
+
+
+async def test_counters_are_rebuilt_from_the_ledger_after_redis_loses_them(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    ledger = UsageLedger(engine)
+    ledger.start()
+    ledger.record(
+        UsageRecord(
+            request_id="spent-before",
+            created_at=datetime.now(UTC),
+            model="m",
+            deployment="m[0]",
+            provider="mock",
+            endpoint="chat.completions",
+            stream=False,
+            status=200,
+            prompt_tokens=1,
+            completion_tokens=1,
+            cached_tokens=0,
+            cost_nanousd=NANO // 2,
+            latency_ms=1.0,
+            key_id="key_r",
+        )
+    )
+    await ledger.close()
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
+    guard = _replicas(engine, clients)[0]
+    await guard.admit(KEY, NANO // 4)
+    await redis.flushall()  # Redis loses everything
+    with pytest.raises(BudgetExceededError):
+        await guard.admit(KEY, NANO // 2 + 1)  # the ledger still says $0.50 is spent
+    await guard.admit(KEY, NANO // 2)
+    await guard.aclose()
+
+
+async def test_rpm_holds_across_replicas(redis: Redis, clients: list[Redis]) -> None:
+    limiters = [RedisRateLimiter(client) for client in clients[:2]]
+    outcomes = []
+    for i in range(12):
+        try:
+            headers = await limiters[i % 2].admit(KEY)
+            outcomes.append(headers["x-ratelimit-remaining-requests"])
+        except RateLimitError as exc:
+            outcomes.append(exc.headers["x-ratelimit-remaining-requests"])
+            assert int(exc.headers["retry-after"]) >= 1
+    assert outcomes == ["4", "3", "2", "1", "0"] + ["0"] * 7
+
+
+async def test_unreachable_redis_fails_closed_or_open(engine: Engine) -> None:
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
+    closed = RedisBudgetGuard(engine, connect("redis://127.0.0.1:9/0"))
+    closed.replace_budgets(load_budgets(engine))
+    with pytest.raises(ServiceUnavailableError):
+        await closed.admit(KEY, 1)
+    opened = RedisBudgetGuard(engine, connect("redis://127.0.0.1:9/0"), failure_mode="open")
+    opened.replace_budgets(load_budgets(engine))
+    opened.settle(await opened.admit(KEY, 1), 1)
+    assert opened.fail_open_admissions == 1
+    unreachable = connect("redis://127.0.0.1:9/0")
+    with pytest.raises(ServiceUnavailableError):
+        await RedisRateLimiter(unreachable).admit(KEY)
+    await unreachable.aclose()
+    for guard in (closed, opened):
+        await guard.aclose()
