@@ -163,3 +163,26 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     with store.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM usage_ledger").scalar() == 3
     store.dispose()
+
+
+def test_requests_are_attributed_to_user_and_tags(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, [{"name": "mock", "deployments": [{"provider": "mock"}]}])
+    with gateway:
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+        client.chat.completions.create(
+            model="mock",
+            messages=[{"role": "user", "content": "tag me"}],
+            metadata={"feature": "search"},
+            extra_headers={
+                "x-llmplane-tags": "env=prod, feature=override",
+                "x-llmplane-user": "header-user",
+            },
+        )
+        client.chat.completions.create(
+            model="mock", messages=[{"role": "user", "content": "tag me"}], user="body-user"
+        )
+    with sqlite3.connect(gateway.db_path) as db:
+        rows = db.execute("SELECT user_id, tags FROM usage_ledger ORDER BY id").fetchall()
+    assert rows[0][0] == "header-user"
+    assert json.loads(rows[0][1]) == {"feature": "override", "env": "prod"}
+    assert rows[1] == ("body-user", None)

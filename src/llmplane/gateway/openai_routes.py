@@ -17,7 +17,19 @@ from llmplane.gateway.validation import check_chat, check_embeddings, parse_json
 
 _NANO = 1_000_000_000
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
+_MAX_TAGS = 20
+_MAX_TAG_LENGTH = 100
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _parse_tags(header: str) -> dict[str, str]:
+    """``x-llmplane-tags: feature=search, env=prod`` (at most 20 tags of 100 characters)."""
+    tags: dict[str, str] = {}
+    for item in header.split(",")[:_MAX_TAGS]:
+        name, _, value = item.partition("=")
+        if name.strip():
+            tags[name.strip()[:_MAX_TAG_LENGTH]] = value.strip()[:_MAX_TAG_LENGTH]
+    return tags
 
 
 def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
@@ -52,13 +64,17 @@ async def _context(
     if user is not None:
         user = user[:_MAX_USER_LENGTH]
     metadata = body.get("metadata")
+    tags = dict(metadata) if isinstance(metadata, dict) else {}
+    header = scope.request.headers.get("x-llmplane-tags")
+    if header:
+        tags.update(_parse_tags(header))
     return CallContext(
         request_id=scope.request_id,
         principal=principal,
         model=model,
         endpoint=endpoint_kind,
         user=user,
-        tags=metadata if isinstance(metadata, dict) and metadata else None,
+        tags=tags or None,
         body_bytes=body_bytes,
         limit_headers=await scope.services.limiter.admit(principal),
     )
