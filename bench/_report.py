@@ -147,7 +147,7 @@ def verdict_table(items: Sequence[Verdict]) -> str:
 def cpu_summary(cells: Sequence[Cell]) -> list[str]:
     """Median CPU per request of each proxy over its non-streaming cells."""
     lines: list[str] = []
-    for name in ("llmplane", "llmplane+limits", "litellm"):
+    for name in ("llmplane", "llmplane+limits", "llmplane+redis", "litellm"):
         values = sorted(
             v
             for c in cells

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ LITELLM_VENV = BENCH_DIR / ".venv-litellm"
 UPSTREAM_PORT = 9000
 LLMPLANE_PORT = 4000
 LITELLM_PORT = 4001
+REDIS_PORT = 6390
 MODEL = "sim"
 
 # The cores are fixed by the bench's design (see README): servers under test on 0,
@@ -161,7 +164,46 @@ def start_llmplane_limits(stack: contextlib.ExitStack, work_dir: Path) -> Target
     return start_llmplane(stack, work_dir, limits=True)
 
 
-def start_llmplane(stack: contextlib.ExitStack, work_dir: Path, *, limits: bool = False) -> Target:
+def start_llmplane_redis(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane_limits`, with budgets and rpm counted in a Redis server
+    (started here, on the upstream's core, as replicas would share it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is missing: apt-get install -y redis-server")
+    ensure_port_free(REDIS_PORT)
+    argv = [
+        binary,
+        "--port",
+        str(REDIS_PORT),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(work_dir),
+    ]
+    redis = start_server("redis", argv, core=UPSTREAM_CORE, env=os.environ, log_dir=work_dir)
+    stack.callback(stop_server, redis)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", REDIS_PORT)) == 0:
+                break
+        time.sleep(0.05)
+    return start_llmplane(
+        stack, work_dir, limits=True, redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0"
+    )
+
+
+def start_llmplane(
+    stack: contextlib.ExitStack,
+    work_dir: Path,
+    *,
+    limits: bool = False,
+    redis_url: str | None = None,
+) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key."""
     ensure_port_free(LLMPLANE_PORT)
     config = work_dir / "llmplane.yaml"
@@ -174,15 +216,16 @@ def start_llmplane(stack: contextlib.ExitStack, work_dir: Path, *, limits: bool 
         "LLMPLANE_URL": f"http://127.0.0.1:{LLMPLANE_PORT}",
     }
     argv = [str(_llmplane_bin()), "up", "--host", "127.0.0.1", "--port", str(LLMPLANE_PORT)]
-    data_dir = work_dir / ("llmplane-limits-data" if limits else "llmplane-data")
+    name = "llmplane+redis" if redis_url else "llmplane+limits" if limits else "llmplane"
+    if redis_url:
+        env["LLMPLANE_REDIS_URL"] = redis_url
+    data_dir = work_dir / f"{name}-data"
     argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)
     stack.callback(stop_server, server)
     wait_ready(server, f"http://127.0.0.1:{LLMPLANE_PORT}/health/ready", timeout_s=60)
     notes: list[str] = []
-    name = "llmplane"
     if limits:
-        name = "llmplane+limits"
         _cli(env, "teams", "create", "bench-team")
         _cli(
             env,

@@ -37,11 +37,12 @@ from _targets import (
     start_litellm,
     start_llmplane,
     start_llmplane_limits,
+    start_llmplane_redis,
     start_upstream,
 )
 from _wrk import require_wrk, run_wrk, write_script, wrk_version
 
-ALL_TARGETS = ("direct", "llmplane", "llmplane+limits", "litellm")
+ALL_TARGETS = ("direct", "llmplane", "llmplane+limits", "llmplane+redis", "litellm")
 STREAM_CONCURRENCY = 16
 
 
@@ -237,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
             starters = {
                 "llmplane": start_llmplane,
                 "llmplane+limits": start_llmplane_limits,
+                "llmplane+redis": start_llmplane_redis,
                 "litellm": start_litellm,
             }
             for name in [t for t in ALL_TARGETS if t in args.targets]:
