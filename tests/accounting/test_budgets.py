@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import (
-    LocalBudgetGuard,
+    LocalAdmissionGuard,
     Period,
     load_budgets,
     period_start,
@@ -23,8 +23,8 @@ KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
 NANO = 1_000_000_000
 
 
-def _guard(engine: Engine) -> LocalBudgetGuard:
-    guard = LocalBudgetGuard(engine)
+def _guard(engine: Engine) -> LocalAdmissionGuard:
+    guard = LocalAdmissionGuard(engine)
     guard.replace_budgets(load_budgets(engine))
     return guard
 

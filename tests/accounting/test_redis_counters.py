@@ -14,11 +14,12 @@ from sqlalchemy.engine import Engine
 from llmplane.accounting.budgets import Period, load_budgets, set_budget
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
-from llmplane.accounting.redis_counters import RedisBudgetGuard, RedisRateLimiter, connect
+from llmplane.accounting.redis_counters import RedisAdmissionGuard, connect
 from llmplane.errors import BudgetExceededError, RateLimitError, ServiceUnavailableError
 
 NANO = 1_000_000_000
-KEY = Principal(key_id="key_r", name="r", team_id="team_r", rpm=5)
+KEY = Principal(key_id="key_r", name="r", team_id="team_r")
+LIMITED = Principal(key_id="key_r", name="r", team_id="team_r", rpm=5)
 
 
 @pytest.fixture
@@ -38,8 +39,8 @@ async def clients(redis_url: str) -> AsyncIterator[list[Redis]]:
         await client.aclose()
 
 
-def _replicas(engine: Engine, clients: list[Redis], **options: Any) -> list[RedisBudgetGuard]:
-    guards = [RedisBudgetGuard(engine, client, **options) for client in clients]
+def _replicas(engine: Engine, clients: list[Redis], **options: Any) -> list[RedisAdmissionGuard]:
+    guards = [RedisAdmissionGuard(engine, client, **options) for client in clients]
     for guard in guards:
         guard.replace_budgets(load_budgets(engine))
     return guards
@@ -126,32 +127,42 @@ async def test_counters_are_rebuilt_from_the_ledger_after_redis_loses_them(
     await guard.aclose()
 
 
-async def test_rpm_holds_across_replicas(redis: Redis, clients: list[Redis]) -> None:
-    limiters = [RedisRateLimiter(client) for client in clients[:2]]
+async def test_rpm_holds_across_replicas(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    replicas = _replicas(engine, clients)
     outcomes = []
     for i in range(12):
         try:
-            headers = await limiters[i % 2].admit(KEY)
-            outcomes.append(headers["x-ratelimit-remaining-requests"])
+            reservation = await replicas[i % 3].admit(LIMITED, 1)
+            outcomes.append(reservation.headers["x-ratelimit-remaining-requests"])
         except RateLimitError as exc:
             outcomes.append(exc.headers["x-ratelimit-remaining-requests"])
             assert int(exc.headers["retry-after"]) >= 1
     assert outcomes == ["4", "3", "2", "1", "0"] + ["0"] * 7
 
 
+async def test_a_request_refused_by_budget_does_not_use_up_the_rpm(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
+    guard = _replicas(engine, clients)[0]
+    for _ in range(10):
+        with pytest.raises(BudgetExceededError):
+            await guard.admit(LIMITED, 2 * NANO)
+    reservation = await guard.admit(LIMITED, 1)
+    assert reservation.headers["x-ratelimit-remaining-requests"] == "4"
+
+
 async def test_unreachable_redis_fails_closed_or_open(engine: Engine) -> None:
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    closed = RedisBudgetGuard(engine, connect("redis://127.0.0.1:9/0"))
+    closed = RedisAdmissionGuard(engine, connect("redis://127.0.0.1:9/0"))
     closed.replace_budgets(load_budgets(engine))
     with pytest.raises(ServiceUnavailableError):
         await closed.admit(KEY, 1)
-    opened = RedisBudgetGuard(engine, connect("redis://127.0.0.1:9/0"), failure_mode="open")
+    opened = RedisAdmissionGuard(engine, connect("redis://127.0.0.1:9/0"), failure_mode="open")
     opened.replace_budgets(load_budgets(engine))
     opened.settle(await opened.admit(KEY, 1), 1)
     assert opened.fail_open_admissions == 1
-    unreachable = connect("redis://127.0.0.1:9/0")
-    with pytest.raises(ServiceUnavailableError):
-        await RedisRateLimiter(unreachable).admit(KEY)
-    await unreachable.aclose()
     for guard in (closed, opened):
         await guard.aclose()

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.keys import Principal
+from llmplane.accounting.limits import LocalRateLimiter
 from llmplane.errors import BudgetExceededError, InvalidRequestError
 from llmplane.ids import new_id
 from llmplane.store.tables import budgets, usage_ledger
@@ -97,6 +98,7 @@ class Reservation:
     amount: int
     settled: bool = field(default=False)
     token: str = ""  # names the hold in a shared backend
+    headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for the reply
 
 
 def principal_scopes(principal: Principal) -> tuple[Scope, ...]:
@@ -233,10 +235,12 @@ def set_budget(
     return budget
 
 
-class BudgetGuard:
-    """What every budget backend shares: the budgets in force, refusals, ledger sums.
+class AdmissionGuard:
+    """Admission control: the caller's rate limit and every budget above it, in one step.
 
-    Backends implement :meth:`admit` (reserve the worst case or raise
+    What every backend shares: the budgets in force, refusals, ledger sums.
+    Backends implement :meth:`admit` (count the request against the key's rpm and
+    reserve the worst case under every budget, or raise :class:`RateLimitError` /
     :class:`BudgetExceededError`), :meth:`settle` (count the real cost, release the
     rest; never blocks, never raises) and :meth:`spent_nanousd`.
     """
@@ -258,7 +262,8 @@ class BudgetGuard:
         return [b for scope in principal_scopes(principal) if (b := self._budgets.get(scope))]
 
     async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Reserve ``worst_case_nanousd`` under every budget above ``principal``, or refuse."""
+        """Admit one request under the key's rpm and reserve ``worst_case_nanousd`` under
+        every budget above ``principal``, or refuse."""
         raise NotImplementedError
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
@@ -299,11 +304,13 @@ class BudgetGuard:
         return {**dict(zip(starts, values[:3], strict=True)), Period.NONE: values[3]}
 
 
-class LocalBudgetGuard(BudgetGuard):
-    """In-process reserve-then-settle over spend counters loaded from the ledger."""
+class LocalAdmissionGuard(AdmissionGuard):
+    """One process: an exact rpm window and reserve-then-settle over spend counters
+    loaded from the ledger."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
+        self._rate = LocalRateLimiter()
         self._spent: dict[CounterKey, int] = {}
         self._reserved: dict[CounterKey, int] = {}
         self._loaded: dict[Scope, datetime] = {}
@@ -314,7 +321,7 @@ class LocalBudgetGuard(BudgetGuard):
         return self._spent.get((*scope, period))
 
     async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Reserve ``worst_case_nanousd`` under every budget above ``principal``, or refuse."""
+        """Check every budget, then the rpm window, then hold: no await in between."""
         now = datetime.now(UTC)
         day = period_start(Period.DAY, now)
         scopes = principal_scopes(principal)
@@ -331,9 +338,10 @@ class LocalBudgetGuard(BudgetGuard):
             if used + worst_case_nanousd > budget.limit_nanousd:
                 raise self.refusal(budget, used, worst_case_nanousd)
             held.append(key)
+        headers = self._rate.admit(principal)
         for key in held:
             self._reserved[key] = self._reserved.get(key, 0) + worst_case_nanousd
-        return Reservation(scopes, day, tuple(held), worst_case_nanousd)
+        return Reservation(scopes, day, tuple(held), worst_case_nanousd, headers=headers)
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
         """Release the reservation and count the real cost (once; later calls do nothing)."""

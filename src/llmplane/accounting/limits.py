@@ -37,22 +37,13 @@ def rpm_refusal(limit: int, wait_s: float) -> RateLimitError:
     )
 
 
-class RateLimiter:
-    """Admits or refuses a request by its key's ``rpm`` (backends: in-process, Redis)."""
-
-    async def admit(self, principal: Principal) -> dict[str, str]:
-        """Count this request and return the rate-limit headers, or raise
-        :class:`RateLimitError` with ``retry-after`` and the same headers."""
-        raise NotImplementedError
-
-
-class LocalRateLimiter(RateLimiter):
-    """One process's exact sliding window per key."""
+class LocalRateLimiter:
+    """One process's exact sliding window per key (the shared one lives in Redis)."""
 
     def __init__(self) -> None:
         self._admitted: dict[str, deque[float]] = {}
 
-    async def admit(self, principal: Principal) -> dict[str, str]:
+    def admit(self, principal: Principal) -> dict[str, str]:
         """Count this request against the key's ``rpm`` and return the rate-limit headers.
 
         Raises :class:`RateLimitError` (with the same headers and ``retry-after``) when the

@@ -9,8 +9,10 @@ replica can see a half-made reservation. Settlement is one script that
 releases the hold and adds the real cost. Reservations of a crashed replica
 expire after ``reservation_ttl_s``.
 
-Rate limits keep each key's admitted requests of the last minute in a sorted
-set, so the limit holds exactly across replicas. Times come from Redis itself.
+The same script first checks the key's rpm: its admitted requests of the last
+minute live in a sorted set, so the limit holds exactly across replicas, and a
+request is counted only if its budgets admit it too. Times come from Redis
+itself. One round trip admits a call; settlements go out in pipelined batches.
 
 When Redis cannot be reached, ``failure_mode`` decides: ``closed`` (default)
 answers 503, ``open`` admits the call, logs it and counts it in
@@ -30,7 +32,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import (
-    BudgetGuard,
+    AdmissionGuard,
     CounterKey,
     Period,
     Reservation,
@@ -39,25 +41,36 @@ from llmplane.accounting.budgets import (
     principal_scopes,
 )
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.limits import RateLimiter, rpm_headers, rpm_refusal
+from llmplane.accounting.limits import rpm_headers, rpm_refusal
 from llmplane.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
 FailureMode = Literal["closed", "open"]
 
-# KEYS: per budget, its spent counter, reservation hash, reservation expiry set.
-# ARGV: amount, reservation id, ttl ms, then per budget its limit and key ttl (s).
-# Returns {1} admitted, {0, i, used} refused by budget i, {-1, i} counter i missing.
+# KEYS: the key's rpm window, then per budget its spent counter, holds hash, expiry set.
+# ARGV: amount, reservation id, hold ttl (ms), rpm limit (0: none), then per budget its
+# limit and key ttl (s). Returns {1, count, oldest_ms, now_ms} admitted, {2, count,
+# oldest_ms, now_ms} over the rpm, {0, i, used} refused by budget i, {-1, i} counter i
+# missing (rebuild it from the ledger, then call again).
 _ADMIT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local amount = tonumber(ARGV[1])
 local rid = ARGV[2]
-local ttl_ms = tonumber(ARGV[3])
-local n = #KEYS / 3
+local rpm = tonumber(ARGV[4])
+local count, oldest_ms = 0, now_ms
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - 60000)
+  count = redis.call('ZCARD', KEYS[1])
+  if count >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return {2, count, tonumber(oldest[2]), now_ms}
+  end
+end
+local n = (#KEYS - 1) / 3
 for i = 0, n - 1 do
-  local spent_key, holds, expiries = KEYS[i*3+1], KEYS[i*3+2], KEYS[i*3+3]
+  local spent_key, holds, expiries = KEYS[2+i*3], KEYS[3+i*3], KEYS[4+i*3]
   local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now_ms)
   if #expired > 0 then
     redis.call('HDEL', holds, unpack(expired))
@@ -67,19 +80,25 @@ for i = 0, n - 1 do
   if not spent then return {-1, i} end
   local used = tonumber(spent)
   for _, held in ipairs(redis.call('HVALS', holds)) do used = used + tonumber(held) end
-  if used + amount > tonumber(ARGV[4 + i*2]) then return {0, i, used} end
+  if used + amount > tonumber(ARGV[5 + i*2]) then return {0, i, used} end
+end
+if rpm > 0 then
+  redis.call('ZADD', KEYS[1], now_ms, rid)
+  redis.call('PEXPIRE', KEYS[1], 60000)
+  count = count + 1
+  oldest_ms = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
 end
 for i = 0, n - 1 do
-  local key_ttl = tonumber(ARGV[5 + i*2])
-  redis.call('HSET', KEYS[i*3+2], rid, amount)
-  redis.call('ZADD', KEYS[i*3+3], now_ms + ttl_ms, rid)
-  redis.call('EXPIRE', KEYS[i*3+2], key_ttl)
-  redis.call('EXPIRE', KEYS[i*3+3], key_ttl)
+  local key_ttl = tonumber(ARGV[6 + i*2])
+  redis.call('HSET', KEYS[3+i*3], rid, amount)
+  redis.call('ZADD', KEYS[4+i*3], now_ms + tonumber(ARGV[3]), rid)
+  redis.call('EXPIRE', KEYS[3+i*3], key_ttl)
+  redis.call('EXPIRE', KEYS[4+i*3], key_ttl)
 end
-return {1}
+return {1, count, oldest_ms, now_ms}
 """
 
-# KEYS: per budget, spent counter, reservation hash, expiry set. ARGV: reservation id, cost.
+# KEYS: per budget, spent counter, holds hash, expiry set. ARGV: reservation id, cost.
 _SETTLE = """
 local rid = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -94,27 +113,7 @@ end
 return 1
 """
 
-# KEYS: the key's window. ARGV: limit, a unique member.
-# Returns {admitted, count, oldest_ms, now_ms}.
-_RPM = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local limit = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - 60000)
-local count = redis.call('ZCARD', KEYS[1])
-local admitted = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now_ms, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], 60000)
-  count = count + 1
-  admitted = 1
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local oldest_ms = now_ms
-if #oldest > 0 then oldest_ms = tonumber(oldest[2]) end
-return {admitted, count, oldest_ms, now_ms}
-"""
-
+_SETTLE_BATCH = 500
 _PERIOD_TTL_S = {
     Period.DAY: 3 * 86_400,
     Period.WEEK: 9 * 86_400,
@@ -149,8 +148,9 @@ class _Unique:
         return f"{self._tag}{self._next:x}"
 
 
-class RedisBudgetGuard(BudgetGuard):
-    """Reserve-then-settle across replicas."""
+class RedisAdmissionGuard(AdmissionGuard):
+    """Rate limits and reserve-then-settle across replicas: one script call per admission,
+    settlements sent in batches (one pipeline per event-loop turn)."""
 
     def __init__(
         self,
@@ -168,41 +168,49 @@ class RedisBudgetGuard(BudgetGuard):
         self._failure_mode = failure_mode
         self._admit_script = redis.register_script(_ADMIT)
         self._settle_script = redis.register_script(_SETTLE)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._unsettled: list[tuple[list[str], str, int]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._unique = _Unique()
         self.fail_open_admissions = 0
 
     def _keys(self, key: CounterKey, day: datetime) -> list[str]:
         scope, scope_id, period = key
-        base = (
-            f"{self._prefix}:budget:{scope}:{scope_id}:{period.value}:"
-            f"{period_start(period, day).date().isoformat()}"
-        )
+        start = period_start(period, day).date().isoformat()
+        base = f"{self._prefix}:budget:{scope}:{scope_id}:{period.value}:{start}"
         return [f"{base}:spent", f"{base}:holds", f"{base}:expiry"]
 
     async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Reserve under every budget above ``principal`` in one atomic script, or refuse."""
+        """Check rpm and every budget and hold, in one atomic script, or refuse."""
         day = period_start(Period.DAY, datetime.now(UTC))
         budgets = self.budgets_above(principal)
         held = tuple((b.scope, b.scope_id, b.period) for b in budgets)
         reservation = Reservation(
             principal_scopes(principal), day, held, worst_case_nanousd, token=self._unique()
         )
-        if not budgets:
+        rpm = principal.rpm or 0
+        if not budgets and not rpm:
             return reservation
-        keys = [k for counter in held for k in self._keys(counter, day)]
-        args: list[Any] = [worst_case_nanousd, reservation.token, self._ttl_ms]
+        keys = [f"{self._prefix}:rpm:{principal.key_id}"]
+        keys += [k for counter in held for k in self._keys(counter, day)]
+        args: list[Any] = [worst_case_nanousd, reservation.token, self._ttl_ms, rpm]
         for budget in budgets:
             args += [budget.limit_nanousd, _PERIOD_TTL_S[budget.period]]
         try:
             for _ in range(len(budgets) + 1):
-                result = await self._admit_script(keys=keys, args=args)
-                if result[0] == 1:
+                status, *rest = await self._admit_script(keys=keys, args=args)
+                if status == 1:
+                    if rpm:
+                        count, oldest_ms, now_ms = map(int, rest)
+                        reservation.headers = rpm_headers(
+                            rpm, rpm - count, (oldest_ms + 60_000 - now_ms) / 1000
+                        )
                     return reservation
-                if result[0] == 0:
-                    budget = budgets[int(result[1])]
-                    raise self.refusal(budget, int(result[2]), worst_case_nanousd)
-                await self._rebuild(held[int(result[1])], day)
+                if status == 2:
+                    _, oldest_ms, now_ms = map(int, rest)
+                    raise rpm_refusal(rpm, (oldest_ms + 60_000 - now_ms) / 1000)
+                if status == 0:
+                    raise self.refusal(budgets[int(rest[0])], int(rest[1]), worst_case_nanousd)
+                await self._rebuild(held[int(rest[0])], day)
         except RedisError as exc:
             return self._on_failure(exc, reservation)
         raise _unavailable()
@@ -216,33 +224,41 @@ class RedisBudgetGuard(BudgetGuard):
 
     def _on_failure(self, exc: RedisError, reservation: Reservation) -> Reservation:
         if self._failure_mode == "closed":
-            log.error("budget check failed, refusing (fail closed): %s", type(exc).__name__)
+            log.error("admission check failed, refusing (fail closed): %s", type(exc).__name__)
             raise _unavailable() from None
         self.fail_open_admissions += 1
-        log.warning("budget check failed, admitting (fail open): %s", type(exc).__name__)
+        log.warning("admission check failed, admitting (fail open): %s", type(exc).__name__)
         reservation.held = ()
         return reservation
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
-        """Release the hold and add the real cost, in the background (never blocks)."""
+        """Queue the release and the real cost; a background task sends them in batches."""
         if reservation.settled:
             return
         reservation.settled = True
         if not reservation.held:
             return
         keys = [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
-        task = asyncio.get_running_loop().create_task(
-            self._settle(keys, reservation.token, actual_nanousd)
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._unsettled.append((keys, reservation.token, actual_nanousd))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
-    async def _settle(self, keys: list[str], token: str, cost: int) -> None:
-        try:
-            await self._settle_script(keys=keys, args=[token, cost])
-        except RedisError as exc:
-            # The hold expires on its own; the ledger row still counts at the next rebuild.
-            log.warning("budget settlement failed: %s", type(exc).__name__)
+    async def _flush(self) -> None:
+        while self._unsettled:
+            batch, self._unsettled = (
+                self._unsettled[:_SETTLE_BATCH],
+                self._unsettled[_SETTLE_BATCH:],
+            )
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, token, cost in batch:
+                        await self._settle_script(keys=keys, args=[token, cost], client=pipe)
+                    await pipe.execute()
+            except RedisError as exc:
+                # The holds expire on their own; the ledger rows count at the next rebuild.
+                log.warning(
+                    "budget settlement of %d calls failed: %s", len(batch), type(exc).__name__
+                )
 
     async def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
         """Settled spend in the current period, from Redis (``None`` if not tracked)."""
@@ -254,42 +270,8 @@ class RedisBudgetGuard(BudgetGuard):
         return None if value is None else int(value)
 
     async def aclose(self) -> None:
-        """Wait for settlements in flight, then close the connection pool."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Send the settlements still queued, then close the connection pool."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
         await self._redis.aclose()
-
-
-class RedisRateLimiter(RateLimiter):
-    """Exact per-key requests-per-minute across replicas."""
-
-    def __init__(
-        self, redis: Redis, *, prefix: str = "llmplane", failure_mode: FailureMode = "closed"
-    ) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self._failure_mode = failure_mode
-        self._script = redis.register_script(_RPM)
-        self._unique = _Unique()
-        self.fail_open_admissions = 0
-
-    async def admit(self, principal: Principal) -> dict[str, str]:
-        """Count this request in the key's shared window, or refuse it."""
-        limit = principal.rpm
-        if limit is None:
-            return {}
-        try:
-            admitted, count, oldest_ms, now_ms = await self._script(
-                keys=[f"{self._prefix}:rpm:{principal.key_id}"], args=[limit, self._unique()]
-            )
-        except RedisError as exc:
-            if self._failure_mode == "closed":
-                log.error("rate limit check failed, refusing (fail closed): %s", type(exc).__name__)
-                raise _unavailable() from None
-            self.fail_open_admissions += 1
-            log.warning("rate limit check failed, admitting (fail open): %s", type(exc).__name__)
-            return {}
-        reset_s = (int(oldest_ms) + 60_000 - int(now_ms)) / 1000
-        if not admitted:
-            raise rpm_refusal(limit, reset_s)
-        return rpm_headers(limit, limit - int(count), reset_s)

@@ -18,10 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llmplane.accounting.budgets import BudgetGuard, LocalBudgetGuard, load_budgets
+from llmplane.accounting.budgets import AdmissionGuard, LocalAdmissionGuard, load_budgets
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
-from llmplane.accounting.limits import LocalRateLimiter, RateLimiter
 from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
@@ -54,13 +53,12 @@ class GatewayServices:
     router: ModelRouter
     caller: ModelCaller
     teams: TeamService
-    budgets: BudgetGuard
-    limiter: RateLimiter
+    admission: AdmissionGuard
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def reload_budgets(self) -> None:
         """Read every budget from the store into the guard (after a change, and polled)."""
-        self.budgets.replace_budgets(await asyncio.to_thread(load_budgets, self.engine))
+        self.admission.replace_budgets(await asyncio.to_thread(load_budgets, self.engine))
 
 
 def build_services(
@@ -74,26 +72,19 @@ def build_services(
         flush_interval_s=settings.ledger_flush_interval_s,
     )
     router = ModelRouter(platform)
-    budgets: BudgetGuard
-    limiter: RateLimiter
+    admission: AdmissionGuard
     if settings.redis_url:
         # Imported here: the redis client is only needed when replicas share counters.
-        from llmplane.accounting.redis_counters import (
-            RedisBudgetGuard,
-            RedisRateLimiter,
-            connect,
-        )
+        from llmplane.accounting.redis_counters import RedisAdmissionGuard, connect
 
-        redis = connect(settings.redis_url)
-        budgets = RedisBudgetGuard(
+        admission = RedisAdmissionGuard(
             engine,
-            redis,
+            connect(settings.redis_url),
             reservation_ttl_s=settings.reservation_ttl_s,
             failure_mode=settings.redis_failure_mode,
         )
-        limiter = RedisRateLimiter(redis, failure_mode=settings.redis_failure_mode)
     else:
-        budgets, limiter = LocalBudgetGuard(engine), LocalRateLimiter()
+        admission = LocalAdmissionGuard(engine)
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -101,10 +92,9 @@ def build_services(
         keys=KeyService(engine, admin_key),
         ledger=ledger,
         router=router,
-        caller=ModelCaller(router, ledger, budgets),
+        caller=ModelCaller(router, ledger, admission),
         teams=TeamService(engine),
-        budgets=budgets,
-        limiter=limiter,
+        admission=admission,
     )
 
 
@@ -214,7 +204,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await services.budgets.aclose()
+            await services.admission.aclose()
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()
 

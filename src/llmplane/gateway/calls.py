@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from llmplane.accounting.budgets import BudgetGuard, Reservation
+from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
@@ -36,7 +36,6 @@ class CallContext:
     user: str | None
     tags: dict[str, Any] | None
     body_bytes: int = 0
-    limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -62,15 +61,16 @@ def _estimate(body: dict[str, Any], reply: bytes | None) -> Usage:
 class ModelCaller:
     """Routes calls to deployments and settles their usage in the ledger."""
 
-    def __init__(self, router: ModelRouter, ledger: UsageLedger, budgets: BudgetGuard) -> None:
+    def __init__(self, router: ModelRouter, ledger: UsageLedger, admission: AdmissionGuard) -> None:
         self._router = router
         self._ledger = ledger
-        self._budgets = budgets
+        self._admission = admission
 
     async def _reserve(
         self, ctx: CallContext, deployment: Deployment, body: dict[str, Any]
     ) -> Reservation:
-        """Hold the call's worst-case cost under every budget above the caller."""
+        """Admit the call under the key's rpm and hold its worst-case cost under every
+        budget above the caller."""
         rates = deployment.rates
         worst = 0
         if rates is not None:
@@ -81,7 +81,8 @@ class ModelCaller:
                 output = (limit or deployment.max_output_tokens) * n
             # Every prompt token is at least one byte of the request body.
             worst = rates.cost_nanousd(ctx.body_bytes, output, 0)
-        return await self._budgets.admit(ctx.principal, worst)
+        reservation: Reservation = await self._admission.admit(ctx.principal, worst)
+        return reservation
 
     def _settle(
         self,
@@ -103,7 +104,7 @@ class ModelCaller:
             if rates is not None
             else None
         )
-        self._budgets.settle(reservation, cost or 0)
+        self._admission.settle(reservation, cost or 0)
         principal = ctx.principal
         self._ledger.record(
             UsageRecord(
@@ -160,12 +161,14 @@ class ModelCaller:
             settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
             raise
         cost = settle(200, reply.usage or _estimate(body, reply.body))
-        return CallResult(reply, deployment, cost, ctx.limit_headers)
+        return CallResult(reply, deployment, cost, reservation.headers)
 
     async def open_stream(
         self, ctx: CallContext, body: dict[str, Any]
-    ) -> tuple[Deployment, StreamRelay, bytes | None]:
-        """Start a stream and read its first bytes; errors until then are raised."""
+    ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
+        """Start a stream and read its first bytes; errors until then are raised.
+
+        Returns the deployment, the relay, the first bytes and the rate-limit headers."""
         deployment = self._router.pick(ctx.model)
         reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
@@ -204,4 +207,4 @@ class ModelCaller:
             stream, body, wants_usage=client_options.get("include_usage") is True, settle=settle
         )
         first = await relay.start()
-        return deployment, relay, first
+        return deployment, relay, first, reservation.headers

@@ -46,7 +46,7 @@ def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
         body["max_tokens"] = ceiling
 
 
-async def _context(
+def _context(
     scope: RequestScope,
     principal: Principal,
     model: str,
@@ -76,7 +76,6 @@ async def _context(
         user=user,
         tags=tags or None,
         body_bytes=body_bytes,
-        limit_headers=await scope.services.limiter.admit(principal),
     )
 
 
@@ -98,15 +97,15 @@ async def chat_completions(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_chat(body)
-    ctx = await _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    ctx = _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
     caller = scope.services.caller
     if body.get("stream") is True:
-        deployment, relay, first = await caller.open_stream(ctx, body)
+        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
         return RelayResponse(
             relay,
             first,
             headers=scope.headers(
-                **_SSE_HEADERS, **ctx.limit_headers, **{"x-llmplane-deployment": deployment.id}
+                **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
             ),
         )
     return _reply(scope, await caller.complete(ctx, body))
@@ -119,7 +118,7 @@ async def embeddings(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_embeddings(body)
-    ctx = await _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
+    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
     return _reply(scope, await scope.services.caller.complete(ctx, body))
 
 

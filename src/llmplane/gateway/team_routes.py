@@ -70,7 +70,7 @@ async def show_team(scope: RequestScope) -> Response:
     services = scope.services
     team = await asyncio.to_thread(services.teams.get_team, scope.request.path_params["team"])
     owned = await asyncio.to_thread(services.teams.list_services, team.id)
-    budget = services.budgets.budget_for(("team", team.id))
+    budget = services.admission.budget_for(("team", team.id))
     return json_response(
         scope,
         {
@@ -181,7 +181,9 @@ async def list_budgets(scope: RequestScope) -> Response:
     found = await asyncio.to_thread(load_budgets, services.engine)
     data = []
     for budget in found:
-        spent = await services.budgets.spent_nanousd((budget.scope, budget.scope_id), budget.period)
+        spent = await services.admission.spent_nanousd(
+            (budget.scope, budget.scope_id), budget.period
+        )
         data.append(
             {**budget.to_json(), "spent_usd": spent / 1_000_000_000 if spent is not None else None}
         )
