@@ -163,3 +163,32 @@ def http(
     except ValueError:
         parsed = raw.decode(errors="replace")
     return status, lowered, parsed
+
+
+async def record_spend(engine: Any, cost_nanousd: int, **attribution: str) -> None:
+    """Write one ledger row of ``cost_nanousd`` attributed to ``key_id``/``team_id``/…"""
+    from datetime import UTC, datetime
+
+    from llmplane.accounting.ledger import UsageLedger, UsageRecord
+
+    ledger = UsageLedger(engine)
+    ledger.start()
+    ledger.record(
+        UsageRecord(
+            request_id=f"spent-{cost_nanousd}-{sorted(attribution.items())}",
+            created_at=datetime.now(UTC),
+            model="m",
+            deployment="m[0]",
+            provider="mock",
+            endpoint="chat.completions",
+            stream=False,
+            status=200,
+            prompt_tokens=1,
+            completion_tokens=1,
+            cached_tokens=0,
+            cost_nanousd=cost_nanousd,
+            latency_ms=1.0,
+            **attribution,
+        )
+    )
+    await ledger.close()

@@ -16,8 +16,8 @@ from llmplane.accounting.budgets import (
     set_budget,
 )
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import BudgetExceededError, InvalidRequestError
+from tests.helpers import record_spend
 
 KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
 NANO = 1_000_000_000
@@ -76,29 +76,7 @@ async def test_no_budget_is_never_refused(engine: Engine) -> None:
 
 
 async def test_spend_already_in_the_ledger_counts(engine: Engine) -> None:
-    ledger = UsageLedger(engine)
-    ledger.start()
-    ledger.record(
-        UsageRecord(
-            request_id="old",
-            created_at=datetime.now(UTC),
-            model="m",
-            deployment="m[0]",
-            provider="mock",
-            endpoint="chat.completions",
-            stream=False,
-            status=200,
-            prompt_tokens=1,
-            completion_tokens=1,
-            cached_tokens=0,
-            cost_nanousd=NANO // 2,
-            latency_ms=1.0,
-            key_id="key_a",
-            service_id="svc_y",
-            team_id="team_x",
-        )
-    )
-    await ledger.close()
+    await record_spend(engine, NANO // 2, key_id="key_a", service_id="svc_y", team_id="team_x")
     set_budget(engine, "service", "svc_y", limit_usd=1.0, period="week")
     guard = _guard(engine)
     with pytest.raises(BudgetExceededError, match="service budget"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import Period, load_budgets, set_budget
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.accounting.redis_counters import RedisAdmissionGuard, connect
 from llmplane.errors import BudgetExceededError, RateLimitError, ServiceUnavailableError
+from tests.helpers import record_spend
 
 NANO = 1_000_000_000
 KEY = Principal(key_id="key_r", name="r", team_id="team_r")
@@ -96,27 +95,7 @@ async def test_a_crashed_replicas_holds_expire(
 async def test_counters_are_rebuilt_from_the_ledger_after_redis_loses_them(
     engine: Engine, redis: Redis, clients: list[Redis]
 ) -> None:
-    ledger = UsageLedger(engine)
-    ledger.start()
-    ledger.record(
-        UsageRecord(
-            request_id="spent-before",
-            created_at=datetime.now(UTC),
-            model="m",
-            deployment="m[0]",
-            provider="mock",
-            endpoint="chat.completions",
-            stream=False,
-            status=200,
-            prompt_tokens=1,
-            completion_tokens=1,
-            cached_tokens=0,
-            cost_nanousd=NANO // 2,
-            latency_ms=1.0,
-            key_id="key_r",
-        )
-    )
-    await ledger.close()
+    await record_spend(engine, NANO // 2, key_id="key_r")
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
     guard = _replicas(engine, clients)[0]
     await guard.admit(KEY, NANO // 4)

@@ -168,18 +168,7 @@ def set_budget(
     """Create or replace the budget of a key, service or team (audited)."""
     if scope not in _SCOPES:
         raise InvalidRequestError("'scope' must be key, service or team.", param="scope")
-    try:
-        kind = Period(period)
-    except ValueError:
-        raise InvalidRequestError(
-            "'period' must be day, week, month or none.", param="period"
-        ) from None
-    if not limit_usd >= 0:
-        raise InvalidRequestError("'limit_usd' must be a number >= 0.", param="limit_usd")
-    if any(not 0 < t <= 100 for t in thresholds):
-        raise InvalidRequestError(
-            "'thresholds' are percentages between 1 and 100.", param="thresholds"
-        )
+    kind = check_budget(limit_usd=limit_usd, period=period, thresholds=thresholds)
     now = datetime.now(UTC)
     with engine.begin() as connection:
         existing = (
