@@ -23,17 +23,22 @@ def _totals(row: Any) -> dict[str, Any]:
     }
 
 
-def spend_summary(
-    engine: Engine, *, since: datetime | None = None, until: datetime | None = None
-) -> dict[str, Any]:
-    """Requests, tokens and USD in ``[since, until)``: overall, by key and by model."""
+def _measures() -> tuple[Any, ...]:
     ledger = usage_ledger.c
-    measures = (
+    return (
         func.count().label("requests"),
         func.sum(ledger.prompt_tokens).label("prompt_tokens"),
         func.sum(ledger.completion_tokens).label("completion_tokens"),
         func.sum(ledger.cost_nanousd).label("cost_nanousd"),
     )
+
+
+def spend_summary(
+    engine: Engine, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Any]:
+    """Requests, tokens and USD in ``[since, until)``: overall, by key and by model."""
+    ledger = usage_ledger.c
+    measures = _measures()
     conditions = []
     if since is not None:
         conditions.append(ledger.created_at >= since)
@@ -79,12 +84,7 @@ def spend_by(
     """Requests, tokens and USD in ``[since, until)`` grouped by one dimension, costliest first
     (``day`` in date order)."""
     ledger = usage_ledger.c
-    measures = (
-        func.count().label("requests"),
-        func.sum(ledger.prompt_tokens).label("prompt_tokens"),
-        func.sum(ledger.completion_tokens).label("completion_tokens"),
-        func.sum(ledger.cost_nanousd).label("cost_nanousd"),
-    )
+    measures = _measures()
     source: Any = usage_ledger
     label: Any = None
     group: Any
