@@ -28,6 +28,8 @@ from llmplane.ids import new_id
 from llmplane.store.tables import teams, virtual_keys
 
 KEY_PREFIX = "sk-lp-"
+MEMBER, TEAM_ADMIN = "member", "team_admin"
+ROLES = (MEMBER, TEAM_ADMIN)
 _NEGATIVE_TTL_S = 2.0
 _NEGATIVE_CACHE_SIZE = 10_000
 _CLOCK_SKEW = timedelta(seconds=2)
@@ -59,6 +61,13 @@ class Principal:
     tpm: int | None = None
     team_models: frozenset[str] | None = None
     team_max_tokens: int | None = None
+    role: str = "member"
+
+    def manages_team(self, team_id: str | None) -> bool:
+        """Whether this caller may administer ``team_id``: the admin, or its team admins."""
+        if self.is_admin:
+            return True
+        return self.role == TEAM_ADMIN and self.team_id is not None and self.team_id == team_id
 
     def may_use(self, model: str) -> bool:
         """Whether the key's and its team's allowlists (where set) both include ``model``."""
@@ -85,6 +94,7 @@ class KeyRecord:
     expires_at: datetime | None
     rpm: int | None = None
     tpm: int | None = None
+    role: str = MEMBER
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (times in ISO 8601)."""
@@ -101,6 +111,7 @@ class KeyRecord:
             "expires_at": _iso(self.expires_at),
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "role": self.role,
             "status": "revoked" if self.revoked_at else "active",
         }
 
@@ -125,6 +136,7 @@ def _record(row: RowMapping) -> KeyRecord:
         expires_at=row["expires_at"],
         rpm=row["rpm"],
         tpm=row["tpm"],
+        role=row["role"],
     )
 
 
@@ -144,6 +156,7 @@ def _principal(row: RowMapping) -> Principal:
         tpm=row["tpm"],
         team_models=frozenset(row["team_models"]) if row["team_models"] is not None else None,
         team_max_tokens=row["team_max_tokens"],
+        role=row["role"],
     )
 
 
@@ -212,9 +225,14 @@ class KeyService:
         metadata: dict[str, Any] | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        role: str = MEMBER,
         actor: str = "admin",
     ) -> tuple[KeyRecord, str]:
         """Store a new key and return its record and the plaintext (shown once)."""
+        if role not in ROLES:
+            raise InvalidRequestError("'role' must be member or team_admin.", param="role")
+        if role == TEAM_ADMIN and team_id is None:
+            raise InvalidRequestError("A team_admin key needs a team.", param="role")
         if not name.strip():
             raise InvalidRequestError("A key needs a non-empty name.", param="name")
         plaintext = generate_key()
@@ -232,6 +250,7 @@ class KeyService:
             expires_at=expires_at,
             rpm=rpm,
             tpm=tpm,
+            role=role,
         )
         digest = hash_key(plaintext)
         with self._engine.begin() as connection:
@@ -252,6 +271,7 @@ class KeyService:
                     revoked_at=None,
                     rpm=rpm,
                     tpm=tpm,
+                    role=role,
                 )
             )
             record_audit(
@@ -266,9 +286,13 @@ class KeyService:
         self._negative.pop(digest, None)
         return record, plaintext
 
-    def list_keys(self, *, include_revoked: bool = False) -> list[KeyRecord]:
-        """All keys, newest first."""
+    def list_keys(
+        self, *, include_revoked: bool = False, team_id: str | None = None
+    ) -> list[KeyRecord]:
+        """All keys (or one team's), newest first."""
         query = select(virtual_keys).order_by(virtual_keys.c.created_at.desc())
+        if team_id is not None:
+            query = query.where(virtual_keys.c.team_id == team_id)
         if not include_revoked:
             query = query.where(virtual_keys.c.revoked_at.is_(None))
         with self._engine.connect() as connection:
@@ -348,6 +372,26 @@ class KeyService:
             )
         self._cache.pop(row["key_hash"], None)
         return after, plaintext
+
+    def key_team(self, id_or_name: str) -> str | None:
+        """The team of the active key with this id or (unique) name."""
+        key_id = self.resolve_key_id(id_or_name)
+        with self._engine.connect() as connection:
+            team: str | None = connection.execute(
+                select(virtual_keys.c.team_id).where(virtual_keys.c.id == key_id)
+            ).scalar_one()
+        return team
+
+    def key_record(self, id_or_name: str) -> KeyRecord:
+        """The active key with this id or (unique) name."""
+        key_id = self.resolve_key_id(id_or_name)
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(select(virtual_keys).where(virtual_keys.c.id == key_id))
+                .mappings()
+                .one()
+            )
+        return _record(row)
 
     def resolve_key_id(self, id_or_name: str) -> str:
         """The id of the active key with this id or (unique) name."""

@@ -54,6 +54,12 @@ def _expires_at(value: str) -> str:
     help="Budget period.",
 )
 @click.option("--expires", default=None, help="Lifetime such as 30d, 12h or 90m.")
+@click.option(
+    "--role",
+    type=click.Choice(["member", "team_admin"]),
+    default=None,
+    help="team_admin keys manage their own team's services and keys.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create_key(
     name: str,
@@ -66,6 +72,7 @@ def create_key(
     budget_usd: float | None,
     period: str,
     expires: str | None,
+    role: str | None,
     as_json: bool,
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
@@ -79,6 +86,7 @@ def create_key(
         "rpm": rpm,
         "tpm": tpm,
         "budget_usd": budget_usd,
+        "role": role,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if budget_usd is not None:

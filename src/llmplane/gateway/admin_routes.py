@@ -11,12 +11,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.budgets import check_budget, set_budget
+from llmplane.accounting.keys import Principal
 from llmplane.accounting.spend import spend_by, spend_summary
-from llmplane.errors import InvalidRequestError
-from llmplane.gateway.http import RequestScope, endpoint, json_response
+from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.gateway.http import (
+    Policy,
+    RequestScope,
+    endpoint,
+    json_response,
+    require_team,
+    requires,
+)
 from llmplane.gateway.validation import parse_json_object
 
 _FLUSH_WAIT_S = 5.0
+_NANO = 1_000_000_000
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:
@@ -55,10 +64,42 @@ def _optional_number(body: dict[str, Any], name: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _no_more_than_own(
+    scope: RequestScope,
+    principal: Principal,
+    models: list[str] | None,
+    budget_usd: float | None,
+    rpm: int | None,
+) -> None:
+    """A team admin cannot mint a key with more models, budget or rate than its own."""
+    if principal.is_admin:
+        return
+    if principal.models is not None and (models is None or not set(models) <= principal.models):
+        raise PermissionDeniedError(
+            "A key cannot allow models its creator may not use.",
+            param="models",
+            code="exceeds_own_rights",
+        )
+    own = scope.services.admission.budget_for(("key", principal.key_id))
+    if own is not None and (budget_usd is None or budget_usd * _NANO > own.limit_nanousd):
+        raise PermissionDeniedError(
+            f"A key cannot get more budget than its creator's (${own.limit_nanousd / _NANO}).",
+            param="budget_usd",
+            code="exceeds_own_budget",
+        )
+    if principal.rpm is not None and (rpm is None or rpm > principal.rpm):
+        raise PermissionDeniedError(
+            f"A key cannot get more than its creator's {principal.rpm} requests per minute.",
+            param="rpm",
+            code="exceeds_own_rights",
+        )
+
+
+@requires(Policy.TEAM)
 @endpoint
 async def create_key(scope: RequestScope) -> Response:
     """Create a virtual key; the plaintext is in this answer and nowhere else."""
-    principal = await scope.admin()
+    principal = await scope.manager()
     services = scope.services
     body = parse_json_object(await scope.body())
     name = body.get("name")
@@ -71,13 +112,18 @@ async def create_key(scope: RequestScope) -> Response:
         for model in models:
             services.router.require(model)
     team_ref, service_ref = _optional_str(body, "team"), _optional_str(body, "service")
+    if team_ref is None and not principal.is_admin:
+        team_ref = principal.team_id  # a team admin's keys belong to its team
     if service_ref is not None and team_ref is None:
         raise InvalidRequestError("A key's 'service' needs its 'team'.", param="service")
     budget_usd = _optional_number(body, "budget_usd")
     period = _optional_str(body, "period") or "month"
     if budget_usd is not None:
         check_budget(limit_usd=budget_usd, period=period)
+    rpm = _optional_int(body, "rpm")
+    _no_more_than_own(scope, principal, models, budget_usd, rpm)
     team = await asyncio.to_thread(services.teams.get_team, team_ref) if team_ref else None
+    require_team(principal, team.id if team else None)
     service = (
         await asyncio.to_thread(services.teams.resolve_service, team.id, service_ref)
         if team is not None and service_ref is not None
@@ -91,8 +137,9 @@ async def create_key(scope: RequestScope) -> Response:
         service_id=service.id if service else None,
         user_id=_optional_str(body, "user"),
         expires_at=_time(_optional_str(body, "expires_at"), "expires_at"),
-        rpm=_optional_int(body, "rpm"),
+        rpm=rpm,
         tpm=_optional_int(body, "tpm"),
+        role=_optional_str(body, "role") or "member",
         actor=principal.key_id,
     )
     answer = {**record.to_json(), "key": plaintext}
@@ -111,24 +158,36 @@ async def create_key(scope: RequestScope) -> Response:
     return json_response(scope, answer, status=201)
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def list_keys(scope: RequestScope) -> Response:
-    """Every active key (``?include_revoked=true`` for all), never the key itself."""
-    await scope.admin()
-    include = scope.request.query_params.get("include_revoked", "").lower() in ("1", "true")
-    records = await asyncio.to_thread(scope.services.keys.list_keys, include_revoked=include)
+    """Every active key (``?include_revoked=true`` for all, ``?team=`` for one team's; a team
+    admin sees its own team's), never the key itself."""
+    principal = await scope.manager()
+    params = scope.request.query_params
+    include = params.get("include_revoked", "").lower() in ("1", "true")
+    team_id = None if principal.is_admin else principal.team_id
+    if params.get("team") is not None:
+        team_id = (await asyncio.to_thread(scope.services.teams.get_team, params["team"])).id
+        require_team(principal, team_id)
+    records = await asyncio.to_thread(
+        scope.services.keys.list_keys, include_revoked=include, team_id=team_id
+    )
     return json_response(scope, {"object": "list", "data": [r.to_json() for r in records]})
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def revoke_key(scope: RequestScope) -> Response:
     """Revoke a key by id or unique name; it stops working at once."""
-    principal = await scope.admin()
+    principal = await scope.manager()
     key = scope.request.path_params["key"]
+    require_team(principal, await asyncio.to_thread(scope.services.keys.key_team, key))
     record = await asyncio.to_thread(scope.services.keys.revoke_key, key, actor=principal.key_id)
     return json_response(scope, record.to_json())
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def spend(scope: RequestScope) -> Response:
     """Totals by key and model, including every call finished before this request."""
@@ -150,12 +209,15 @@ async def spend(scope: RequestScope) -> Response:
     return json_response(scope, summary)
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def rotate_key(scope: RequestScope) -> Response:
     """A new secret for a key; the old secret stops working."""
-    principal = await scope.admin()
+    principal = await scope.manager()
+    key = scope.request.path_params["key"]
+    require_team(principal, await asyncio.to_thread(scope.services.keys.key_team, key))
     record, plaintext = await asyncio.to_thread(
-        scope.services.keys.rotate_key, scope.request.path_params["key"], actor=principal.key_id
+        scope.services.keys.rotate_key, key, actor=principal.key_id
     )
     return json_response(scope, {**record.to_json(), "key": plaintext})
 

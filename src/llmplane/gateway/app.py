@@ -28,11 +28,13 @@ from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableErro
 from llmplane.gateway import admin_routes, openai_routes, team_routes
 from llmplane.gateway.calls import ModelCaller
 from llmplane.gateway.http import (
+    Policy,
     RequestScope,
     endpoint,
     error_response,
     json_response,
     request_id_for,
+    requires,
 )
 from llmplane.gateway.router import ModelRouter
 
@@ -103,12 +105,14 @@ def _ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
+@requires(Policy.PUBLIC)
 @endpoint
 async def live(scope: RequestScope) -> Response:
     """The process is up."""
     return json_response(scope, {"status": "ok"})
 
 
+@requires(Policy.PUBLIC)
 @endpoint
 async def ready(scope: RequestScope) -> Response:
     """The store answers; 503 otherwise."""

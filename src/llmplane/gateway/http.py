@@ -12,13 +12,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llmplane.accounting.keys import Principal
+from llmplane.accounting.keys import TEAM_ADMIN, Principal
 from llmplane.errors import (
     LLMPlaneError,
     PermissionDeniedError,
@@ -57,6 +58,16 @@ class RequestScope:
             raise PermissionDeniedError("This route needs the admin key.", code="admin_only")
         return principal
 
+    async def manager(self) -> Principal:
+        """Authenticate the caller and require the admin key or a team-admin key; the route
+        then checks the object's team with :func:`require_team`."""
+        principal = await self.principal()
+        if not principal.is_admin and principal.role != TEAM_ADMIN:
+            raise PermissionDeniedError(
+                "This route needs the admin key or a team admin's key.", code="admin_only"
+            )
+        return principal
+
     async def body(self) -> bytes:
         """The request body, refused with 413 beyond the configured limit."""
         limit = self.services.settings.max_request_body_bytes
@@ -75,6 +86,33 @@ class RequestScope:
     def headers(self, **extra: str) -> dict[str, str]:
         """Response headers every answer carries, plus ``extra``."""
         return {"x-request-id": self.request_id, **extra}
+
+
+class Policy(StrEnum):
+    """Who may call a route; every route declares one (a test holds each to it)."""
+
+    PUBLIC = "public"  # anyone (health)
+    KEY = "key"  # any valid key
+    ADMIN = "admin"  # the admin key only
+    TEAM = "team"  # the admin key, or a team admin of the object's team
+
+
+def requires(policy: Policy) -> Callable[[_Endpoint], _Endpoint]:
+    """Declare the route's policy (outermost decorator)."""
+
+    def declare(route: _Endpoint) -> _Endpoint:
+        route.policy = policy  # type: ignore[attr-defined]
+        return route
+
+    return declare
+
+
+def require_team(principal: Principal, team_id: str | None) -> None:
+    """Refuse unless ``principal`` administers ``team_id`` (the admin administers all)."""
+    if not principal.manages_team(team_id):
+        raise PermissionDeniedError(
+            "A team admin's key can only manage its own team.", code="not_team_admin"
+        )
 
 
 def json_response(scope: RequestScope, data: Any, status: int = 200, **headers: str) -> Response:
@@ -98,6 +136,7 @@ def error_response(exc: LLMPlaneError, request_id: str) -> Response:
 
 
 Route = Callable[[RequestScope], Awaitable[Response]]
+_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def request_id_for(request: Request) -> str:

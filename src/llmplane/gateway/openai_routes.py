@@ -10,7 +10,7 @@ from starlette.routing import Route
 from llmplane.accounting.keys import Principal
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.calls import CallContext, CallResult
-from llmplane.gateway.http import RequestScope, endpoint, json_response
+from llmplane.gateway.http import Policy, RequestScope, endpoint, json_response, requires
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.streaming import RelayResponse
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
@@ -90,6 +90,7 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
     )
 
 
+@requires(Policy.KEY)
 @endpoint
 async def chat_completions(scope: RequestScope) -> Response:
     """Chat completions, JSON or server-sent events."""
@@ -111,6 +112,7 @@ async def chat_completions(scope: RequestScope) -> Response:
     return _reply(scope, await caller.complete(ctx, body))
 
 
+@requires(Policy.KEY)
 @endpoint
 async def embeddings(scope: RequestScope) -> Response:
     """Embeddings for one or many inputs."""
@@ -122,6 +124,7 @@ async def embeddings(scope: RequestScope) -> Response:
     return _reply(scope, await scope.services.caller.complete(ctx, body))
 
 
+@requires(Policy.KEY)
 @endpoint
 async def list_models(scope: RequestScope) -> Response:
     """The models this key may use."""

@@ -1,4 +1,8 @@
-"""Admin routes for teams, services, budgets and the audit log (admin key only for now)."""
+"""Admin routes for teams, services, budgets and the audit log.
+
+The admin key may call all of them; a team admin's key may manage its own team's
+services, keys and their budgets, and nothing else (see each route's policy).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,15 @@ from starlette.routing import Route
 
 from llmplane.accounting.audit import list_audit
 from llmplane.accounting.budgets import load_budgets, set_budget
-from llmplane.errors import InvalidRequestError
-from llmplane.gateway.http import RequestScope, endpoint, json_response
+from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.gateway.http import (
+    Policy,
+    RequestScope,
+    endpoint,
+    json_response,
+    require_team,
+    requires,
+)
 from llmplane.gateway.validation import parse_json_object
 
 
@@ -40,6 +51,7 @@ def _name(body: dict[str, Any]) -> str:
     return name
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def create_team(scope: RequestScope) -> Response:
     """Create a team (unique name; optional model allowlist and max_tokens ceiling)."""
@@ -55,6 +67,7 @@ async def create_team(scope: RequestScope) -> Response:
     return json_response(scope, team.to_json(), status=201)
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def list_teams(scope: RequestScope) -> Response:
     """Every team."""
@@ -63,12 +76,14 @@ async def list_teams(scope: RequestScope) -> Response:
     return json_response(scope, {"object": "list", "data": [t.to_json() for t in teams]})
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def show_team(scope: RequestScope) -> Response:
     """One team with its services and budget."""
-    await scope.admin()
+    principal = await scope.manager()
     services = scope.services
     team = await asyncio.to_thread(services.teams.get_team, scope.request.path_params["team"])
+    require_team(principal, team.id)
     owned = await asyncio.to_thread(services.teams.list_services, team.id)
     budget = services.admission.budget_for(("team", team.id))
     return json_response(
@@ -81,6 +96,7 @@ async def show_team(scope: RequestScope) -> Response:
     )
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def update_team(scope: RequestScope) -> Response:
     """Change a team's name, model allowlist or max_tokens ceiling."""
@@ -106,33 +122,44 @@ async def update_team(scope: RequestScope) -> Response:
     return json_response(scope, team.to_json())
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def create_service(scope: RequestScope) -> Response:
     """Create a service owned by a team."""
-    principal = await scope.admin()
+    principal = await scope.manager()
     body = parse_json_object(await scope.body())
     team = body.get("team")
     if not isinstance(team, str):
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
+    require_team(principal, (await asyncio.to_thread(scope.services.teams.get_team, team)).id)
     service = await asyncio.to_thread(
         scope.services.teams.create_service, team, _name(body), actor=principal.key_id
     )
     return json_response(scope, service.to_json(), status=201)
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def list_services(scope: RequestScope) -> Response:
-    """Every service, or one team's (``?team=``)."""
-    await scope.admin()
+    """Every service, or one team's (``?team=``; a team admin sees its team's)."""
+    principal = await scope.manager()
     team = scope.request.query_params.get("team")
+    if not principal.is_admin:
+        if team is not None:
+            require_team(
+                principal, (await asyncio.to_thread(scope.services.teams.get_team, team)).id
+            )
+        team = principal.team_id
     found = await asyncio.to_thread(scope.services.teams.list_services, team)
     return json_response(scope, {"object": "list", "data": [s.to_json() for s in found]})
 
 
+@requires(Policy.TEAM)
 @endpoint
 async def put_budget(scope: RequestScope) -> Response:
-    """Set the budget of a key, service or team (names are resolved to ids)."""
-    principal = await scope.admin()
+    """Set the budget of a key, service or team (names are resolved to ids); a team admin
+    may set those of its team's keys and services."""
+    principal = await scope.manager()
     services = scope.services
     body = parse_json_object(await scope.body())
     kind, target = body.get("scope"), body.get("target")
@@ -150,15 +177,19 @@ async def put_budget(scope: RequestScope) -> Response:
         )
     target_id: str = target
     if kind == "team":
+        if not principal.is_admin:
+            raise PermissionDeniedError("Only the admin key sets team budgets.", code="admin_only")
         target_id = (await asyncio.to_thread(services.teams.get_team, target)).id
     elif kind == "service":
         team = body.get("team")
         if not isinstance(team, str):
             raise InvalidRequestError("A service budget needs its 'team'.", param="team")
         owner = await asyncio.to_thread(services.teams.get_team, team)
+        require_team(principal, owner.id)
         target_id = (await asyncio.to_thread(services.teams.resolve_service, owner.id, target)).id
     elif kind == "key":
         target_id = await asyncio.to_thread(services.keys.resolve_key_id, target)
+        require_team(principal, await asyncio.to_thread(services.keys.key_team, target_id))
     budget = await asyncio.to_thread(
         set_budget,
         services.engine,
@@ -173,6 +204,7 @@ async def put_budget(scope: RequestScope) -> Response:
     return json_response(scope, budget.to_json())
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def list_budgets(scope: RequestScope) -> Response:
     """Every budget with the spend counted against it in its current period (this process)."""
@@ -190,6 +222,7 @@ async def list_budgets(scope: RequestScope) -> Response:
     return json_response(scope, {"object": "list", "data": data})
 
 
+@requires(Policy.ADMIN)
 @endpoint
 async def audit(scope: RequestScope) -> Response:
     """The newest audit entries (``?limit=``, ``?object_type=``)."""

@@ -39,6 +39,7 @@ virtual_keys = Table(
     Column("models", JSON, nullable=True),
     Column("rpm", Integer, nullable=True),
     Column("tpm", Integer, nullable=True),
+    Column("role", String(16), nullable=False, server_default="member"),
     Column("metadata", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),

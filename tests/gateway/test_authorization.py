@@ -1,0 +1,244 @@
+"""The authorization matrix: every route × every kind of caller gets the declared answer.
+
+Each route declares a policy (``llmplane.gateway.http.requires``). This test holds
+every route to its policy with five callers — the admin key, a team admin of the
+object's team, a team admin of another team, a plain key of the object's team and
+no key — and fails when a route has no policy or no entry here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.routing import Route
+
+from llmplane.config.platform import load_platform_config
+from llmplane.config.settings import Settings
+from llmplane.gateway.app import build_services, create_app
+from llmplane.gateway.http import Policy
+from llmplane.store import create_engine, migrate
+from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http
+
+_names = itertools.count()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{next(_names)}"
+
+
+class World:
+    """Two teams with a team admin each, and a plain key in the first."""
+
+    def __init__(self, gateway: GatewayProcess) -> None:
+        self.gateway = gateway
+        self.team = _unique("authz-a")
+        self.other = _unique("authz-b")
+        for team in (self.team, self.other):
+            cli("teams", "create", team, url=gateway.url)
+        cli("services", "create", "svc", "--team", self.team, url=gateway.url)
+        self.keys = {
+            "admin": ADMIN_KEY,
+            "team_admin": self._key(self.team, "team_admin"),
+            "other_team_admin": self._key(self.other, "team_admin"),
+            "member": self._key(self.team, "member"),
+            "none": None,
+        }
+
+    def _key(self, team: str, role: str) -> str:
+        created = cli(
+            "keys",
+            "create",
+            "--name",
+            _unique(role),
+            "--team",
+            team,
+            "--role",
+            role,
+            "--json",
+            url=self.gateway.url,
+        )
+        return str(json.loads(created.stdout)["key"])
+
+    def team_key_name(self) -> str:
+        """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
+        name = _unique("object")
+        cli("keys", "create", "--name", name, "--team", self.team, url=self.gateway.url)
+        return name
+
+
+# method, path template → (expected policy, request builder: world -> (path, body))
+Request = Callable[[World], tuple[str, dict[str, Any] | None]]
+MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
+    ("GET", "/health/live"): (Policy.PUBLIC, lambda w: ("/health/live", None)),
+    ("GET", "/health/ready"): (Policy.PUBLIC, lambda w: ("/health/ready", None)),
+    ("GET", "/v1/models"): (Policy.KEY, lambda w: ("/v1/models", None)),
+    ("GET", "/models"): (Policy.KEY, lambda w: ("/models", None)),
+    ("POST", "/v1/chat/completions"): (
+        Policy.KEY,
+        lambda w: (
+            "/v1/chat/completions",
+            {"model": "mock", "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ),
+    ("POST", "/chat/completions"): (
+        Policy.KEY,
+        lambda w: (
+            "/chat/completions",
+            {"model": "mock", "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ),
+    ("POST", "/v1/embeddings"): (
+        Policy.KEY,
+        lambda w: ("/v1/embeddings", {"model": "mock-embed", "input": "x"}),
+    ),
+    ("POST", "/embeddings"): (
+        Policy.KEY,
+        lambda w: ("/embeddings", {"model": "mock-embed", "input": "x"}),
+    ),
+    ("POST", "/admin/keys"): (
+        Policy.TEAM,
+        lambda w: ("/admin/keys", {"name": _unique("new"), "team": w.team}),
+    ),
+    ("GET", "/admin/keys"): (Policy.TEAM, lambda w: (f"/admin/keys?team={w.team}", None)),
+    ("DELETE", "/admin/keys/{key}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/keys/{w.team_key_name()}", None),
+    ),
+    ("POST", "/admin/keys/{key}/rotate"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/keys/{w.team_key_name()}/rotate", {}),
+    ),
+    ("GET", "/admin/spend"): (Policy.ADMIN, lambda w: ("/admin/spend", None)),
+    ("POST", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", {"name": _unique("t")})),
+    ("GET", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", None)),
+    ("GET", "/admin/teams/{team}"): (Policy.TEAM, lambda w: (f"/admin/teams/{w.team}", None)),
+    ("PATCH", "/admin/teams/{team}"): (
+        Policy.ADMIN,
+        lambda w: (f"/admin/teams/{w.team}", {"max_tokens": 1000}),
+    ),
+    ("POST", "/admin/services"): (
+        Policy.TEAM,
+        lambda w: ("/admin/services", {"team": w.team, "name": _unique("svc")}),
+    ),
+    ("GET", "/admin/services"): (Policy.TEAM, lambda w: (f"/admin/services?team={w.team}", None)),
+    ("PUT", "/admin/budgets"): (
+        Policy.TEAM,
+        lambda w: ("/admin/budgets", {"scope": "key", "target": w.team_key_name(), "limit_usd": 1}),
+    ),
+    ("GET", "/admin/budgets"): (Policy.ADMIN, lambda w: ("/admin/budgets", None)),
+    ("GET", "/admin/audit"): (Policy.ADMIN, lambda w: ("/admin/audit", None)),
+}
+
+ALLOWED = {
+    Policy.PUBLIC: {"admin", "team_admin", "other_team_admin", "member", "none"},
+    Policy.KEY: {"admin", "team_admin", "other_team_admin", "member"},
+    Policy.ADMIN: {"admin"},
+    Policy.TEAM: {"admin", "team_admin"},
+}
+
+
+def _declared_routes(tmp_path: Path) -> dict[tuple[str, str], Any]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'routes.db'}")
+    migrate(engine)
+    services = build_services(
+        Settings(data_dir=tmp_path), load_platform_config(None, {}), engine, "sk-unused"
+    )
+    routes = {}
+    for route in create_app(services).app.routes:
+        assert isinstance(route, Route)
+        for method in route.methods or ():
+            if method != "HEAD":
+                routes[(method, route.path)] = getattr(route.endpoint, "policy", None)
+    engine.dispose()
+    return routes
+
+
+def test_every_route_declares_a_policy_and_is_in_the_matrix(tmp_path: Path) -> None:
+    declared = _declared_routes(tmp_path)
+    undeclared = sorted(route for route, policy in declared.items() if policy is None)
+    assert not undeclared, f"routes without a declared policy: {undeclared}"
+    assert set(declared) == set(MATRIX), "every route needs an entry in MATRIX"
+    for route, (policy, _) in MATRIX.items():
+        assert declared[route] == policy, route
+
+
+@pytest.fixture(scope="module")
+def world(gateway: GatewayProcess) -> World:
+    return World(gateway)
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("caller", ["admin", "team_admin", "other_team_admin", "member", "none"])
+def test_authorization_matrix(world: World, route: tuple[str, str], caller: str) -> None:
+    policy, build = MATRIX[route]
+    path, body = build(world)
+    status, _, answer = http(
+        route[0],
+        f"{world.gateway.url}{path}",
+        json.dumps(body).encode() if body is not None else None,
+        key=world.keys[caller],
+    )
+    if caller in ALLOWED[policy]:
+        assert 200 <= status < 300, (status, answer)
+    elif caller == "none":
+        assert status == 401, (status, answer)
+    else:
+        assert status == 403, (status, answer)
+        assert answer["error"]["type"] == "permission_error"
+
+
+def test_team_admin_cannot_mint_more_than_its_own(world: World) -> None:
+    gateway = world.gateway
+    limited = json.loads(
+        cli(
+            "keys",
+            "create",
+            "--name",
+            _unique("limited"),
+            "--team",
+            world.team,
+            "--role",
+            "team_admin",
+            "--rpm",
+            "100",
+            "--budget-usd",
+            "5",
+            "--models",
+            "mock",
+            "--json",
+            url=gateway.url,
+        ).stdout
+    )["key"]
+    base = {"name": _unique("minted"), "rpm": 50, "budget_usd": 5, "models": ["mock"]}
+
+    def mint(**changes: Any) -> tuple[int, Any]:
+        status, _, answer = http(
+            "POST", f"{gateway.url}/admin/keys", {**base, **changes}, key=limited
+        )
+        return status, answer
+
+    assert mint()[0] == 201
+    for changes, code in [
+        ({"rpm": 101}, "exceeds_own_rights"),
+        ({"budget_usd": 6}, "exceeds_own_budget"),
+        ({"models": ["mock", "mock-embed"]}, "exceeds_own_rights"),
+        ({"team": world.other}, "not_team_admin"),
+    ]:
+        status, answer = mint(name=_unique("minted"), **changes)
+        assert status == 403 and answer["error"]["code"] == code, (changes, answer)
+
+
+def test_a_team_admin_lists_only_its_own_teams_keys(world: World) -> None:
+    status, _, answer = http(
+        "GET", f"{world.gateway.url}/admin/keys", key=world.keys["other_team_admin"]
+    )
+    assert status == 200
+    teams = {key["team_id"] for key in answer["data"]}
+    assert len(teams) == 1
+    status, _, everything = http("GET", f"{world.gateway.url}/admin/keys")
+    assert len(everything["data"]) > len(answer["data"])
