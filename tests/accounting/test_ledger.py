@@ -143,3 +143,36 @@ async def test_spend_by_each_dimension(engine: Engine) -> None:
     assert len(day) == 1 and day[0]["day"] == datetime.now(UTC).date().isoformat()
     for dimension in SPEND_DIMENSIONS:
         assert sum(r["requests"] for r in spend_by(engine, dimension)) == 6
+
+
+async def test_monthly_report_compares_with_the_month_before(engine: Engine) -> None:
+    from llmplane.accounting.spend import monthly_report, report_csv
+
+    ledger = UsageLedger(engine)
+    ledger.start()
+    for i, (when, cost) in enumerate(
+        [
+            (datetime(2026, 10, 15, tzinfo=UTC), 1_000_000_000),
+            (datetime(2026, 11, 3, tzinfo=UTC), 1_500_000_000),
+            (datetime(2026, 11, 20, tzinfo=UTC), 1_500_000_000),
+            (datetime(2026, 12, 1, tzinfo=UTC), 9_000_000_000),
+        ]
+    ):
+        row = _row(i, cost=cost)
+        row.created_at, row.team_id, row.service_id = when, "team_1", "svc_1"
+        ledger.record(row)
+    await ledger.close()
+    report = monthly_report(engine, "2026-11")
+    assert report["previous_month"] == "2026-10"
+    assert report["total_cost_usd"] == 3.0 and report["previous_total_cost_usd"] == 1.0
+    assert report["change_pct"] == 200.0
+    (line,) = report["by_team_service"]
+    assert (line["team"], line["service"], line["requests"]) == ("team_1", "svc_1", 2)
+    (model,) = report["by_model"]
+    # 15 tokens per call: $3 for 30 tokens = $100,000 per million; October $1 for 15 tokens
+    assert model["cost_per_mtok_usd"] == 100_000.0
+    assert model["previous_cost_per_mtok_usd"] == round(1_000_000 / 15, 6)
+    assert model["change_pct"] == 50.0
+    csv_text = report_csv(report)
+    assert csv_text.splitlines()[0].startswith("section,team,service,model")
+    assert len(csv_text.splitlines()) == 3

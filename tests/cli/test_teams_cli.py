@@ -101,3 +101,19 @@ def test_duplicate_team_and_unknown_team_are_refused(gateway: GatewayProcess) ->
     assert again.returncode == 1 and "already exists" in again.stderr
     missing = cli("services", "create", "x", "--team", "nope", url=gateway.url, check=False)
     assert missing.returncode == 1 and "No team" in missing.stderr
+
+
+def test_monthly_report_as_table_json_and_csv(gateway: GatewayProcess, tmp_path: object) -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    month = datetime.now(UTC).strftime("%Y-%m")
+    cli("keys", "create", "--name", "report-key", url=gateway.url)
+    out = Path(str(tmp_path)) / "spend.csv"
+    table = cli("spend", "--report", month, "--csv", str(out), url=gateway.url).stdout
+    assert month in table and "USD/1M TOKENS" in table
+    assert out.read_text().startswith("section,team,service,model")
+    report = _json(gateway, "spend", "--report", month)
+    assert isinstance(report, dict) and report["month"] == month
+    bad = cli("spend", "--report", "November", url=gateway.url, check=False)
+    assert bad.returncode == 1 and "2026-11" in bad.stderr

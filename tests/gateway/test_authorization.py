@@ -114,6 +114,10 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         lambda w: (f"/admin/keys/{w.team_key_name()}/rotate", {}),
     ),
     ("GET", "/admin/spend"): (Policy.ADMIN, lambda w: ("/admin/spend", None)),
+    ("GET", "/admin/spend/report"): (
+        Policy.ADMIN,
+        lambda w: ("/admin/spend/report?month=2026-11", None),
+    ),
     ("POST", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", {"name": _unique("t")})),
     ("GET", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", None)),
     ("GET", "/admin/teams/{team}"): (Policy.TEAM, lambda w: (f"/admin/teams/{w.team}", None)),

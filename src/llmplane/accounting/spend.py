@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import csv
+import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 
 from llmplane.errors import InvalidRequestError
@@ -125,3 +127,163 @@ def spend_by(
         }
         for r in rows
     ]
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
+    """Start of the previous month, of ``month`` (YYYY-MM) and of the next, in UTC."""
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequestError("'month' must look like 2026-11.", param="month") from None
+    previous = (start - timedelta(days=1)).replace(day=1)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return previous, start, following
+
+
+def _change(now: float, before: float) -> float | None:
+    return None if before == 0 else round((now - before) / before * 100, 2)
+
+
+def monthly_report(engine: Engine, month: str) -> dict[str, Any]:
+    """A month's spend for finance: per team and service, and cost per million tokens per
+    model, each beside the previous month with the change in percent."""
+    previous, start, following = _month_bounds(month)
+    ledger = usage_ledger.c
+    this_month = ledger.created_at >= start
+    cost = func.sum(case((this_month, ledger.cost_nanousd), else_=0))
+    cost_before = func.sum(case((~this_month, ledger.cost_nanousd), else_=0))
+    tokens = func.sum(case((this_month, ledger.prompt_tokens + ledger.completion_tokens), else_=0))
+    tokens_before = func.sum(
+        case((~this_month, ledger.prompt_tokens + ledger.completion_tokens), else_=0)
+    )
+    requests = func.sum(case((this_month, 1), else_=0))
+    window = (ledger.created_at >= previous, ledger.created_at < following)
+    by_service = (
+        select(
+            teams.c.name.label("team"),
+            services.c.name.label("service"),
+            ledger.team_id,
+            ledger.service_id,
+            requests,
+            tokens,
+            cost,
+            cost_before,
+        )
+        .select_from(
+            usage_ledger.outerjoin(teams, teams.c.id == ledger.team_id).outerjoin(
+                services, services.c.id == ledger.service_id
+            )
+        )
+        .where(*window)
+        .group_by(teams.c.name, services.c.name, ledger.team_id, ledger.service_id)
+        .order_by(cost.desc())
+    )
+    by_model = (
+        select(ledger.model, requests, tokens, cost, tokens_before, cost_before)
+        .where(*window)
+        .group_by(ledger.model)
+        .order_by(cost.desc())
+    )
+    with engine.connect() as connection:
+        service_rows = connection.execute(by_service).all()
+        model_rows = connection.execute(by_model).all()
+
+    def usd(nano: Any) -> float:
+        return int(nano or 0) / _NANO
+
+    def per_million(nano: Any, count: Any) -> float | None:
+        return None if not count else round(int(nano or 0) / _NANO / int(count) * 1e6, 6)
+
+    teams_and_services = [
+        {
+            "team": r.team or r.team_id,
+            "service": r.service or r.service_id,
+            "requests": int(r[4] or 0),
+            "tokens": int(r[5] or 0),
+            "cost_usd": usd(r[6]),
+            "previous_cost_usd": usd(r[7]),
+            "change_pct": _change(usd(r[6]), usd(r[7])),
+        }
+        for r in service_rows
+    ]
+    models = []
+    for r in model_rows:
+        now_rate, before_rate = per_million(r[3], r[2]), per_million(r[5], r[4])
+        models.append(
+            {
+                "model": r.model,
+                "requests": int(r[1] or 0),
+                "tokens": int(r[2] or 0),
+                "cost_usd": usd(r[3]),
+                "cost_per_mtok_usd": now_rate,
+                "previous_cost_per_mtok_usd": before_rate,
+                "change_pct": _change(now_rate, before_rate) if now_rate and before_rate else None,
+            }
+        )
+    total, total_before = (
+        sum(r["cost_usd"] for r in teams_and_services),
+        sum(r["previous_cost_usd"] for r in teams_and_services),
+    )
+    return {
+        "month": month,
+        "previous_month": previous.strftime("%Y-%m"),
+        "total_cost_usd": total,
+        "previous_total_cost_usd": total_before,
+        "change_pct": _change(total, total_before),
+        "by_team_service": teams_and_services,
+        "by_model": models,
+    }
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """The report as CSV: one section per table, with a header row each."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "section",
+            "team",
+            "service",
+            "model",
+            "requests",
+            "tokens",
+            "cost_usd",
+            "previous_cost_usd",
+            "cost_per_mtok_usd",
+            "previous_cost_per_mtok_usd",
+            "change_pct",
+        ]
+    )
+    for r in report["by_team_service"]:
+        writer.writerow(
+            [
+                "team_service",
+                r["team"],
+                r["service"],
+                "",
+                r["requests"],
+                r["tokens"],
+                f"{r['cost_usd']:.9f}",
+                f"{r['previous_cost_usd']:.9f}",
+                "",
+                "",
+                r["change_pct"],
+            ]
+        )
+    for r in report["by_model"]:
+        writer.writerow(
+            [
+                "model",
+                "",
+                "",
+                r["model"],
+                r["requests"],
+                r["tokens"],
+                f"{r['cost_usd']:.9f}",
+                "",
+                r["cost_per_mtok_usd"],
+                r["previous_cost_per_mtok_usd"],
+                r["change_pct"],
+            ]
+        )
+    return out.getvalue()

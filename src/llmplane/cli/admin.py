@@ -6,6 +6,7 @@ import json
 import re
 import urllib.parse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -139,6 +140,53 @@ def revoke_key(key: str, as_json: bool) -> None:
         click.echo(f"revoked key {record['id']} ({record['name']})")
 
 
+def _monthly_report(month: str, csv_path: str | None, as_json: bool) -> None:
+    query = urllib.parse.urlencode({"month": month})
+    report = call("GET", f"/admin/spend/report?{query}")
+    if csv_path is not None:
+        from llmplane.accounting.spend import report_csv
+
+        Path(csv_path).write_text(report_csv(report), encoding="utf-8")
+        click.echo(f"wrote {csv_path}", err=True)
+    if as_json:
+        _print_json(report)
+        return
+    change = report["change_pct"]
+    click.echo(
+        f"{report['month']}: ${report['total_cost_usd']:.2f} "
+        f"(previous month ${report['previous_total_cost_usd']:.2f}"
+        f"{f', {change:+.1f}%' if change is not None else ''})\n"
+    )
+    _table(
+        [
+            [
+                r["team"] or "-",
+                r["service"] or "-",
+                str(r["requests"]),
+                f"{r['cost_usd']:.4f}",
+                f"{r['previous_cost_usd']:.4f}",
+                "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
+            ]
+            for r in report["by_team_service"]
+        ],
+        ["TEAM", "SERVICE", "REQUESTS", "USD", "PREVIOUS", "CHANGE"],
+    )
+    click.echo("")
+    _table(
+        [
+            [
+                r["model"],
+                str(r["tokens"]),
+                f"{r['cost_usd']:.4f}",
+                "-" if r["cost_per_mtok_usd"] is None else f"{r['cost_per_mtok_usd']:.4f}",
+                "-" if r["change_pct"] is None else f"{r['change_pct']:+.1f}%",
+            ]
+            for r in report["by_model"]
+        ],
+        ["MODEL", "TOKENS", "USD", "USD/1M TOKENS", "CHANGE"],
+    )
+
+
 @keys.command("rotate")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -161,9 +209,34 @@ def rotate_key(key: str, as_json: bool) -> None:
     default=None,
     help="Group by one dimension instead of by key and by model.",
 )
+@click.option(
+    "--report",
+    "month",
+    default=None,
+    metavar="YYYY-MM",
+    help="A month's finance report: teams and services, cost per 1M tokens by "
+    "model, each with the change from the month before.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --report: write the report as CSV to this file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def spend(since: str | None, until: str | None, by: str | None, as_json: bool) -> None:
-    """Requests, tokens and USD by key and by model (or --by one dimension)."""
+def spend(
+    since: str | None,
+    until: str | None,
+    by: str | None,
+    month: str | None,
+    csv_path: str | None,
+    as_json: bool,
+) -> None:
+    """Requests, tokens and USD by key and by model (or --by one dimension, or --report)."""
+    if month is not None:
+        _monthly_report(month, csv_path, as_json)
+        return
     params = {k: v for k, v in {"since": since, "until": until, "by": by}.items() if v}
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     summary = call("GET", f"/admin/spend{query}")

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from llmplane.accounting.budgets import check_budget, set_budget
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.spend import spend_by, spend_summary
+from llmplane.accounting.spend import monthly_report, report_csv, spend_by, spend_summary
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.http import (
     Policy,
@@ -209,6 +209,29 @@ async def spend(scope: RequestScope) -> Response:
     return json_response(scope, summary)
 
 
+@requires(Policy.ADMIN)
+@endpoint
+async def spend_report(scope: RequestScope) -> Response:
+    """A month's spend for finance (``?month=2026-11``; ``&format=csv`` for CSV)."""
+    await scope.admin()
+    params = scope.request.query_params
+    month = params.get("month")
+    if month is None:
+        raise InvalidRequestError("'month' is required, e.g. ?month=2026-11.", param="month")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(scope.services.ledger.flush(), _FLUSH_WAIT_S)
+    report = await asyncio.to_thread(monthly_report, scope.services.engine, month)
+    if params.get("format") == "csv":
+        return Response(
+            report_csv(report),
+            media_type="text/csv",
+            headers=scope.headers(
+                **{"content-disposition": f'attachment; filename="spend-{month}.csv"'}
+            ),
+        )
+    return json_response(scope, report)
+
+
 @requires(Policy.TEAM)
 @endpoint
 async def rotate_key(scope: RequestScope) -> Response:
@@ -228,4 +251,5 @@ routes = [
     Route("/admin/keys/{key}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{key}/rotate", rotate_key, methods=["POST"]),
     Route("/admin/spend", spend, methods=["GET"]),
+    Route("/admin/spend/report", spend_report, methods=["GET"]),
 ]
