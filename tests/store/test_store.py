@@ -21,5 +21,5 @@ def test_migrating_twice_is_harmless(engine: Engine) -> None:
     migrate(engine)
     with engine.connect() as connection:
         assert (
-            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
         )

@@ -242,6 +242,10 @@ class AdmissionGuard:
         """Use this set of budgets from now on (start-up, refresh, or after an admin change)."""
         self._budgets = {(b.scope, b.scope_id): b for b in all_budgets}
 
+    def budgets(self) -> list[Budget]:
+        """Every budget in force."""
+        return list(self._budgets.values())
+
     def budget_for(self, scope: Scope) -> Budget | None:
         """The budget set on ``scope``, if any."""
         return self._budgets.get(scope)

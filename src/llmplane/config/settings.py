@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_failure_mode: Literal["closed", "open"] = "closed"
     reservation_ttl_s: float = Field(default=900.0, gt=0)
+    budget_webhook_url: str | None = None
+    budget_alert_interval_s: float = Field(default=2.0, gt=0)
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else SQLite under the data dir."""

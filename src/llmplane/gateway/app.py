@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llmplane.accounting.alerts import BudgetAlerts
 from llmplane.accounting.budgets import AdmissionGuard, LocalAdmissionGuard, load_budgets
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
@@ -56,6 +57,7 @@ class GatewayServices:
     caller: ModelCaller
     teams: TeamService
     admission: AdmissionGuard
+    alerts: BudgetAlerts
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def reload_budgets(self) -> None:
@@ -97,6 +99,7 @@ def build_services(
         caller=ModelCaller(router, ledger, admission),
         teams=TeamService(engine),
         admission=admission,
+        alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
     )
 
 
@@ -194,6 +197,16 @@ class GatewayApp:
         await self.app(scope, receive, send)
 
 
+async def _watch_budgets(services: GatewayServices) -> None:
+    """Fire crossed soft thresholds (webhook and audit event, once per period)."""
+    while True:
+        await asyncio.sleep(services.settings.budget_alert_interval_s)
+        try:
+            await services.alerts.check()
+        except Exception as exc:  # noqa: BLE001 - keep watching through store hiccups
+            log.warning("budget threshold check failed: %s", type(exc).__name__)
+
+
 def create_app(services: GatewayServices) -> GatewayApp:
     """The gateway application around already-wired ``services``."""
 
@@ -201,13 +214,17 @@ def create_app(services: GatewayServices) -> GatewayApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.ledger.start()
         await services.reload_budgets()
-        refresher = asyncio.create_task(_refresh(services), name="refresh")
+        background = [
+            asyncio.create_task(_refresh(services), name="refresh"),
+            asyncio.create_task(_watch_budgets(services), name="budget-alerts"),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await services.alerts.aclose()
             await services.admission.aclose()
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()

@@ -126,3 +126,15 @@ audit_log = Table(
     Column("before", JSON, nullable=True),
     Column("after", JSON, nullable=True),
 )
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("budget_id", String(64), nullable=False),
+    Column("period_start", String(10), nullable=False),
+    Column("threshold", Integer, nullable=False),
+    Column("spent_nanousd", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("budget_id", "period_start", "threshold", name="uq_budget_alerts_once"),
+)
