@@ -53,18 +53,22 @@ def sim(upstream_simulator: UpstreamSimulator) -> UpstreamSimulator:
     return upstream_simulator
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (skipped where none is installed, unless CI requires it)."""
-    cluster = postgres_cluster()
-    url = next(cluster)
+def _throwaway(server: Iterator[str | None], required_by: str, package: str) -> Iterator[str]:
+    """Yield a server's URL; skip where its binaries are missing, unless CI requires them."""
+    url = next(server)
     if url is None:
-        if os.environ.get("LLMPLANE_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL binaries not found (apt-get install postgresql)")
-        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql)")
+        if os.environ.get(required_by):
+            pytest.fail(f"{package} is not installed (apt-get install {package})")
+        pytest.skip(f"{package} is not installed (apt-get install {package})")
     yield url
     with contextlib.suppress(StopIteration):
-        next(cluster)
+        next(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster."""
+    yield from _throwaway(postgres_cluster(), "LLMPLANE_REQUIRE_POSTGRES", "postgresql")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -88,13 +92,5 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A throwaway Redis server (skipped where none is installed, unless CI requires it)."""
-    server = redis_server()
-    url = next(server)
-    if url is None:
-        if os.environ.get("LLMPLANE_REQUIRE_REDIS"):
-            pytest.fail("redis-server not found (apt-get install redis-server)")
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    yield url
-    with contextlib.suppress(StopIteration):
-        next(server)
+    """A throwaway Redis server."""
+    yield from _throwaway(redis_server(), "LLMPLANE_REQUIRE_REDIS", "redis-server")
