@@ -16,7 +16,7 @@ from llmplane.accounting.budgets import (
     set_budget,
 )
 from llmplane.accounting.keys import Principal
-from llmplane.errors import BudgetExceededError, InvalidRequestError
+from llmplane.errors import BudgetExceededError, InvalidRequestError, RateLimitError
 from tests.helpers import record_spend
 
 KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
@@ -100,3 +100,16 @@ def test_budget_terms_are_validated(engine: Engine) -> None:
         set_budget(engine, "org", "k", limit_usd=1, period="day")
     with pytest.raises(InvalidRequestError, match="limit_usd"):
         set_budget(engine, "key", "k", limit_usd=-1, period="day")
+
+
+async def test_tpm_counts_worst_case_then_real_tokens(engine: Engine) -> None:
+    guard = _guard(engine)
+    limited = Principal(key_id="key_t", name="t", tpm=1000)
+    first = await guard.admit(limited, 0, 600)
+    assert first.headers["x-ratelimit-remaining-tokens"] == "400"
+    with pytest.raises(RateLimitError, match="1000 tokens per minute") as refused:
+        await guard.admit(limited, 0, 600)
+    assert refused.value.headers["x-ratelimit-limit-tokens"] == "1000"
+    guard.settle(first, 0, 100)  # it really used 100 tokens
+    second = await guard.admit(limited, 0, 600)
+    assert second.headers["x-ratelimit-remaining-tokens"] == "300"

@@ -145,3 +145,18 @@ async def test_unreachable_redis_fails_closed_or_open(engine: Engine) -> None:
     assert opened.fail_open_admissions == 1
     for guard in (closed, opened):
         await guard.aclose()
+
+
+async def test_tpm_holds_across_replicas_and_settles_real_tokens(
+    engine: Engine, redis: Redis, clients: list[Redis]
+) -> None:
+    here, there, _ = _replicas(engine, clients)
+    limited = Principal(key_id="key_t", name="t", tpm=1000)
+    first = await here.admit(limited, 0, 600)
+    assert first.headers["x-ratelimit-remaining-tokens"] == "400"
+    with pytest.raises(RateLimitError, match="tokens per minute"):
+        await there.admit(limited, 0, 600)
+    here.settle(first, 0, 100)
+    await asyncio.sleep(0.05)  # the batched settlement goes out
+    second = await there.admit(limited, 0, 600)
+    assert second.headers["x-ratelimit-remaining-tokens"] == "300"

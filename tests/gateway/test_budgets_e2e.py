@@ -223,3 +223,26 @@ def test_team_model_allowlist_and_max_tokens_ceiling(
             break
         time.sleep(0.1)
     assert [m.id for m in client.models.list()] == ["mock", "sim"]
+
+
+def test_tpm_limit_through_the_gateway(gateway: GatewayProcess) -> None:
+    body = json.dumps(
+        {"model": "mock", "max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    # worst case = body bytes + 500 output tokens; room for exactly one at a time
+    key = _key(gateway, "tpm-1", "--tpm", str(len(body) + 500 + 100))
+    status, headers, _ = http("POST", f"{gateway.base_url}/chat/completions", body, key=key["key"])
+    assert status == 200
+    limit = int(headers["x-ratelimit-limit-tokens"])
+    remaining = int(headers["x-ratelimit-remaining-tokens"])
+    assert remaining == limit - len(body) - 500  # the worst case, before settlement
+    # Settled at ~20 real tokens, so a second worst case fits after all.
+    assert http("POST", f"{gateway.base_url}/chat/completions", body, key=key["key"])[0] == 200
+    big = json.dumps(
+        {"model": "mock", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    status, headers, answer = http(
+        "POST", f"{gateway.base_url}/chat/completions", big, key=key["key"]
+    )
+    assert status == 429 and "tokens per minute" in answer["error"]["message"]
+    assert headers["x-ratelimit-limit-tokens"] == str(limit)

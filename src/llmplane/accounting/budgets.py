@@ -99,6 +99,9 @@ class Reservation:
     settled: bool = field(default=False)
     token: str = ""  # names the hold in a shared backend
     headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for the reply
+    key_id: str = ""
+    tokens: int = 0  # worst-case tokens counted against the key's tpm
+    token_entry: list[float] | None = None  # the local tpm window's entry
 
 
 def principal_scopes(principal: Principal) -> tuple[Scope, ...]:
@@ -254,13 +257,15 @@ class AdmissionGuard:
         """The budgets that apply to a caller: its key's, service's and team's."""
         return [b for scope in principal_scopes(principal) if (b := self._budgets.get(scope))]
 
-    async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Admit one request under the key's rpm and reserve ``worst_case_nanousd`` under
-        every budget above ``principal``, or refuse."""
+    async def admit(
+        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+    ) -> Reservation:
+        """Admit one request under the key's rpm and tpm and reserve ``worst_case_nanousd``
+        under every budget above ``principal``, or refuse."""
         raise NotImplementedError
 
-    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
-        """Release the reservation and count the real cost (once)."""
+    def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
+        """Release the reservation and count the real cost and tokens (once)."""
         raise NotImplementedError
 
     async def spent_nanousd(self, scope: Scope, period: Period) -> int | None:
@@ -313,8 +318,10 @@ class LocalAdmissionGuard(AdmissionGuard):
         """Settled spend of ``scope`` in the current ``period`` (``None`` if not tracked yet)."""
         return self._spent.get((*scope, period))
 
-    async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Check every budget, then the rpm window, then hold: no await in between."""
+    async def admit(
+        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+    ) -> Reservation:
+        """Check every budget, then the rpm and tpm windows, then hold: no await between."""
         now = datetime.now(UTC)
         day = period_start(Period.DAY, now)
         scopes = principal_scopes(principal)
@@ -331,16 +338,27 @@ class LocalAdmissionGuard(AdmissionGuard):
             if used + worst_case_nanousd > budget.limit_nanousd:
                 raise self.refusal(budget, used, worst_case_nanousd)
             held.append(key)
-        headers = self._rate.admit(principal)
+        headers, token_entry = self._rate.admit(principal, worst_case_tokens)
         for key in held:
             self._reserved[key] = self._reserved.get(key, 0) + worst_case_nanousd
-        return Reservation(scopes, day, tuple(held), worst_case_nanousd, headers=headers)
+        return Reservation(
+            scopes,
+            day,
+            tuple(held),
+            worst_case_nanousd,
+            headers=headers,
+            key_id=principal.key_id,
+            tokens=worst_case_tokens,
+            token_entry=token_entry,
+        )
 
-    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
+    def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
         """Release the reservation and count the real cost (once; later calls do nothing)."""
         if reservation.settled:
             return
         reservation.settled = True
+        if reservation.token_entry is not None:
+            self._rate.settle_tokens(reservation.key_id, reservation.token_entry, actual_tokens)
         for key in reservation.held:
             self._reserved[key] -= reservation.amount
         if actual_nanousd <= 0:

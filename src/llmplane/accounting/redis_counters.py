@@ -41,24 +41,28 @@ from llmplane.accounting.budgets import (
     principal_scopes,
 )
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.limits import rpm_headers, rpm_refusal
+from llmplane.accounting.limits import rpm_headers, rpm_refusal, tpm_headers, tpm_refusal
 from llmplane.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
 FailureMode = Literal["closed", "open"]
 
-# KEYS: the key's rpm window, then per budget its spent counter, holds hash, expiry set.
-# ARGV: amount, reservation id, hold ttl (ms), rpm limit (0: none), then per budget its
-# limit and key ttl (s). Returns {1, count, oldest_ms, now_ms} admitted, {2, count,
-# oldest_ms, now_ms} over the rpm, {0, i, used} refused by budget i, {-1, i} counter i
-# missing (rebuild it from the ledger, then call again).
+# KEYS: the key's rpm window; its tpm window (times), tpm entries (tokens) and tpm total;
+# then per budget its spent counter, holds hash and expiry set.
+# ARGV: amount, reservation id, hold ttl (ms), rpm (0: none), tpm (0: none), tokens, then
+# per budget its limit and key ttl (s).
+# Returns {1, count, rpm_oldest_ms, now_ms, tokens_used, tpm_oldest_ms} admitted,
+# {2, count, oldest_ms, now_ms} over the rpm, {3, used, oldest_ms, now_ms} over the tpm,
+# {0, i, used} refused by budget i, {-1, i} counter i missing (rebuild it, call again).
 _ADMIT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local amount = tonumber(ARGV[1])
 local rid = ARGV[2]
 local rpm = tonumber(ARGV[4])
+local tpm = tonumber(ARGV[5])
+local tokens = tonumber(ARGV[6])
 local count, oldest_ms = 0, now_ms
 if rpm > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - 60000)
@@ -68,9 +72,25 @@ if rpm > 0 then
     return {2, count, tonumber(oldest[2]), now_ms}
   end
 end
-local n = (#KEYS - 1) / 3
+local used_tokens, tpm_oldest_ms = 0, now_ms
+if tpm > 0 then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
+  for _, id in ipairs(old) do
+    local held = redis.call('HGET', KEYS[3], id)
+    if held then redis.call('DECRBY', KEYS[4], held) end
+  end
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
+  end
+  used_tokens = tonumber(redis.call('GET', KEYS[4]) or '0')
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #oldest > 0 then tpm_oldest_ms = tonumber(oldest[2]) end
+  if used_tokens + tokens > tpm then return {3, used_tokens, tpm_oldest_ms, now_ms} end
+end
+local n = (#KEYS - 4) / 3
 for i = 0, n - 1 do
-  local spent_key, holds, expiries = KEYS[2+i*3], KEYS[3+i*3], KEYS[4+i*3]
+  local spent_key, holds, expiries = KEYS[5+i*3], KEYS[6+i*3], KEYS[7+i*3]
   local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now_ms)
   if #expired > 0 then
     redis.call('HDEL', holds, unpack(expired))
@@ -80,7 +100,7 @@ for i = 0, n - 1 do
   if not spent then return {-1, i} end
   local used = tonumber(spent)
   for _, held in ipairs(redis.call('HVALS', holds)) do used = used + tonumber(held) end
-  if used + amount > tonumber(ARGV[5 + i*2]) then return {0, i, used} end
+  if used + amount > tonumber(ARGV[7 + i*2]) then return {0, i, used} end
 end
 if rpm > 0 then
   redis.call('ZADD', KEYS[1], now_ms, rid)
@@ -88,26 +108,41 @@ if rpm > 0 then
   count = count + 1
   oldest_ms = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
 end
-for i = 0, n - 1 do
-  local key_ttl = tonumber(ARGV[6 + i*2])
-  redis.call('HSET', KEYS[3+i*3], rid, amount)
-  redis.call('ZADD', KEYS[4+i*3], now_ms + tonumber(ARGV[3]), rid)
-  redis.call('EXPIRE', KEYS[3+i*3], key_ttl)
-  redis.call('EXPIRE', KEYS[4+i*3], key_ttl)
+if tpm > 0 then
+  redis.call('ZADD', KEYS[2], now_ms, rid)
+  redis.call('HSET', KEYS[3], rid, tokens)
+  redis.call('INCRBY', KEYS[4], tokens)
+  for k = 2, 4 do redis.call('PEXPIRE', KEYS[k], 60000) end
+  used_tokens = used_tokens + tokens
+  tpm_oldest_ms = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
 end
-return {1, count, oldest_ms, now_ms}
+for i = 0, n - 1 do
+  local key_ttl = tonumber(ARGV[8 + i*2])
+  redis.call('HSET', KEYS[6+i*3], rid, amount)
+  redis.call('ZADD', KEYS[7+i*3], now_ms + tonumber(ARGV[3]), rid)
+  redis.call('EXPIRE', KEYS[6+i*3], key_ttl)
+  redis.call('EXPIRE', KEYS[7+i*3], key_ttl)
+end
+return {1, count, oldest_ms, now_ms, used_tokens, tpm_oldest_ms}
 """
 
-# KEYS: per budget, spent counter, holds hash, expiry set. ARGV: reservation id, cost.
+# KEYS: the key's tpm entries and tpm total, then per budget spent counter, holds hash,
+# expiry set. ARGV: reservation id, cost, tokens used.
 _SETTLE = """
 local rid = ARGV[1]
 local cost = tonumber(ARGV[2])
-for i = 0, #KEYS / 3 - 1 do
-  local held = redis.call('HGET', KEYS[i*3+2], rid)
-  redis.call('HDEL', KEYS[i*3+2], rid)
-  redis.call('ZREM', KEYS[i*3+3], rid)
-  if held and cost > 0 and redis.call('EXISTS', KEYS[i*3+1]) == 1 then
-    redis.call('INCRBY', KEYS[i*3+1], cost)
+local tokens = tonumber(ARGV[3])
+local held_tokens = redis.call('HGET', KEYS[1], rid)
+if held_tokens then
+  redis.call('HSET', KEYS[1], rid, tokens)
+  redis.call('INCRBY', KEYS[2], tokens - tonumber(held_tokens))
+end
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local held = redis.call('HGET', KEYS[4+i*3], rid)
+  redis.call('HDEL', KEYS[4+i*3], rid)
+  redis.call('ZREM', KEYS[5+i*3], rid)
+  if held and cost > 0 and redis.call('EXISTS', KEYS[3+i*3]) == 1 then
+    redis.call('INCRBY', KEYS[3+i*3], cost)
   end
 end
 return 1
@@ -168,7 +203,7 @@ class RedisAdmissionGuard(AdmissionGuard):
         self._failure_mode = failure_mode
         self._admit_script = redis.register_script(_ADMIT)
         self._settle_script = redis.register_script(_SETTLE)
-        self._unsettled: list[tuple[list[str], str, int]] = []
+        self._unsettled: list[tuple[list[str], str, int, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._unique = _Unique()
         self.fail_open_admissions = 0
@@ -179,35 +214,65 @@ class RedisAdmissionGuard(AdmissionGuard):
         base = f"{self._prefix}:budget:{scope}:{scope_id}:{period.value}:{start}"
         return [f"{base}:spent", f"{base}:holds", f"{base}:expiry"]
 
-    async def admit(self, principal: Principal, worst_case_nanousd: int) -> Reservation:
-        """Check rpm and every budget and hold, in one atomic script, or refuse."""
+    def _tpm_keys(self, key_id: str) -> list[str]:
+        base = f"{self._prefix}:tpm:{key_id}"
+        return [f"{base}:times", f"{base}:tokens", f"{base}:total"]
+
+    async def admit(
+        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+    ) -> Reservation:
+        """Check rpm, tpm and every budget and hold, in one atomic script, or refuse."""
         day = period_start(Period.DAY, datetime.now(UTC))
         budgets = self.budgets_above(principal)
         held = tuple((b.scope, b.scope_id, b.period) for b in budgets)
+        rpm, tpm = principal.rpm or 0, principal.tpm or 0
         reservation = Reservation(
-            principal_scopes(principal), day, held, worst_case_nanousd, token=self._unique()
+            principal_scopes(principal),
+            day,
+            held,
+            worst_case_nanousd,
+            token=self._unique(),
+            key_id=principal.key_id,
+            tokens=worst_case_tokens if tpm else 0,
         )
-        rpm = principal.rpm or 0
-        if not budgets and not rpm:
+        if not budgets and not rpm and not tpm:
             return reservation
-        keys = [f"{self._prefix}:rpm:{principal.key_id}"]
+        keys = [f"{self._prefix}:rpm:{principal.key_id}", *self._tpm_keys(principal.key_id)]
         keys += [k for counter in held for k in self._keys(counter, day)]
-        args: list[Any] = [worst_case_nanousd, reservation.token, self._ttl_ms, rpm]
+        args: list[Any] = [
+            worst_case_nanousd,
+            reservation.token,
+            self._ttl_ms,
+            rpm,
+            tpm,
+            worst_case_tokens,
+        ]
         for budget in budgets:
             args += [budget.limit_nanousd, _PERIOD_TTL_S[budget.period]]
         try:
             for _ in range(len(budgets) + 1):
                 status, *rest = await self._admit_script(keys=keys, args=args)
                 if status == 1:
+                    count, oldest_ms, now_ms, used_tokens, tpm_oldest_ms = map(int, rest)
                     if rpm:
-                        count, oldest_ms, now_ms = map(int, rest)
-                        reservation.headers = rpm_headers(
-                            rpm, rpm - count, (oldest_ms + 60_000 - now_ms) / 1000
+                        reservation.headers.update(
+                            rpm_headers(rpm, rpm - count, (oldest_ms + 60_000 - now_ms) / 1000)
+                        )
+                    if tpm:
+                        reservation.headers.update(
+                            tpm_headers(
+                                tpm, tpm - used_tokens, (tpm_oldest_ms + 60_000 - now_ms) / 1000
+                            )
                         )
                     return reservation
                 if status == 2:
                     _, oldest_ms, now_ms = map(int, rest)
                     raise rpm_refusal(rpm, (oldest_ms + 60_000 - now_ms) / 1000)
+                if status == 3:
+                    used_tokens, oldest_ms, now_ms = map(int, rest)
+                    raise tpm_refusal(
+                        tpm, used_tokens, worst_case_tokens, (oldest_ms + 60_000 - now_ms) / 1000
+                    )
                 if status == 0:
                     raise self.refusal(budgets[int(rest[0])], int(rest[1]), worst_case_nanousd)
                 await self._rebuild(held[int(rest[0])], day)
@@ -228,18 +293,20 @@ class RedisAdmissionGuard(AdmissionGuard):
             raise _unavailable() from None
         self.fail_open_admissions += 1
         log.warning("admission check failed, admitting (fail open): %s", type(exc).__name__)
-        reservation.held = ()
+        reservation.held, reservation.tokens = (), 0
         return reservation
 
-    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
-        """Queue the release and the real cost; a background task sends them in batches."""
+    def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
+        """Queue the release, the real cost and the real tokens; a background task sends
+        them in batches."""
         if reservation.settled:
             return
         reservation.settled = True
-        if not reservation.held:
+        if not reservation.held and not reservation.tokens:
             return
-        keys = [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
-        self._unsettled.append((keys, reservation.token, actual_nanousd))
+        keys = self._tpm_keys(reservation.key_id)[1:]
+        keys += [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
+        self._unsettled.append((keys, reservation.token, actual_nanousd, actual_tokens))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -251,8 +318,10 @@ class RedisAdmissionGuard(AdmissionGuard):
             )
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys, token, cost in batch:
-                        await self._settle_script(keys=keys, args=[token, cost], client=pipe)
+                    for keys, token, cost, tokens in batch:
+                        await self._settle_script(
+                            keys=keys, args=[token, cost, tokens], client=pipe
+                        )
                     await pipe.execute()
             except RedisError as exc:
                 # The holds expire on their own; the ledger rows count at the next rebuild.

@@ -69,19 +69,18 @@ class ModelCaller:
     async def _reserve(
         self, ctx: CallContext, deployment: Deployment, body: dict[str, Any]
     ) -> Reservation:
-        """Admit the call under the key's rpm and hold its worst-case cost under every
-        budget above the caller."""
+        """Admit the call under the key's rpm and tpm and hold its worst-case cost under
+        every budget above the caller."""
+        output = 0
+        if ctx.endpoint is Endpoint.CHAT:
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            output = (limit or deployment.max_output_tokens) * (body.get("n") or 1)
+        # Every prompt token is at least one byte of the request body.
         rates = deployment.rates
-        worst = 0
-        if rates is not None:
-            output = 0
-            if ctx.endpoint is Endpoint.CHAT:
-                limit = body.get("max_completion_tokens") or body.get("max_tokens")
-                n = body.get("n") or 1
-                output = (limit or deployment.max_output_tokens) * n
-            # Every prompt token is at least one byte of the request body.
-            worst = rates.cost_nanousd(ctx.body_bytes, output, 0)
-        reservation: Reservation = await self._admission.admit(ctx.principal, worst)
+        worst = rates.cost_nanousd(ctx.body_bytes, output, 0) if rates is not None else 0
+        reservation: Reservation = await self._admission.admit(
+            ctx.principal, worst, ctx.body_bytes + output
+        )
         return reservation
 
     def _settle(
@@ -104,7 +103,9 @@ class ModelCaller:
             if rates is not None
             else None
         )
-        self._admission.settle(reservation, cost or 0)
+        self._admission.settle(
+            reservation, cost or 0, usage.prompt_tokens + usage.completion_tokens
+        )
         principal = ctx.principal
         self._ledger.record(
             UsageRecord(
