@@ -76,6 +76,7 @@ Request = Callable[[World], tuple[str, dict[str, Any] | None]]
 MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ("GET", "/health/live"): (Policy.PUBLIC, lambda w: ("/health/live", None)),
     ("GET", "/health/ready"): (Policy.PUBLIC, lambda w: ("/health/ready", None)),
+    ("GET", "/openapi.json"): (Policy.PUBLIC, lambda w: ("/openapi.json", None)),
     ("GET", "/v1/models"): (Policy.KEY, lambda w: ("/v1/models", None)),
     ("GET", "/models"): (Policy.KEY, lambda w: ("/models", None)),
     ("POST", "/v1/chat/completions"): (
@@ -246,3 +247,14 @@ def test_a_team_admin_lists_only_its_own_teams_keys(world: World) -> None:
     assert len(teams) == 1
     status, _, everything = http("GET", f"{world.gateway.url}/admin/keys")
     assert len(everything["data"]) > len(answer["data"])
+
+
+def test_openapi_documents_every_route_with_its_policy(world: World) -> None:
+    status, _, document = http("GET", f"{world.gateway.url}/openapi.json", key=None)
+    assert status == 200 and document["openapi"].startswith("3.1")
+    for (method, path), (policy, _) in MATRIX.items():
+        operation = document["paths"][path][method.lower()]
+        assert operation["x-llmplane-policy"] == policy.value
+        assert operation["summary"], (method, path)
+        assert ("security" in operation) == (policy is not Policy.PUBLIC)
+    assert document["paths"]["/admin/keys/{key}"]["delete"]["parameters"][0]["name"] == "key"

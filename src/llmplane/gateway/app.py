@@ -37,6 +37,7 @@ from llmplane.gateway.http import (
     request_id_for,
     requires,
 )
+from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
 
 log = logging.getLogger("llmplane.gateway")
@@ -127,6 +128,13 @@ async def ready(scope: RequestScope) -> Response:
             "The platform store is not reachable.", code="store_unavailable"
         ) from None
     return json_response(scope, {"status": "ok", "ledger_queue_depth": scope.services.ledger.depth})
+
+
+@requires(Policy.PUBLIC)
+@endpoint
+async def openapi(scope: RequestScope) -> Response:
+    """The OpenAPI document of every route (built from the routes themselves)."""
+    return json_response(scope, openapi_document(scope.request.app.routes))
 
 
 class _HTTPStatusError(LLMPlaneError):
@@ -233,6 +241,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
         routes=[
             Route("/health/live", live, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             *openai_routes.routes,
             *admin_routes.routes,
             *team_routes.routes,
