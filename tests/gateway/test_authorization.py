@@ -114,7 +114,7 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         Policy.TEAM,
         lambda w: (f"/admin/keys/{w.team_key_name()}/rotate", {}),
     ),
-    ("GET", "/admin/spend"): (Policy.ADMIN, lambda w: ("/admin/spend", None)),
+    ("GET", "/admin/spend"): (Policy.TEAM, lambda w: (f"/admin/spend?team={w.team}", None)),
     ("GET", "/admin/spend/report"): (
         Policy.ADMIN,
         lambda w: ("/admin/spend/report?month=2026-11", None),
@@ -258,3 +258,27 @@ def test_openapi_documents_every_route_with_its_policy(world: World) -> None:
         assert operation["summary"], (method, path)
         assert ("security" in operation) == (policy is not Policy.PUBLIC)
     assert document["paths"]["/admin/keys/{key}"]["delete"]["parameters"][0]["name"] == "key"
+
+
+def test_a_team_admin_sees_only_its_teams_spend(world: World) -> None:
+    member = world.keys["member"]
+    assert (
+        http(
+            "POST",
+            f"{world.gateway.base_url}/chat/completions",
+            {"model": "mock", "messages": [{"role": "user", "content": "spend"}]},
+            key=member,
+        )[0]
+        == 200
+    )
+    status, _, mine = http(
+        "GET", f"{world.gateway.url}/admin/spend?by=team", key=world.keys["team_admin"]
+    )
+    assert status == 200
+    assert {row["name"] for row in mine["rows"]} == {world.team}
+    _, _, theirs = http(
+        "GET", f"{world.gateway.url}/admin/spend?by=team", key=world.keys["other_team_admin"]
+    )
+    assert {row["name"] for row in theirs["rows"]} <= {world.other}
+    _, _, everyone = http("GET", f"{world.gateway.url}/admin/spend")
+    assert everyone["total"]["requests"] > mine["total"]["requests"]

@@ -36,12 +36,19 @@ def _measures() -> tuple[Any, ...]:
 
 
 def spend_summary(
-    engine: Engine, *, since: datetime | None = None, until: datetime | None = None
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    team_id: str | None = None,
 ) -> dict[str, Any]:
-    """Requests, tokens and USD in ``[since, until)``: overall, by key and by model."""
+    """Requests, tokens and USD in ``[since, until)`` (of one team, if given): overall, by
+    key and by model."""
     ledger = usage_ledger.c
     measures = _measures()
     conditions = []
+    if team_id is not None:
+        conditions.append(ledger.team_id == team_id)
     if since is not None:
         conditions.append(ledger.created_at >= since)
     if until is not None:
@@ -82,6 +89,7 @@ def spend_by(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    team_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Requests, tokens and USD in ``[since, until)`` grouped by one dimension, costliest first
     (``day`` in date order)."""
@@ -111,6 +119,8 @@ def spend_by(
         )
     columns = [group.label("value"), *([label.label("name")] if label is not None else [])]
     query = select(*columns, *measures).select_from(source)
+    if team_id is not None:
+        query = query.where(ledger.team_id == team_id)
     if since is not None:
         query = query.where(ledger.created_at >= since)
     if until is not None:

@@ -203,6 +203,7 @@ def rotate_key(key: str, as_json: bool) -> None:
 @click.command()
 @click.option("--since", default=None, help="ISO date or time (inclusive).")
 @click.option("--until", default=None, help="ISO date or time (exclusive).")
+@click.option("--team", default=None, help="Only this team's spend (id or name).")
 @click.option(
     "--by",
     type=click.Choice(SPEND_DIMENSIONS),
@@ -228,6 +229,7 @@ def rotate_key(key: str, as_json: bool) -> None:
 def spend(
     since: str | None,
     until: str | None,
+    team: str | None,
     by: str | None,
     month: str | None,
     csv_path: str | None,
@@ -237,7 +239,9 @@ def spend(
     if month is not None:
         _monthly_report(month, csv_path, as_json)
         return
-    params = {k: v for k, v in {"since": since, "until": until, "by": by}.items() if v}
+    params = {
+        k: v for k, v in {"since": since, "until": until, "by": by, "team": team}.items() if v
+    }
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     summary = call("GET", f"/admin/spend{query}")
     if as_json:

@@ -187,24 +187,29 @@ async def revoke_key(scope: RequestScope) -> Response:
     return json_response(scope, record.to_json())
 
 
-@requires(Policy.ADMIN)
+@requires(Policy.TEAM)
 @endpoint
 async def spend(scope: RequestScope) -> Response:
-    """Totals by key and model, including every call finished before this request."""
-    await scope.admin()
+    """Totals by key and model, including every call finished before this request
+    (``?team=`` for one team's; a team admin sees its own team's)."""
+    principal = await scope.manager()
     params = scope.request.query_params
     since = _time(params.get("since"), "since")
     until = _time(params.get("until"), "until")
+    team_id = None if principal.is_admin else principal.team_id
+    if params.get("team") is not None:
+        team_id = (await asyncio.to_thread(scope.services.teams.get_team, params["team"])).id
+        require_team(principal, team_id)
     with contextlib.suppress(TimeoutError):  # a stuck database must not hang the admin API
         await asyncio.wait_for(scope.services.ledger.flush(), _FLUSH_WAIT_S)
     summary = await asyncio.to_thread(
-        spend_summary, scope.services.engine, since=since, until=until
+        spend_summary, scope.services.engine, since=since, until=until, team_id=team_id
     )
     by = params.get("by")
     if by is not None:
         summary["by"] = by
         summary["rows"] = await asyncio.to_thread(
-            spend_by, scope.services.engine, by, since=since, until=until
+            spend_by, scope.services.engine, by, since=since, until=until, team_id=team_id
         )
     return json_response(scope, summary)
 
