@@ -141,8 +141,9 @@ async def test_spend_by_each_dimension(engine: Engine) -> None:
     assert spend_by(engine, "user")[0]["user"] == "alice"
     day = spend_by(engine, "day")
     assert len(day) == 1 and day[0]["day"] == datetime.now(UTC).date().isoformat()
-    for dimension in SPEND_DIMENSIONS:
-        assert sum(r["requests"] for r in spend_by(engine, dimension)) == 6
+    for dimension in SPEND_DIMENSIONS:  # every call once (tags: once per tag, tested apart)
+        if dimension != "tag":
+            assert sum(r["requests"] for r in spend_by(engine, dimension)) == 6
 
 
 async def test_monthly_report_compares_with_the_month_before(engine: Engine) -> None:
@@ -176,3 +177,19 @@ async def test_monthly_report_compares_with_the_month_before(engine: Engine) -> 
     csv_text = report_csv(report)
     assert csv_text.splitlines()[0].startswith("section,team,service,model")
     assert len(csv_text.splitlines()) == 3
+
+
+async def test_spend_by_tag(engine: Engine) -> None:
+    from llmplane.accounting.spend import spend_by
+
+    ledger = UsageLedger(engine)
+    ledger.start()
+    for i, tags in enumerate(
+        [{"feature": "search", "env": "prod"}, {"feature": "search"}, {"feature": "chat"}, None]
+    ):
+        row = _row(i, cost=100)
+        row.tags = tags
+        ledger.record(row)
+    await ledger.close()
+    by_tag = {r["tag"]: r["requests"] for r in spend_by(engine, "tag")}
+    assert by_tag == {"feature=search": 2, "env=prod": 1, "feature=chat": 1}

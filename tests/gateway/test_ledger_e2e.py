@@ -181,6 +181,13 @@ def test_requests_are_attributed_to_user_and_tags(tmp_path: Path) -> None:
         client.chat.completions.create(
             model="mock", messages=[{"role": "user", "content": "tag me"}], user="body-user"
         )
+        by_tag = json.loads(cli("spend", "--by", "tag", "--json", url=gateway.url).stdout)
+        by_user = json.loads(cli("spend", "--by", "user", "--json", url=gateway.url).stdout)
+    assert {r["tag"]: r["requests"] for r in by_tag["rows"]} == {
+        "feature=override": 1,
+        "env=prod": 1,
+    }
+    assert {r["user"] for r in by_user["rows"]} == {"header-user", "body-user"}
     with sqlite3.connect(gateway.db_path) as db:
         rows = db.execute("SELECT user_id, tags FROM usage_ledger ORDER BY id").fetchall()
     assert rows[0][0] == "header-user"

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select, true
 from sqlalchemy.engine import Engine
 
 from llmplane.errors import InvalidRequestError
@@ -80,7 +80,7 @@ def spend_summary(
     }
 
 
-SPEND_DIMENSIONS = ("team", "service", "key", "user", "model", "deployment", "day")
+SPEND_DIMENSIONS = ("team", "service", "key", "user", "model", "deployment", "day", "tag")
 
 
 def spend_by(
@@ -109,6 +109,12 @@ def spend_by(
         source = usage_ledger.outerjoin(virtual_keys, virtual_keys.c.id == ledger.key_id)
     elif dimension == "day":
         group = func.date(ledger.created_at)
+    elif dimension == "tag":
+        # One row per key=value tag, from the JSON column (SQLite and PostgreSQL spellings).
+        each_fn = func.json_each if engine.dialect.name == "sqlite" else func.json_each_text
+        pairs = each_fn(ledger.tags).table_valued("key", "value").alias("tag")
+        group = pairs.c.key.op("||")(literal("=")).op("||")(pairs.c.value)
+        source = usage_ledger.join(pairs, true())
     elif dimension in ("user", "model", "deployment"):
         group = {"user": ledger.user_id, "model": ledger.model, "deployment": ledger.deployment}[
             dimension
