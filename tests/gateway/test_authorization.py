@@ -282,3 +282,32 @@ def test_a_team_admin_sees_only_its_teams_spend(world: World) -> None:
     assert {row["name"] for row in theirs["rows"]} <= {world.other}
     _, _, everyone = http("GET", f"{world.gateway.url}/admin/spend")
     assert everyone["total"]["requests"] > mine["total"]["requests"]
+
+
+def test_team_admin_cannot_budget_above_its_team(world: World) -> None:
+    gateway = world.gateway
+    team = _unique("capped")
+    cli("teams", "create", team, url=gateway.url)
+    cli("budgets", "set", "--scope", "team", "--target", team, "--limit-usd", "10", url=gateway.url)
+    admin_key = json.loads(
+        cli(
+            "keys",
+            "create",
+            "--name",
+            _unique("ta"),
+            "--team",
+            team,
+            "--role",
+            "team_admin",
+            "--json",
+            url=gateway.url,
+        ).stdout
+    )["key"]
+    cli("keys", "create", "--name", f"{team}-member", "--team", team, url=gateway.url)
+    body = {"scope": "key", "target": f"{team}-member", "limit_usd": 11}
+    status, _, answer = http("PUT", f"{gateway.url}/admin/budgets", body, key=admin_key)
+    assert status == 403 and answer["error"]["code"] == "exceeds_team_budget"
+    status, _, _ = http(
+        "PUT", f"{gateway.url}/admin/budgets", {**body, "limit_usd": 10}, key=admin_key
+    )
+    assert status == 200

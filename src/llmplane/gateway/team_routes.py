@@ -190,6 +190,14 @@ async def put_budget(scope: RequestScope) -> Response:
     elif kind == "key":
         target_id = await asyncio.to_thread(services.keys.resolve_key_id, target)
         require_team(principal, await asyncio.to_thread(services.keys.key_team, target_id))
+    team_budget = services.admission.budget_for(("team", principal.team_id or ""))
+    if not principal.is_admin and team_budget and float(limit) * 1e9 > team_budget.limit_nanousd:
+        raise PermissionDeniedError(
+            f"A team admin cannot set a budget above its team's "
+            f"(${team_budget.limit_nanousd / 1e9:g}).",
+            param="limit_usd",
+            code="exceeds_team_budget",
+        )
     budget = await asyncio.to_thread(
         set_budget,
         services.engine,
