@@ -21,11 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.budgets import AdmissionGuard, Budget, period_start
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.store.tables import budget_alerts
 
 log = logging.getLogger(__name__)
 
-_NANO = 1_000_000_000
 _WEBHOOK_TIMEOUT = aiohttp.ClientTimeout(total=10)
 _WEBHOOK_ATTEMPTS = 3
 
@@ -71,8 +71,8 @@ class BudgetAlerts:
             "period": budget.period.value,
             "period_start": start,
             "threshold_pct": threshold,
-            "spent_usd": spent / _NANO,
-            "limit_usd": budget.limit_nanousd / _NANO,
+            "spent_usd": spent / NANO_PER_USD,
+            "limit_usd": budget.limit_nanousd / NANO_PER_USD,
         }
         try:
             with self._engine.begin() as connection:

@@ -30,11 +30,10 @@ from sqlalchemy.engine import Engine
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.limits import LocalRateLimiter
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import BudgetExceededError, InvalidRequestError
 from llmplane.ids import new_id
 from llmplane.store.tables import budgets, usage_ledger
-
-_NANO = 1_000_000_000
 
 
 class Period(StrEnum):
@@ -82,7 +81,7 @@ class Budget:
             "id": self.id,
             "scope": self.scope,
             "scope_id": self.scope_id,
-            "limit_usd": self.limit_nanousd / _NANO,
+            "limit_usd": self.limit_nanousd / NANO_PER_USD,
             "period": self.period.value,
             "thresholds": list(self.thresholds),
         }
@@ -185,7 +184,7 @@ def set_budget(
             existing["id"] if existing else new_id("budget"),
             scope,
             scope_id,
-            round(limit_usd * _NANO),
+            round(limit_usd * NANO_PER_USD),
             kind,
             tuple(sorted(set(thresholds))),
         )
@@ -279,10 +278,12 @@ class AdmissionGuard:
     def refusal(budget: Budget, used: int, worst_case_nanousd: int) -> BudgetExceededError:
         """The client's error for a budget that cannot take this request."""
         per = budget.period.value if budget.period is not Period.NONE else "all time"
+        limit = budget.limit_nanousd / NANO_PER_USD
+        left = max(budget.limit_nanousd - used, 0) / NANO_PER_USD
+        worst = worst_case_nanousd / NANO_PER_USD
         return BudgetExceededError(
-            f"The {budget.scope} budget of ${budget.limit_nanousd / _NANO:.2f} per {per} has "
-            f"${max(budget.limit_nanousd - used, 0) / _NANO:.6f} left; this request could cost "
-            f"up to ${worst_case_nanousd / _NANO:.6f}. Lower max_tokens or ask the platform "
+            f"The {budget.scope} budget of ${limit:.2f} per {per} has ${left:.6f} left; this "
+            f"request could cost up to ${worst:.6f}. Lower max_tokens or ask the platform "
             "team for more budget."
         )
 

@@ -16,6 +16,7 @@ from llmplane.config.platform import DeploymentConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
+NANO_PER_USD = 1_000_000_000  # costs are integers in nano-USD
 _NANO_PER_MTOK = 1_000  # 1 USD per million tokens = 1,000 nano-USD per token
 
 

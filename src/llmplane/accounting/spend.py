@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import case, func, literal, select, true
 from sqlalchemy.engine import Engine
 
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError
 from llmplane.store.tables import services, teams, usage_ledger, virtual_keys
-
-_NANO = 1_000_000_000
 
 
 def _totals(row: Any) -> dict[str, Any]:
@@ -21,7 +20,7 @@ def _totals(row: Any) -> dict[str, Any]:
         "requests": int(row.requests or 0),
         "prompt_tokens": int(row.prompt_tokens or 0),
         "completion_tokens": int(row.completion_tokens or 0),
-        "cost_usd": int(row.cost_nanousd or 0) / _NANO,
+        "cost_usd": int(row.cost_nanousd or 0) / NANO_PER_USD,
     }
 
 
@@ -205,10 +204,10 @@ def monthly_report(engine: Engine, month: str) -> dict[str, Any]:
         model_rows = connection.execute(by_model).all()
 
     def usd(nano: Any) -> float:
-        return int(nano or 0) / _NANO
+        return int(nano or 0) / NANO_PER_USD
 
     def per_million(nano: Any, count: Any) -> float | None:
-        return None if not count else round(int(nano or 0) / _NANO / int(count) * 1e6, 6)
+        return None if not count else round(int(nano or 0) / NANO_PER_USD / int(count) * 1e6, 6)
 
     teams_and_services = [
         {

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
-from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.budgets import check_budget, set_budget
 from llmplane.accounting.keys import Principal
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.accounting.spend import monthly_report, report_csv, spend_by, spend_summary
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.gateway.admin_fields import (
+    optional_amount,
+    optional_models,
+    optional_positive_int,
+    optional_str,
+    query_time,
+    required_str,
+)
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -25,43 +32,6 @@ from llmplane.gateway.http import (
 from llmplane.gateway.validation import parse_json_object
 
 _FLUSH_WAIT_S = 5.0
-_NANO = 1_000_000_000
-
-
-def _optional_str(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequestError(f"'{name}' must be a string.", param=name)
-    return value
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    """An ISO 8601 query parameter as an aware UTC time (naive values are taken as UTC)."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequestError(
-            f"'{name}' must be an ISO 8601 date or time.", param=name
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _optional_int(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise InvalidRequestError(f"'{name}' must be a positive integer.", param=name)
-    return value
-
-
-def _optional_number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is not None and (
-        not isinstance(value, int | float) or isinstance(value, bool) or value < 0
-    ):
-        raise InvalidRequestError(f"'{name}' must be a number >= 0.", param=name)
-    return None if value is None else float(value)
 
 
 def _no_more_than_own(
@@ -81,9 +51,10 @@ def _no_more_than_own(
             code="exceeds_own_rights",
         )
     own = scope.services.admission.budget_for(("key", principal.key_id))
-    if own is not None and (budget_usd is None or budget_usd * _NANO > own.limit_nanousd):
+    if own is not None and (budget_usd is None or budget_usd * NANO_PER_USD > own.limit_nanousd):
         raise PermissionDeniedError(
-            f"A key cannot get more budget than its creator's (${own.limit_nanousd / _NANO}).",
+            "A key cannot get more budget than its creator's "
+            f"(${own.limit_nanousd / NANO_PER_USD}).",
             param="budget_usd",
             code="exceeds_own_budget",
         )
@@ -102,25 +73,18 @@ async def create_key(scope: RequestScope) -> Response:
     principal = await scope.manager()
     services = scope.services
     body = parse_json_object(await scope.body())
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequestError("'name' is required.", param="name")
-    models = body.get("models")
-    if models is not None:
-        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-            raise InvalidRequestError("'models' must be an array of model names.", param="models")
-        for model in models:
-            services.router.require(model)
-    team_ref, service_ref = _optional_str(body, "team"), _optional_str(body, "service")
+    name = required_str(body, "name")
+    models = optional_models(services.router, body)
+    team_ref, service_ref = optional_str(body, "team"), optional_str(body, "service")
     if team_ref is None and not principal.is_admin:
         team_ref = principal.team_id  # a team admin's keys belong to its team
     if service_ref is not None and team_ref is None:
         raise InvalidRequestError("A key's 'service' needs its 'team'.", param="service")
-    budget_usd = _optional_number(body, "budget_usd")
-    period = _optional_str(body, "period") or "month"
+    budget_usd = optional_amount(body, "budget_usd")
+    period = optional_str(body, "period") or "month"
     if budget_usd is not None:
         check_budget(limit_usd=budget_usd, period=period)
-    rpm = _optional_int(body, "rpm")
+    rpm = optional_positive_int(body, "rpm")
     _no_more_than_own(scope, principal, models, budget_usd, rpm)
     team = await asyncio.to_thread(services.teams.get_team, team_ref) if team_ref else None
     require_team(principal, team.id if team else None)
@@ -135,11 +99,11 @@ async def create_key(scope: RequestScope) -> Response:
         models=models,
         team_id=team.id if team else None,
         service_id=service.id if service else None,
-        user_id=_optional_str(body, "user"),
-        expires_at=_time(_optional_str(body, "expires_at"), "expires_at"),
+        user_id=optional_str(body, "user"),
+        expires_at=query_time(optional_str(body, "expires_at"), "expires_at"),
         rpm=rpm,
-        tpm=_optional_int(body, "tpm"),
-        role=_optional_str(body, "role") or "member",
+        tpm=optional_positive_int(body, "tpm"),
+        role=optional_str(body, "role") or "member",
         actor=principal.key_id,
     )
     answer = {**record.to_json(), "key": plaintext}
@@ -194,8 +158,8 @@ async def spend(scope: RequestScope) -> Response:
     (``?team=`` for one team's; a team admin sees its own team's)."""
     principal = await scope.manager()
     params = scope.request.query_params
-    since = _time(params.get("since"), "since")
-    until = _time(params.get("until"), "until")
+    since = query_time(params.get("since"), "since")
+    until = query_time(params.get("until"), "until")
     team_id = None if principal.is_admin else principal.team_id
     if params.get("team") is not None:
         team_id = (await asyncio.to_thread(scope.services.teams.get_team, params["team"])).id

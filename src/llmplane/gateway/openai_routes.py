@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.keys import Principal
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.calls import CallContext, CallResult
 from llmplane.gateway.http import Policy, RequestScope, endpoint, json_response, requires
@@ -15,7 +16,6 @@ from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.streaming import RelayResponse
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
 
-_NANO = 1_000_000_000
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _MAX_TAGS = 20
 _MAX_TAG_LENGTH = 100
@@ -83,7 +83,7 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
     """The upstream's body, untouched, with the deployment and (when priced) the cost."""
     headers = {"x-llmplane-deployment": result.deployment.id, **result.limit_headers}
     if result.cost_nanousd is not None:
-        usd = f"{result.cost_nanousd / _NANO:.9f}".rstrip("0").rstrip(".") or "0"
+        usd = f"{result.cost_nanousd / NANO_PER_USD:.9f}".rstrip("0").rstrip(".") or "0"
         headers["x-llmplane-cost-usd"] = usd
     return Response(
         result.reply.body, media_type="application/json", headers=scope.headers(**headers)

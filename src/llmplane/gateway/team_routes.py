@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 from llmplane.accounting.audit import list_audit
 from llmplane.accounting.budgets import load_budgets, set_budget
+from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.gateway.admin_fields import optional_models, optional_positive_int, required_str
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -26,31 +28,6 @@ from llmplane.gateway.http import (
 from llmplane.gateway.validation import parse_json_object
 
 
-def _models(scope: RequestScope, body: dict[str, Any]) -> list[str] | None:
-    models = body.get("models")
-    if models is None:
-        return None
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise InvalidRequestError("'models' must be an array of model names.", param="models")
-    for model in models:
-        scope.services.router.require(model)
-    return models
-
-
-def _max_tokens(body: dict[str, Any]) -> int | None:
-    value = body.get("max_tokens")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise InvalidRequestError("'max_tokens' must be a positive integer.", param="max_tokens")
-    return value
-
-
-def _name(body: dict[str, Any]) -> str:
-    name = body.get("name")
-    if not isinstance(name, str):
-        raise InvalidRequestError("'name' is required.", param="name")
-    return name
-
-
 @requires(Policy.ADMIN)
 @endpoint
 async def create_team(scope: RequestScope) -> Response:
@@ -59,9 +36,9 @@ async def create_team(scope: RequestScope) -> Response:
     body = parse_json_object(await scope.body())
     team = await asyncio.to_thread(
         scope.services.teams.create_team,
-        _name(body),
-        models=_models(scope, body),
-        max_tokens=_max_tokens(body),
+        required_str(body, "name"),
+        models=optional_models(scope.services.router, body),
+        max_tokens=optional_positive_int(body, "max_tokens"),
         actor=principal.key_id,
     )
     return json_response(scope, team.to_json(), status=201)
@@ -104,11 +81,11 @@ async def update_team(scope: RequestScope) -> Response:
     body = parse_json_object(await scope.body())
     changes: dict[str, Any] = {}
     if "name" in body:
-        changes["name"] = _name(body)
+        changes["name"] = required_str(body, "name")
     if "models" in body:
-        changes["models"] = _models(scope, body)
+        changes["models"] = optional_models(scope.services.router, body)
     if "max_tokens" in body:
-        changes["max_tokens"] = _max_tokens(body)
+        changes["max_tokens"] = optional_positive_int(body, "max_tokens")
     unknown = set(body) - {"name", "models", "max_tokens"}
     if unknown:
         field = sorted(unknown)[0]
@@ -133,7 +110,10 @@ async def create_service(scope: RequestScope) -> Response:
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
     require_team(principal, (await asyncio.to_thread(scope.services.teams.get_team, team)).id)
     service = await asyncio.to_thread(
-        scope.services.teams.create_service, team, _name(body), actor=principal.key_id
+        scope.services.teams.create_service,
+        team,
+        required_str(body, "name"),
+        actor=principal.key_id,
     )
     return json_response(scope, service.to_json(), status=201)
 
@@ -191,10 +171,14 @@ async def put_budget(scope: RequestScope) -> Response:
         target_id = await asyncio.to_thread(services.keys.resolve_key_id, target)
         require_team(principal, await asyncio.to_thread(services.keys.key_team, target_id))
     team_budget = services.admission.budget_for(("team", principal.team_id or ""))
-    if not principal.is_admin and team_budget and float(limit) * 1e9 > team_budget.limit_nanousd:
+    if (
+        not principal.is_admin
+        and team_budget
+        and float(limit) * NANO_PER_USD > team_budget.limit_nanousd
+    ):
         raise PermissionDeniedError(
             f"A team admin cannot set a budget above its team's "
-            f"(${team_budget.limit_nanousd / 1e9:g}).",
+            f"(${team_budget.limit_nanousd / NANO_PER_USD:g}).",
             param="limit_usd",
             code="exceeds_team_budget",
         )
@@ -225,7 +209,7 @@ async def list_budgets(scope: RequestScope) -> Response:
             (budget.scope, budget.scope_id), budget.period
         )
         data.append(
-            {**budget.to_json(), "spent_usd": spent / 1_000_000_000 if spent is not None else None}
+            {**budget.to_json(), "spent_usd": spent / NANO_PER_USD if spent is not None else None}
         )
     return json_response(scope, {"object": "list", "data": data})
 

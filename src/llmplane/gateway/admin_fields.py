@@ -1,0 +1,68 @@
+"""Typed reading of admin request fields: one definition per shape, one 400 per mistake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from llmplane.errors import InvalidRequestError
+from llmplane.gateway.router import ModelRouter
+
+
+def optional_str(body: dict[str, Any], name: str) -> str | None:
+    """A string field, if present."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequestError(f"'{name}' must be a string.", param=name)
+    return value
+
+
+def required_str(body: dict[str, Any], name: str) -> str:
+    """A non-empty string field."""
+    value = optional_str(body, name)
+    if value is None or not value.strip():
+        raise InvalidRequestError(f"'{name}' is required.", param=name)
+    return value
+
+
+def optional_positive_int(body: dict[str, Any], name: str) -> int | None:
+    """An integer field >= 1, if present."""
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidRequestError(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def optional_amount(body: dict[str, Any], name: str) -> float | None:
+    """A number field >= 0 (USD), if present."""
+    value = body.get(name)
+    if value is not None and (
+        not isinstance(value, int | float) or isinstance(value, bool) or value < 0
+    ):
+        raise InvalidRequestError(f"'{name}' must be a number >= 0.", param=name)
+    return None if value is None else float(value)
+
+
+def optional_models(router: ModelRouter, body: dict[str, Any]) -> list[str] | None:
+    """A ``models`` allowlist of configured model names, if present."""
+    models = body.get("models")
+    if models is None:
+        return None
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise InvalidRequestError("'models' must be an array of model names.", param="models")
+    for model in models:
+        router.require(model)
+    return models
+
+
+def query_time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 query parameter as an aware UTC time (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"'{name}' must be an ISO 8601 date or time.", param=name
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
