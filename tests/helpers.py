@@ -165,29 +165,50 @@ def http(
     return status, lowered, parsed
 
 
-async def record_spend(engine: Any, cost_nanousd: int, **attribution: str) -> None:
-    """Write one ledger row of ``cost_nanousd`` attributed to ``key_id``/``team_id``/…"""
+def usage_row(
+    request_id: str,
+    cost_nanousd: int,
+    *,
+    model: str = "mock",
+    prompt_tokens: int = 10,
+    completion_tokens: int = 5,
+    **attribution: Any,
+) -> Any:
+    """A ledger row of a successful chat call (attribution: key_id, team_id, …)."""
     from datetime import UTC, datetime
 
-    from llmplane.accounting.ledger import UsageLedger, UsageRecord
+    from llmplane.accounting.ledger import UsageRecord
+
+    return UsageRecord(
+        request_id=request_id,
+        created_at=datetime.now(UTC),
+        model=model,
+        deployment=f"{model}[0]",
+        provider="mock",
+        endpoint="chat.completions",
+        stream=False,
+        status=200,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=0,
+        cost_nanousd=cost_nanousd,
+        latency_ms=1.0,
+        **attribution,
+    )
+
+
+async def record_spend(engine: Any, cost_nanousd: int, **attribution: str) -> None:
+    """Write one ledger row of ``cost_nanousd`` attributed to ``key_id``/``team_id``/…"""
+    from llmplane.accounting.ledger import UsageLedger
 
     ledger = UsageLedger(engine)
     ledger.start()
     ledger.record(
-        UsageRecord(
-            request_id=f"spent-{cost_nanousd}-{sorted(attribution.items())}",
-            created_at=datetime.now(UTC),
-            model="m",
-            deployment="m[0]",
-            provider="mock",
-            endpoint="chat.completions",
-            stream=False,
-            status=200,
+        usage_row(
+            f"spent-{cost_nanousd}-{sorted(attribution.items())}",
+            cost_nanousd,
             prompt_tokens=1,
             completion_tokens=1,
-            cached_tokens=0,
-            cost_nanousd=cost_nanousd,
-            latency_ms=1.0,
             **attribution,
         )
     )

@@ -13,25 +13,12 @@ from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.accounting.spend import spend_summary
 from llmplane.store import create_engine, migrate
 from llmplane.store.tables import usage_ledger
+from tests.helpers import usage_row
 
 
 def _row(i: int, key: str = "key_a", model: str = "mock", cost: int = 1500) -> UsageRecord:
-    return UsageRecord(
-        request_id=f"req_{i}",
-        created_at=datetime.now(UTC),
-        model=model,
-        deployment="mock[0]",
-        provider="mock",
-        endpoint="chat.completions",
-        stream=False,
-        status=200,
-        prompt_tokens=10,
-        completion_tokens=5,
-        cached_tokens=0,
-        cost_nanousd=cost,
-        latency_ms=1.0,
-        key_id=key,
-    )
+    row: UsageRecord = usage_row(f"req_{i}", cost, model=model, key_id=key)
+    return row
 
 
 def _count(engine: Engine) -> int:
