@@ -131,6 +131,10 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         lambda w: ("/admin/services", {"team": w.team, "name": _unique("svc")}),
     ),
     ("GET", "/admin/services"): (Policy.TEAM, lambda w: (f"/admin/services?team={w.team}", None)),
+    ("PATCH", "/admin/services/{service}"): (
+        Policy.TEAM,
+        lambda w: ("/admin/services/svc", {"team": w.team, "rpm": 1000}),
+    ),
     ("PUT", "/admin/budgets"): (
         Policy.TEAM,
         lambda w: ("/admin/budgets", {"scope": "key", "target": w.team_key_name(), "limit_usd": 1}),

@@ -246,3 +246,125 @@ def test_tpm_limit_through_the_gateway(gateway: GatewayProcess) -> None:
     )
     assert status == 429 and "tokens per minute" in answer["error"]["message"]
     assert headers["x-ratelimit-limit-tokens"] == str(limit)
+
+
+def _statuses(gateway: GatewayProcess, key: str, model: str, count: int) -> list[int]:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    return [status for status, _ in asyncio.run(_fire(gateway, key, [body] * count))]
+
+
+def _wait_for_status(gateway: GatewayProcess, key: str, model: str, wanted: int) -> None:
+    """Retry one call until it gets ``wanted`` (a policy change reaches cached keys within
+    the refresh interval)."""
+    deadline = time.monotonic() + 3
+    while _statuses(gateway, key, model, 1) != [wanted]:
+        assert time.monotonic() < deadline, f"never got {wanted}"
+        time.sleep(0.1)
+
+
+def test_team_service_and_per_model_rate_limits(gateway: GatewayProcess) -> None:
+    cli(
+        "teams",
+        "create",
+        "limited-team",
+        "--rpm",
+        "40",
+        "--model-limit",
+        "mock-embed:rpm=1",
+        "--model-limit",
+        "sim:rpm=5,tpm=100000",
+        url=gateway.url,
+    )
+    shown = json.loads(cli("teams", "show", "limited-team", "--json", url=gateway.url).stdout)
+    assert shown["rpm"] == 40
+    assert shown["model_limits"] == {"mock-embed": {"rpm": 1}, "sim": {"rpm": 5, "tpm": 100000}}
+    cli("services", "create", "chatbot", "--team", "limited-team", "--rpm", "10", url=gateway.url)
+    in_service = _key(gateway, "svc-key", "--team", "limited-team", "--service", "chatbot")
+    first, second = (_key(gateway, f"team-key-{i}", "--team", "limited-team") for i in (1, 2))
+
+    # The service's 10 rpm holds its key; the team's 5 rpm for "sim" holds every key.
+    assert _statuses(gateway, in_service["key"], "mock", 15).count(200) == 10
+    sim_statuses = _statuses(gateway, first["key"], "sim", 3) + _statuses(
+        gateway, second["key"], "sim", 3
+    )
+    assert sim_statuses.count(200) == 5
+    status, headers, answer = http(
+        "POST",
+        f"{gateway.base_url}/chat/completions",
+        json.dumps({"model": "sim", "messages": [{"role": "user", "content": "x"}]}).encode(),
+        key=second["key"],
+    )
+    assert status == 429 and "team's use of model 'sim'" in answer["error"]["message"]
+    assert headers["x-ratelimit-limit-requests"] == "5"
+    # The team's 40 rpm holds all its keys together: 10 + 5 spent, 25 left.
+    assert (
+        _statuses(gateway, first["key"], "mock", 20) + _statuses(gateway, second["key"], "mock", 20)
+    ).count(200) == 25
+
+    # Raising the service's limit reaches its key, already cached, within the refresh.
+    cli("services", "update", "chatbot", "--team", "limited-team", "--rpm", "none", url=gateway.url)
+    cli("teams", "update", "limited-team", "--rpm", "none", url=gateway.url)
+    _wait_for_status(gateway, in_service["key"], "mock", 200)
+    updated = json.loads(
+        cli(
+            "teams",
+            "update",
+            "limited-team",
+            "--model-limit",
+            "sim:none",
+            "--json",
+            url=gateway.url,
+        ).stdout
+    )
+    assert updated["rpm"] is None and updated["model_limits"] == {"mock-embed": {"rpm": 1}}
+    _wait_for_status(gateway, first["key"], "sim", 200)
+    audit = json.loads(cli("audit", "--type", "service", "--json", url=gateway.url).stdout)
+    assert audit[0]["action"] == "service.update" and audit[0]["after"]["rpm"] is None
+
+
+def test_a_team_admin_limits_its_own_services_only(gateway: GatewayProcess) -> None:
+    for team in ("svc-owner", "svc-stranger"):
+        cli("teams", "create", team, url=gateway.url)
+        cli("services", "create", "app", "--team", team, url=gateway.url)
+    admin = _key(gateway, "svc-owner-admin", "--team", "svc-owner", "--role", "team_admin")
+    mine = http(
+        "PATCH",
+        f"{gateway.url}/admin/services/app",
+        json.dumps({"team": "svc-owner", "tpm": 5000}).encode(),
+        key=admin["key"],
+    )
+    assert mine[0] == 200 and mine[2]["tpm"] == 5000
+    theirs = http(
+        "PATCH",
+        f"{gateway.url}/admin/services/app",
+        json.dumps({"team": "svc-stranger", "tpm": 5000}).encode(),
+        key=admin["key"],
+    )
+    assert theirs[0] == 403
+    team_limit = http(
+        "PATCH",
+        f"{gateway.url}/admin/teams/svc-owner",
+        json.dumps({"rpm": 100000}).encode(),
+        key=admin["key"],
+    )
+    assert team_limit[0] == 403  # a team's own limits are the platform team's to set
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model_limits": {"no-such-model": {"rpm": 1}}},
+        {"model_limits": {"mock": {"rpm": 0}}},
+        {"model_limits": {"mock": {"rps": 1}}},
+        {"model_limits": ["mock"]},
+        {"rpm": -1},
+        {"colour": "blue"},
+    ],
+)
+def test_bad_team_limits_are_refused(gateway: GatewayProcess, body: dict[str, Any]) -> None:
+    cli("teams", "create", "strict-team", url=gateway.url, check=False)
+    status, _, answer = http(
+        "PATCH", f"{gateway.url}/admin/teams/strict-team", json.dumps(body).encode()
+    )
+    assert status in (400, 404), answer
+    assert answer["error"]["param"] in ("model_limits", "rpm", "colour", "model")

@@ -95,3 +95,19 @@ def test_rpm_holds_across_two_replicas(replicas: list[GatewayProcess]) -> None:
     statuses = asyncio.run(_fire([(replicas[i % 2].url, body) for i in range(300)], key["key"]))
     assert 57 <= statuses.count(200) <= 63  # the issue allows 5 %; the window is exact
     assert statuses.count(200) + statuses.count(429) == 300
+
+
+def test_team_rpm_holds_across_keys_and_replicas(replicas: list[GatewayProcess]) -> None:
+    cli("teams", "create", "shared-team", "--rpm", "60", url=replicas[0].url)
+    keys = [_key(replicas[i], "--name", f"team-rpm-{i}", "--team", "shared-team") for i in (0, 1)]
+    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    async def both() -> list[int]:
+        halves = await asyncio.gather(
+            *(_fire([(replicas[j % 2].url, body) for j in range(150)], k["key"]) for k in keys)
+        )
+        return [*halves[0], *halves[1]]
+
+    statuses = asyncio.run(both())
+    assert 57 <= statuses.count(200) <= 63
+    assert statuses.count(200) + statuses.count(429) == 300

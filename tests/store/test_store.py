@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from llmplane.store import migrate
+import llmplane.store
+from llmplane.store import metadata, migrate
+
+_SCRIPTS = ScriptDirectory(str(Path(llmplane.store.__file__).parent / "migrations"))
 
 
 def test_migration_creates_tables_and_indexes(engine: Engine) -> None:
@@ -21,5 +29,12 @@ def test_migrating_twice_is_harmless(engine: Engine) -> None:
     migrate(engine)
     with engine.connect() as connection:
         assert (
-            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+            connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            == _SCRIPTS.get_current_head()
         )
+
+
+def test_migrations_match_the_table_definitions(engine: Engine) -> None:
+    with engine.connect() as connection:
+        drift = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert drift == []

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.limits import LocalRateLimiter
+from llmplane.accounting.limits import LocalRateLimiter, TokenHold
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import BudgetExceededError, InvalidRequestError
 from llmplane.ids import new_id
@@ -98,9 +98,9 @@ class Reservation:
     settled: bool = field(default=False)
     token: str = ""  # names the hold in a shared backend
     headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for the reply
-    key_id: str = ""
-    tokens: int = 0  # worst-case tokens counted against the key's tpm
-    token_entry: list[float] | None = None  # the local tpm window's entry
+    tpm_subjects: tuple[str, ...] = ()  # limits whose tpm counted this call's worst case
+    tokens: int = 0  # worst-case tokens counted against those tpm limits
+    token_holds: list[TokenHold] | None = None  # the local tpm windows' entries
 
 
 def principal_scopes(principal: Principal) -> tuple[Scope, ...]:
@@ -257,10 +257,15 @@ class AdmissionGuard:
         return [b for scope in principal_scopes(principal) if (b := self._budgets.get(scope))]
 
     async def admit(
-        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+        self,
+        principal: Principal,
+        worst_case_nanousd: int,
+        worst_case_tokens: int = 0,
+        model: str = "",
     ) -> Reservation:
-        """Admit one request under the key's rpm and tpm and reserve ``worst_case_nanousd``
-        under every budget above ``principal``, or refuse."""
+        """Admit one call to ``model`` under every rate limit above ``principal`` (key,
+        service, team, the team's limit for the model) and reserve ``worst_case_nanousd``
+        under every budget above it, or refuse."""
         raise NotImplementedError
 
     def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
@@ -320,7 +325,11 @@ class LocalAdmissionGuard(AdmissionGuard):
         return self._spent.get((*scope, period))
 
     async def admit(
-        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+        self,
+        principal: Principal,
+        worst_case_nanousd: int,
+        worst_case_tokens: int = 0,
+        model: str = "",
     ) -> Reservation:
         """Check every budget, then the rpm and tpm windows, then hold: no await between."""
         now = datetime.now(UTC)
@@ -339,7 +348,7 @@ class LocalAdmissionGuard(AdmissionGuard):
             if used + worst_case_nanousd > budget.limit_nanousd:
                 raise self.refusal(budget, used, worst_case_nanousd)
             held.append(key)
-        headers, token_entry = self._rate.admit(principal, worst_case_tokens)
+        headers, token_holds = self._rate.admit(principal.limits_for(model), worst_case_tokens)
         for key in held:
             self._reserved[key] = self._reserved.get(key, 0) + worst_case_nanousd
         return Reservation(
@@ -348,9 +357,8 @@ class LocalAdmissionGuard(AdmissionGuard):
             tuple(held),
             worst_case_nanousd,
             headers=headers,
-            key_id=principal.key_id,
             tokens=worst_case_tokens,
-            token_entry=token_entry,
+            token_holds=token_holds or None,
         )
 
     def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
@@ -358,8 +366,8 @@ class LocalAdmissionGuard(AdmissionGuard):
         if reservation.settled:
             return
         reservation.settled = True
-        if reservation.token_entry is not None:
-            self._rate.settle_tokens(reservation.key_id, reservation.token_entry, actual_tokens)
+        if reservation.token_holds is not None:
+            self._rate.settle_tokens(reservation.token_holds, actual_tokens)
         for key in reservation.held:
             self._reserved[key] -= reservation.amount
         if actual_nanousd <= 0:

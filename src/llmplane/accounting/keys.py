@@ -15,7 +15,8 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,10 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Engine, RowMapping
 
 from llmplane.accounting.audit import record_audit
+from llmplane.accounting.limits import RateLimit
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
-from llmplane.store.tables import teams, virtual_keys
+from llmplane.store.tables import services, teams, virtual_keys
 
 KEY_PREFIX = "sk-lp-"
 MEMBER, TEAM_ADMIN = "member", "team_admin"
@@ -62,6 +64,51 @@ class Principal:
     team_models: frozenset[str] | None = None
     team_max_tokens: int | None = None
     role: str = "member"
+    service_rpm: int | None = None
+    service_tpm: int | None = None
+    team_rpm: int | None = None
+    team_tpm: int | None = None
+    # model name -> (rpm, tpm) of the team's use of that model
+    team_model_limits: Mapping[str, tuple[int | None, int | None]] | None = field(
+        default=None, compare=False
+    )
+    limits: tuple[RateLimit, ...] = field(init=False, compare=False)
+    model_limits: Mapping[str, RateLimit] | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Resolved once per key load, so that admission only walks a tuple.
+        limits: list[RateLimit] = []
+        if self.rpm is not None or self.tpm is not None:
+            limits.append(RateLimit(f"key:{self.key_id}", "key", self.rpm, self.tpm))
+        if self.service_id and (self.service_rpm is not None or self.service_tpm is not None):
+            limits.append(
+                RateLimit(
+                    f"service:{self.service_id}", "service", self.service_rpm, self.service_tpm
+                )
+            )
+        if self.team_id and (self.team_rpm is not None or self.team_tpm is not None):
+            limits.append(RateLimit(f"team:{self.team_id}", "team", self.team_rpm, self.team_tpm))
+        object.__setattr__(self, "limits", tuple(limits))
+        by_model = None
+        if self.team_id and self.team_model_limits:
+            by_model = {
+                model: RateLimit(
+                    f"team:{self.team_id}:model:{model}",
+                    f"team's use of model {model!r}",
+                    rpm,
+                    tpm,
+                )
+                for model, (rpm, tpm) in self.team_model_limits.items()
+            }
+        object.__setattr__(self, "model_limits", by_model)
+
+    def limits_for(self, model: str) -> tuple[RateLimit, ...]:
+        """Every rate limit a call to ``model`` counts against."""
+        if self.model_limits is not None:
+            per_model = self.model_limits.get(model)
+            if per_model is not None:
+                return (*self.limits, per_model)
+        return self.limits
 
     def manages_team(self, team_id: str | None) -> bool:
         """Whether this caller may administer ``team_id``: the admin, or its team admins."""
@@ -157,7 +204,21 @@ def _principal(row: RowMapping) -> Principal:
         team_models=frozenset(row["team_models"]) if row["team_models"] is not None else None,
         team_max_tokens=row["team_max_tokens"],
         role=row["role"],
+        service_rpm=row["service_rpm"],
+        service_tpm=row["service_tpm"],
+        team_rpm=row["team_rpm"],
+        team_tpm=row["team_tpm"],
+        team_model_limits=model_limits(row["team_model_limits"]),
     )
+
+
+def model_limits(
+    stored: Mapping[str, Mapping[str, int | None]] | None,
+) -> dict[str, tuple[int | None, int | None]] | None:
+    """A team's stored ``{model: {"rpm": N, "tpm": M}}`` as ``{model: (rpm, tpm)}``."""
+    if not stored:
+        return None
+    return {model: (limit.get("rpm"), limit.get("tpm")) for model, limit in stored.items()}
 
 
 class KeyService:
@@ -206,8 +267,17 @@ class KeyService:
                 virtual_keys,
                 teams.c.models.label("team_models"),
                 teams.c.max_tokens.label("team_max_tokens"),
+                teams.c.rpm.label("team_rpm"),
+                teams.c.tpm.label("team_tpm"),
+                teams.c.model_limits.label("team_model_limits"),
+                services.c.rpm.label("service_rpm"),
+                services.c.tpm.label("service_tpm"),
             )
-            .select_from(virtual_keys.outerjoin(teams, teams.c.id == virtual_keys.c.team_id))
+            .select_from(
+                virtual_keys.outerjoin(teams, teams.c.id == virtual_keys.c.team_id).outerjoin(
+                    services, services.c.id == virtual_keys.c.service_id
+                )
+            )
             .where(virtual_keys.c.key_hash == digest, virtual_keys.c.revoked_at.is_(None))
         )
         with self._engine.connect() as connection:

@@ -1,12 +1,14 @@
-"""Requests and tokens per minute per key: exact sliding windows.
+"""Requests and tokens per minute per key, service, team and model within a team.
 
-Each limited key keeps its admitted requests of the last minute (at most
+Each limited subject keeps its admitted requests of the last minute (at most
 ``rpm`` of them), so no 60-second window ever holds more than ``rpm`` requests
 — unlike fixed windows, which let twice the limit through around a window
 boundary. Tokens work like budgets: admission counts the request's worst case
 (prompt bound plus ``max_tokens``) against ``tpm``, settlement replaces it with
-the tokens really used. Refusals carry ``retry-after`` and OpenAI's
-``x-ratelimit-*`` headers; admitted requests carry the same headers.
+the tokens really used. A request is admitted only if every limit above it
+has room, and then counted against all of them. Refusals carry
+``retry-after`` and OpenAI's ``x-ratelimit-*`` headers (of the limit that
+refused); admitted requests carry the headers of the tightest limit.
 """
 
 from __future__ import annotations
@@ -14,11 +16,26 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from llmplane.accounting.keys import Principal
 from llmplane.errors import RateLimitError
 
 _WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Requests and/or tokens per minute on one subject.
+
+    ``subject`` names the counters (``key:ID``, ``service:ID``, ``team:ID``,
+    ``team:ID:model:NAME``); ``label`` names the limit in refusals.
+    """
+
+    subject: str
+    label: str
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 def rpm_headers(limit: int, remaining: int, reset_s: float) -> dict[str, str]:
@@ -30,12 +47,13 @@ def rpm_headers(limit: int, remaining: int, reset_s: float) -> dict[str, str]:
     }
 
 
-def rpm_refusal(limit: int, wait_s: float) -> RateLimitError:
-    """The 429 for a key that already had ``limit`` requests in the last minute."""
+def rpm_refusal(limit: RateLimit, wait_s: float) -> RateLimitError:
+    """The 429 for a subject that already had ``rpm`` requests in the last minute."""
+    rpm = limit.rpm or 0
     return RateLimitError(
-        f"This key is limited to {limit} requests per minute; retry in {wait_s:.1f}s.",
+        f"This {limit.label} is limited to {rpm} requests per minute; retry in {wait_s:.1f}s.",
         code="rate_limit_exceeded",
-        headers={"retry-after": str(max(1, math.ceil(wait_s))), **rpm_headers(limit, 0, wait_s)},
+        headers={"retry-after": str(max(1, math.ceil(wait_s))), **rpm_headers(rpm, 0, wait_s)},
     )
 
 
@@ -48,21 +66,54 @@ def tpm_headers(limit: int, remaining: int, reset_s: float) -> dict[str, str]:
     }
 
 
-def tpm_refusal(limit: int, used: int, wanted: int, wait_s: float) -> RateLimitError:
-    """The 429 for a request whose worst-case tokens do not fit the key's last minute."""
+def tpm_refusal(limit: RateLimit, used: int, wanted: int, wait_s: float) -> RateLimitError:
+    """The 429 for a request whose worst-case tokens do not fit the subject's last minute."""
+    tpm = limit.tpm or 0
     return RateLimitError(
-        f"This key is limited to {limit} tokens per minute; {max(limit - used, 0)} are left and "
-        f"this request could use {wanted}. Lower max_tokens or retry in {wait_s:.1f}s.",
+        f"This {limit.label} is limited to {tpm} tokens per minute; {max(tpm - used, 0)} are "
+        f"left and this request could use {wanted}. Lower max_tokens or retry in "
+        f"{wait_s:.1f}s.",
         code="rate_limit_exceeded",
         headers={
             "retry-after": str(max(1, math.ceil(wait_s))),
-            **tpm_headers(limit, limit - used, wait_s),
+            **tpm_headers(tpm, tpm - used, wait_s),
         },
     )
 
 
+class TightestHeaders:
+    """Collects each limit's state after admission; the reply shows the tightest."""
+
+    __slots__ = ("requests", "tokens")
+
+    def __init__(self) -> None:
+        self.requests: tuple[int, int, float] | None = None  # limit, remaining, reset
+        self.tokens: tuple[int, int, float] | None = None
+
+    def request_state(self, limit: int, remaining: int, reset_s: float) -> None:
+        """One rpm limit's state after counting this request."""
+        if self.requests is None or remaining < self.requests[1]:
+            self.requests = (limit, remaining, reset_s)
+
+    def token_state(self, limit: int, remaining: int, reset_s: float) -> None:
+        """One tpm limit's state after counting this request."""
+        if self.tokens is None or remaining < self.tokens[1]:
+            self.tokens = (limit, remaining, reset_s)
+
+    def headers(self) -> dict[str, str]:
+        """``x-ratelimit-*`` headers of the tightest rpm and tpm limits."""
+        out: dict[str, str] = {}
+        if self.requests is not None:
+            out.update(rpm_headers(*self.requests))
+        if self.tokens is not None:
+            out.update(tpm_headers(*self.tokens))
+        return out
+
+
 class _TokenWindow:
-    """One key's tokens in the last minute: [time, tokens] entries and their sum."""
+    """One subject's tokens in the last minute: [time, tokens] entries and their sum."""
+
+    __slots__ = ("entries", "total")
 
     def __init__(self) -> None:
         self.entries: deque[list[float]] = deque()
@@ -73,59 +124,67 @@ class _TokenWindow:
             self.total -= int(self.entries.popleft()[1])
 
 
+TokenHold = tuple[str, list[float]]  # subject, [time, tokens] entry in its window
+
+
 class LocalRateLimiter:
-    """One process's exact sliding window per key (the shared one lives in Redis)."""
+    """One process's exact sliding windows per subject (the shared ones live in Redis)."""
 
     def __init__(self) -> None:
         self._admitted: dict[str, deque[float]] = {}
         self._tokens: dict[str, _TokenWindow] = {}
 
     def admit(
-        self, principal: Principal, tokens: int = 0
-    ) -> tuple[dict[str, str], list[float] | None]:
-        """Count this request against the key's ``rpm`` and its worst-case ``tokens``
-        against its ``tpm``; return the rate-limit headers and the token entry to settle.
+        self, limits: Sequence[RateLimit], tokens: int = 0
+    ) -> tuple[dict[str, str], list[TokenHold]]:
+        """Count this request against every limit's ``rpm`` and its worst-case ``tokens``
+        against every ``tpm``; return the rate-limit headers and the token holds to settle.
 
-        Raises :class:`RateLimitError` (with the same headers and ``retry-after``) when
-        either window is full; then nothing is counted.
+        Raises :class:`RateLimitError` (with headers and ``retry-after``) when any window
+        is full; then nothing is counted anywhere.
         """
+        if not limits:
+            return {}, []
         now = time.monotonic()
-        headers: dict[str, str] = {}
-        window: deque[float] | None = None
-        if principal.rpm is not None:
-            window = self._admitted.setdefault(principal.key_id, deque())
-            while window and window[0] <= now - _WINDOW_S:
-                window.popleft()
-            if len(window) >= principal.rpm:
-                raise rpm_refusal(principal.rpm, window[0] + _WINDOW_S - now)
-        entry: list[float] | None = None
-        if principal.tpm is not None:
-            budget = self._tokens.setdefault(principal.key_id, _TokenWindow())
-            budget.purge(now)
-            if budget.total + tokens > principal.tpm:
-                oldest = budget.entries[0][0] if budget.entries else now
-                raise tpm_refusal(principal.tpm, budget.total, tokens, oldest + _WINDOW_S - now)
-            entry = [now, float(tokens)]
-            budget.entries.append(entry)
-            budget.total += tokens
-            headers.update(
-                tpm_headers(
-                    principal.tpm,
-                    principal.tpm - budget.total,
-                    budget.entries[0][0] + _WINDOW_S - now,
+        for limit in limits:
+            if limit.rpm is not None:
+                window = self._admitted.setdefault(limit.subject, deque())
+                while window and window[0] <= now - _WINDOW_S:
+                    window.popleft()
+                if len(window) >= limit.rpm:
+                    raise rpm_refusal(limit, window[0] + _WINDOW_S - now)
+            if limit.tpm is not None:
+                budget = self._tokens.setdefault(limit.subject, _TokenWindow())
+                budget.purge(now)
+                if budget.total + tokens > limit.tpm:
+                    oldest = budget.entries[0][0] if budget.entries else now
+                    raise tpm_refusal(limit, budget.total, tokens, oldest + _WINDOW_S - now)
+        tightest = TightestHeaders()
+        holds: list[TokenHold] = []
+        for limit in limits:
+            if limit.rpm is not None:
+                window = self._admitted[limit.subject]
+                window.append(now)
+                tightest.request_state(
+                    limit.rpm, limit.rpm - len(window), window[0] + _WINDOW_S - now
                 )
-            )
-        if window is not None and principal.rpm is not None:
-            window.append(now)
-            headers.update(
-                rpm_headers(principal.rpm, principal.rpm - len(window), window[0] + _WINDOW_S - now)
-            )
-        return headers, entry
+            if limit.tpm is not None:
+                budget = self._tokens[limit.subject]
+                entry = [now, float(tokens)]
+                budget.entries.append(entry)
+                budget.total += tokens
+                holds.append((limit.subject, entry))
+                tightest.token_state(
+                    limit.tpm, limit.tpm - budget.total, budget.entries[0][0] + _WINDOW_S - now
+                )
+        return tightest.headers(), holds
 
-    def settle_tokens(self, key_id: str, entry: list[float], actual: int) -> None:
+    def settle_tokens(self, holds: Sequence[TokenHold], actual: int) -> None:
         """Replace an admitted request's worst-case tokens with the tokens it used."""
-        budget = self._tokens.get(key_id)
-        if budget is None or entry[0] <= time.monotonic() - _WINDOW_S:
-            return  # the entry has left the window already
-        budget.total += actual - int(entry[1])
-        entry[1] = float(actual)
+        cutoff = time.monotonic() - _WINDOW_S
+        for subject, entry in holds:
+            budget = self._tokens.get(subject)
+            if budget is None or entry[0] <= cutoff:
+                continue  # the entry has left the window already
+            budget.total += actual - int(entry[1])
+            entry[1] = float(actual)

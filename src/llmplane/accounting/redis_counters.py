@@ -9,9 +9,11 @@ replica can see a half-made reservation. Settlement is one script that
 releases the hold and adds the real cost. Reservations of a crashed replica
 expire after ``reservation_ttl_s``.
 
-The same script first checks the key's rpm: its admitted requests of the last
-minute live in a sorted set, so the limit holds exactly across replicas, and a
-request is counted only if its budgets admit it too. Times come from Redis
+The same script first checks every rate limit above the caller (key, service,
+team, the team's limit for the model): each limit's admitted requests of the
+last minute live in a sorted set and its tokens in a sorted set, a hash and a
+total, so the limits hold exactly across replicas, and a request is counted
+only if all its limits and budgets admit it. Times come from Redis
 itself. One round trip admits a call; settlements go out in pipelined batches.
 
 When Redis cannot be reached, ``failure_mode`` decides: ``closed`` (default)
@@ -24,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
@@ -41,56 +44,64 @@ from llmplane.accounting.budgets import (
     principal_scopes,
 )
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.limits import rpm_headers, rpm_refusal, tpm_headers, tpm_refusal
+from llmplane.accounting.limits import RateLimit, TightestHeaders, rpm_refusal, tpm_refusal
 from llmplane.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
 FailureMode = Literal["closed", "open"]
 
-# KEYS: the key's rpm window; its tpm window (times), tpm entries (tokens) and tpm total;
-# then per budget its spent counter, holds hash and expiry set.
-# ARGV: amount, reservation id, hold ttl (ms), rpm (0: none), tpm (0: none), tokens, then
-# per budget its limit and key ttl (s).
-# Returns {1, count, rpm_oldest_ms, now_ms, tokens_used, tpm_oldest_ms} admitted,
-# {2, count, oldest_ms, now_ms} over the rpm, {3, used, oldest_ms, now_ms} over the tpm,
-# {0, i, used} refused by budget i, {-1, i} counter i missing (rebuild it, call again).
+# KEYS: per rate limit its rpm window, tpm window (times), tpm entries (tokens) and tpm
+# total; then per budget its spent counter, holds hash and expiry set.
+# ARGV: amount, reservation id, hold ttl (ms), worst-case tokens, number of rate limits,
+# then per rate limit its rpm and tpm (0: none), then per budget its limit and key ttl (s).
+# Returns {1, now_ms, then per rate limit: count, rpm_oldest_ms, tokens_used, tpm_oldest_ms}
+# admitted; {2, j, count, oldest_ms, now_ms} over rate limit j's rpm; {3, j, used, oldest_ms,
+# now_ms} over its tpm; {0, i, used} refused by budget i; {-1, i} counter i missing (rebuild
+# it, call again).
 _ADMIT = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local amount = tonumber(ARGV[1])
 local rid = ARGV[2]
-local rpm = tonumber(ARGV[4])
-local tpm = tonumber(ARGV[5])
-local tokens = tonumber(ARGV[6])
-local count, oldest_ms = 0, now_ms
-if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - 60000)
-  count = redis.call('ZCARD', KEYS[1])
-  if count >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {2, count, tonumber(oldest[2]), now_ms}
+local tokens = tonumber(ARGV[4])
+local nl = tonumber(ARGV[5])
+local cutoff = now_ms - 60000
+local state = {}
+for j = 0, nl - 1 do
+  local rpm, tpm = tonumber(ARGV[6 + j*2]), tonumber(ARGV[7 + j*2])
+  local k = j * 4
+  local count, oldest_ms, used, tpm_oldest_ms = 0, now_ms, 0, now_ms
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k+1], '-inf', cutoff)
+    count = redis.call('ZCARD', KEYS[k+1])
+    if count >= rpm then
+      local oldest = redis.call('ZRANGE', KEYS[k+1], 0, 0, 'WITHSCORES')
+      return {2, j, count, tonumber(oldest[2]), now_ms}
+    end
   end
+  if tpm > 0 then
+    local old = redis.call('ZRANGEBYSCORE', KEYS[k+2], '-inf', cutoff)
+    for _, id in ipairs(old) do
+      local held = redis.call('HGET', KEYS[k+3], id)
+      if held then redis.call('DECRBY', KEYS[k+4], held) end
+    end
+    if #old > 0 then
+      redis.call('HDEL', KEYS[k+3], unpack(old))
+      redis.call('ZREMRANGEBYSCORE', KEYS[k+2], '-inf', cutoff)
+    end
+    used = tonumber(redis.call('GET', KEYS[k+4]) or '0')
+    local oldest = redis.call('ZRANGE', KEYS[k+2], 0, 0, 'WITHSCORES')
+    if #oldest > 0 then tpm_oldest_ms = tonumber(oldest[2]) end
+    if used + tokens > tpm then return {3, j, used, tpm_oldest_ms, now_ms} end
+  end
+  state[j] = {count, oldest_ms, used, tpm_oldest_ms}
 end
-local used_tokens, tpm_oldest_ms = 0, now_ms
-if tpm > 0 then
-  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
-  for _, id in ipairs(old) do
-    local held = redis.call('HGET', KEYS[3], id)
-    if held then redis.call('DECRBY', KEYS[4], held) end
-  end
-  if #old > 0 then
-    redis.call('HDEL', KEYS[3], unpack(old))
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - 60000)
-  end
-  used_tokens = tonumber(redis.call('GET', KEYS[4]) or '0')
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if #oldest > 0 then tpm_oldest_ms = tonumber(oldest[2]) end
-  if used_tokens + tokens > tpm then return {3, used_tokens, tpm_oldest_ms, now_ms} end
-end
-local n = (#KEYS - 4) / 3
+local base = nl * 4
+local args = 5 + nl * 2
+local n = (#KEYS - base) / 3
 for i = 0, n - 1 do
-  local spent_key, holds, expiries = KEYS[5+i*3], KEYS[6+i*3], KEYS[7+i*3]
+  local spent_key, holds, expiries = KEYS[base+1+i*3], KEYS[base+2+i*3], KEYS[base+3+i*3]
   local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now_ms)
   if #expired > 0 then
     redis.call('HDEL', holds, unpack(expired))
@@ -100,49 +111,60 @@ for i = 0, n - 1 do
   if not spent then return {-1, i} end
   local used = tonumber(spent)
   for _, held in ipairs(redis.call('HVALS', holds)) do used = used + tonumber(held) end
-  if used + amount > tonumber(ARGV[7 + i*2]) then return {0, i, used} end
+  if used + amount > tonumber(ARGV[args + 1 + i*2]) then return {0, i, used} end
 end
-if rpm > 0 then
-  redis.call('ZADD', KEYS[1], now_ms, rid)
-  redis.call('PEXPIRE', KEYS[1], 60000)
-  count = count + 1
-  oldest_ms = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-end
-if tpm > 0 then
-  redis.call('ZADD', KEYS[2], now_ms, rid)
-  redis.call('HSET', KEYS[3], rid, tokens)
-  redis.call('INCRBY', KEYS[4], tokens)
-  for k = 2, 4 do redis.call('PEXPIRE', KEYS[k], 60000) end
-  used_tokens = used_tokens + tokens
-  tpm_oldest_ms = tonumber(redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2])
+local out = {1, now_ms}
+for j = 0, nl - 1 do
+  local rpm, tpm = tonumber(ARGV[6 + j*2]), tonumber(ARGV[7 + j*2])
+  local k = j * 4
+  local st = state[j]
+  if rpm > 0 then
+    redis.call('ZADD', KEYS[k+1], now_ms, rid)
+    redis.call('PEXPIRE', KEYS[k+1], 60000)
+    st[1] = st[1] + 1
+    st[2] = tonumber(redis.call('ZRANGE', KEYS[k+1], 0, 0, 'WITHSCORES')[2])
+  end
+  if tpm > 0 then
+    redis.call('ZADD', KEYS[k+2], now_ms, rid)
+    redis.call('HSET', KEYS[k+3], rid, tokens)
+    redis.call('INCRBY', KEYS[k+4], tokens)
+    for m = 2, 4 do redis.call('PEXPIRE', KEYS[k+m], 60000) end
+    st[3] = st[3] + tokens
+    st[4] = tonumber(redis.call('ZRANGE', KEYS[k+2], 0, 0, 'WITHSCORES')[2])
+  end
+  for m = 1, 4 do out[#out + 1] = st[m] end
 end
 for i = 0, n - 1 do
-  local key_ttl = tonumber(ARGV[8 + i*2])
-  redis.call('HSET', KEYS[6+i*3], rid, amount)
-  redis.call('ZADD', KEYS[7+i*3], now_ms + tonumber(ARGV[3]), rid)
-  redis.call('EXPIRE', KEYS[6+i*3], key_ttl)
-  redis.call('EXPIRE', KEYS[7+i*3], key_ttl)
+  local key_ttl = tonumber(ARGV[args + 2 + i*2])
+  redis.call('HSET', KEYS[base+2+i*3], rid, amount)
+  redis.call('ZADD', KEYS[base+3+i*3], now_ms + tonumber(ARGV[3]), rid)
+  redis.call('EXPIRE', KEYS[base+2+i*3], key_ttl)
+  redis.call('EXPIRE', KEYS[base+3+i*3], key_ttl)
 end
-return {1, count, oldest_ms, now_ms, used_tokens, tpm_oldest_ms}
+return out
 """
 
-# KEYS: the key's tpm entries and tpm total, then per budget spent counter, holds hash,
-# expiry set. ARGV: reservation id, cost, tokens used.
+# KEYS: per tpm limit its entries hash and total, then per budget its spent counter, holds
+# hash and expiry set. ARGV: reservation id, cost, tokens used, number of tpm limits.
 _SETTLE = """
 local rid = ARGV[1]
 local cost = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
-local held_tokens = redis.call('HGET', KEYS[1], rid)
-if held_tokens then
-  redis.call('HSET', KEYS[1], rid, tokens)
-  redis.call('INCRBY', KEYS[2], tokens - tonumber(held_tokens))
+local nt = tonumber(ARGV[4])
+for j = 0, nt - 1 do
+  local held_tokens = redis.call('HGET', KEYS[1+j*2], rid)
+  if held_tokens then
+    redis.call('HSET', KEYS[1+j*2], rid, tokens)
+    redis.call('INCRBY', KEYS[2+j*2], tokens - tonumber(held_tokens))
+  end
 end
-for i = 0, (#KEYS - 2) / 3 - 1 do
-  local held = redis.call('HGET', KEYS[4+i*3], rid)
-  redis.call('HDEL', KEYS[4+i*3], rid)
-  redis.call('ZREM', KEYS[5+i*3], rid)
-  if held and cost > 0 and redis.call('EXISTS', KEYS[3+i*3]) == 1 then
-    redis.call('INCRBY', KEYS[3+i*3], cost)
+local base = nt * 2
+for i = 0, (#KEYS - base) / 3 - 1 do
+  local held = redis.call('HGET', KEYS[base+2+i*3], rid)
+  redis.call('HDEL', KEYS[base+2+i*3], rid)
+  redis.call('ZREM', KEYS[base+3+i*3], rid)
+  if held and cost > 0 and redis.call('EXISTS', KEYS[base+1+i*3]) == 1 then
+    redis.call('INCRBY', KEYS[base+1+i*3], cost)
   end
 end
 return 1
@@ -165,10 +187,38 @@ def _unavailable() -> ServiceUnavailableError:
     )
 
 
+_MAX_CONNECTIONS = 64
+
+
 def connect(url: str) -> Redis:
     """A client for ``LLMPLANE_REDIS_URL`` with short timeouts (failures are handled, not
-    waited out)."""
-    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    waited out). Beyond ``_MAX_CONNECTIONS`` concurrent commands, callers wait for a free
+    connection (up to the same timeout) instead of failing: a burst of admissions must
+    queue, not turn into 503s."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=_MAX_CONNECTIONS,
+        timeout=2,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+    )
+    return Redis.from_pool(pool)
+
+
+def _admitted_headers(limits: Sequence[RateLimit], state: list[int]) -> dict[str, str]:
+    """The tightest limits' headers from the script's ``now_ms`` and per-limit state."""
+    now_ms, tightest = state[0], TightestHeaders()
+    for j, limit in enumerate(limits):
+        count, oldest_ms, used, tpm_oldest_ms = state[1 + j * 4 : 5 + j * 4]
+        if limit.rpm:
+            tightest.request_state(
+                limit.rpm, limit.rpm - count, (oldest_ms + 60_000 - now_ms) / 1000
+            )
+        if limit.tpm:
+            tightest.token_state(
+                limit.tpm, limit.tpm - used, (tpm_oldest_ms + 60_000 - now_ms) / 1000
+            )
+    return tightest.headers()
 
 
 class _Unique:
@@ -203,7 +253,7 @@ class RedisAdmissionGuard(AdmissionGuard):
         self._failure_mode = failure_mode
         self._admit_script = redis.register_script(_ADMIT)
         self._settle_script = redis.register_script(_SETTLE)
-        self._unsettled: list[tuple[list[str], str, int, int]] = []
+        self._unsettled: list[tuple[list[str], str, int, int, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._unique = _Unique()
         self.fail_open_admissions = 0
@@ -214,64 +264,62 @@ class RedisAdmissionGuard(AdmissionGuard):
         base = f"{self._prefix}:budget:{scope}:{scope_id}:{period.value}:{start}"
         return [f"{base}:spent", f"{base}:holds", f"{base}:expiry"]
 
-    def _tpm_keys(self, key_id: str) -> list[str]:
-        base = f"{self._prefix}:tpm:{key_id}"
-        return [f"{base}:times", f"{base}:tokens", f"{base}:total"]
+    def _limit_keys(self, subject: str) -> list[str]:
+        base = f"{self._prefix}:rate:{subject}"
+        return [f"{base}:rpm", f"{base}:tpm:times", f"{base}:tpm:tokens", f"{base}:tpm:total"]
 
     async def admit(
-        self, principal: Principal, worst_case_nanousd: int, worst_case_tokens: int = 0
+        self,
+        principal: Principal,
+        worst_case_nanousd: int,
+        worst_case_tokens: int = 0,
+        model: str = "",
     ) -> Reservation:
-        """Check rpm, tpm and every budget and hold, in one atomic script, or refuse."""
+        """Check every rate limit and budget and hold, in one atomic script, or refuse."""
         day = period_start(Period.DAY, datetime.now(UTC))
         budgets = self.budgets_above(principal)
         held = tuple((b.scope, b.scope_id, b.period) for b in budgets)
-        rpm, tpm = principal.rpm or 0, principal.tpm or 0
+        limits = principal.limits_for(model)
         reservation = Reservation(
             principal_scopes(principal),
             day,
             held,
             worst_case_nanousd,
             token=self._unique(),
-            key_id=principal.key_id,
-            tokens=worst_case_tokens if tpm else 0,
+            tpm_subjects=tuple(limit.subject for limit in limits if limit.tpm is not None),
+            tokens=worst_case_tokens,
         )
-        if not budgets and not rpm and not tpm:
+        if not budgets and not limits:
             return reservation
-        keys = [f"{self._prefix}:rpm:{principal.key_id}", *self._tpm_keys(principal.key_id)]
+        keys = [k for limit in limits for k in self._limit_keys(limit.subject)]
         keys += [k for counter in held for k in self._keys(counter, day)]
         args: list[Any] = [
             worst_case_nanousd,
             reservation.token,
             self._ttl_ms,
-            rpm,
-            tpm,
             worst_case_tokens,
+            len(limits),
         ]
+        for limit in limits:
+            args += [limit.rpm or 0, limit.tpm or 0]
         for budget in budgets:
             args += [budget.limit_nanousd, _PERIOD_TTL_S[budget.period]]
         try:
             for _ in range(len(budgets) + 1):
                 status, *rest = await self._admit_script(keys=keys, args=args)
                 if status == 1:
-                    count, oldest_ms, now_ms, used_tokens, tpm_oldest_ms = map(int, rest)
-                    if rpm:
-                        reservation.headers.update(
-                            rpm_headers(rpm, rpm - count, (oldest_ms + 60_000 - now_ms) / 1000)
-                        )
-                    if tpm:
-                        reservation.headers.update(
-                            tpm_headers(
-                                tpm, tpm - used_tokens, (tpm_oldest_ms + 60_000 - now_ms) / 1000
-                            )
-                        )
+                    reservation.headers = _admitted_headers(limits, [int(v) for v in rest])
                     return reservation
                 if status == 2:
-                    _, oldest_ms, now_ms = map(int, rest)
-                    raise rpm_refusal(rpm, (oldest_ms + 60_000 - now_ms) / 1000)
+                    _, oldest_ms, now_ms = map(int, rest[1:])
+                    raise rpm_refusal(limits[int(rest[0])], (oldest_ms + 60_000 - now_ms) / 1000)
                 if status == 3:
-                    used_tokens, oldest_ms, now_ms = map(int, rest)
+                    used_tokens, oldest_ms, now_ms = map(int, rest[1:])
                     raise tpm_refusal(
-                        tpm, used_tokens, worst_case_tokens, (oldest_ms + 60_000 - now_ms) / 1000
+                        limits[int(rest[0])],
+                        used_tokens,
+                        worst_case_tokens,
+                        (oldest_ms + 60_000 - now_ms) / 1000,
                     )
                 if status == 0:
                     raise self.refusal(budgets[int(rest[0])], int(rest[1]), worst_case_nanousd)
@@ -293,7 +341,7 @@ class RedisAdmissionGuard(AdmissionGuard):
             raise _unavailable() from None
         self.fail_open_admissions += 1
         log.warning("admission check failed, admitting (fail open): %s", type(exc).__name__)
-        reservation.held, reservation.tokens = (), 0
+        reservation.held, reservation.tpm_subjects = (), ()
         return reservation
 
     def settle(self, reservation: Reservation, actual_nanousd: int, actual_tokens: int = 0) -> None:
@@ -302,11 +350,13 @@ class RedisAdmissionGuard(AdmissionGuard):
         if reservation.settled:
             return
         reservation.settled = True
-        if not reservation.held and not reservation.tokens:
+        if not reservation.held and not reservation.tpm_subjects:
             return
-        keys = self._tpm_keys(reservation.key_id)[1:]
+        keys = [k for s in reservation.tpm_subjects for k in self._limit_keys(s)[2:]]
         keys += [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
-        self._unsettled.append((keys, reservation.token, actual_nanousd, actual_tokens))
+        self._unsettled.append(
+            (keys, reservation.token, actual_nanousd, actual_tokens, len(reservation.tpm_subjects))
+        )
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -318,9 +368,9 @@ class RedisAdmissionGuard(AdmissionGuard):
             )
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys, token, cost, tokens in batch:
+                    for keys, token, cost, tokens, tpm_limits in batch:
                         await self._settle_script(
-                            keys=keys, args=[token, cost, tokens], client=pipe
+                            keys=keys, args=[token, cost, tokens, tpm_limits], client=pipe
                         )
                     await pipe.execute()
             except RedisError as exc:

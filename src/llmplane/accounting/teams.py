@@ -24,6 +24,9 @@ class Team:
     name: str
     models: list[str] | None
     max_tokens: int | None
+    rpm: int | None = None
+    tpm: int | None = None
+    model_limits: dict[str, dict[str, int | None]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -32,6 +35,9 @@ class Team:
             "name": self.name,
             "models": self.models,
             "max_tokens": self.max_tokens,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "model_limits": self.model_limits,
         }
 
 
@@ -42,14 +48,34 @@ class Service:
     id: str
     team_id: str
     name: str
+    rpm: int | None = None
+    tpm: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"id": self.id, "team_id": self.team_id, "name": self.name}
+        return {
+            "id": self.id,
+            "team_id": self.team_id,
+            "name": self.name,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+        }
 
 
 def _team(row: RowMapping) -> Team:
-    return Team(row["id"], row["name"], row["models"], row["max_tokens"])
+    return Team(
+        row["id"],
+        row["name"],
+        row["models"],
+        row["max_tokens"],
+        row["rpm"],
+        row["tpm"],
+        row["model_limits"],
+    )
+
+
+def _service(row: RowMapping) -> Service:
+    return Service(row["id"], row["team_id"], row["name"], row["rpm"], row["tpm"])
 
 
 def _name(value: str, what: str) -> str:
@@ -57,6 +83,10 @@ def _name(value: str, what: str) -> str:
     if not name or len(name) > 200:
         raise InvalidRequestError(f"A {what} needs a name of 1 to 200 characters.", param="name")
     return name
+
+
+TEAM_FIELDS = ("name", "models", "max_tokens", "rpm", "tpm", "model_limits")
+SERVICE_FIELDS = ("name", "rpm", "tpm")
 
 
 class TeamService:
@@ -83,6 +113,9 @@ class TeamService:
         *,
         models: list[str] | None = None,
         max_tokens: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        model_limits: dict[str, dict[str, int | None]] | None = None,
         actor: str = "admin",
     ) -> Team:
         """Create a team with a unique name."""
@@ -92,6 +125,9 @@ class TeamService:
             _name(name, "team"),
             sorted(set(models)) if models is not None else None,
             max_tokens,
+            rpm,
+            tpm,
+            model_limits or None,
         )
         try:
             with self._engine.begin() as connection:
@@ -101,6 +137,9 @@ class TeamService:
                         name=team.name,
                         models=team.models,
                         max_tokens=max_tokens,
+                        rpm=rpm,
+                        tpm=tpm,
+                        model_limits=team.model_limits,
                         created_at=now,
                         updated_at=now,
                     )
@@ -134,8 +173,8 @@ class TeamService:
     def update_team(
         self, id_or_name: str, changes: dict[str, Any], *, actor: str = "admin"
     ) -> Team:
-        """Change a team's name, model allowlist or max_tokens ceiling."""
-        allowed = {"name", "models", "max_tokens"}
+        """Change a team's name, model allowlist, max_tokens ceiling or rate limits."""
+        allowed = set(TEAM_FIELDS)
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequestError(
@@ -148,6 +187,8 @@ class TeamService:
                 values["name"] = _name(values["name"], "team")
             if values.get("models") is not None:
                 values["models"] = sorted(set(values["models"]))
+            if "model_limits" in values:
+                values["model_limits"] = values["model_limits"] or None
             now = datetime.now(UTC)
             connection.execute(
                 update(teams).where(teams.c.id == before.id).values(**values, updated_at=now)
@@ -170,17 +211,27 @@ class TeamService:
             )
         return after
 
-    def create_service(self, team: str, name: str, *, actor: str = "admin") -> Service:
+    def create_service(
+        self,
+        team: str,
+        name: str,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        actor: str = "admin",
+    ) -> Service:
         """Create a service owned by ``team`` (id or name); names are unique per team."""
         try:
             with self._engine.begin() as connection:
                 owner = self._find(connection, team)
-                service = Service(new_id("svc"), owner["id"], _name(name, "service"))
+                service = Service(new_id("svc"), owner["id"], _name(name, "service"), rpm, tpm)
                 connection.execute(
                     insert(services).values(
                         id=service.id,
                         team_id=service.team_id,
                         name=service.name,
+                        rpm=rpm,
+                        tpm=tpm,
                         created_at=datetime.now(UTC),
                     )
                 )
@@ -208,7 +259,7 @@ class TeamService:
             if team is not None:
                 query = query.where(services.c.team_id == self._find(connection, team)["id"])
             rows = connection.execute(query).mappings().all()
-        return [Service(row["id"], row["team_id"], row["name"]) for row in rows]
+        return [_service(row) for row in rows]
 
     def resolve_service(self, team_id: str, service: str) -> Service:
         """A service of ``team_id`` by id or name."""
@@ -225,4 +276,51 @@ class TeamService:
             )
         if row is None:
             raise NotFoundError(f"The team has no service {service!r}.", code="service_not_found")
-        return Service(row["id"], row["team_id"], row["name"])
+        return _service(row)
+
+    def update_service(
+        self, team_id: str, service: str, changes: dict[str, Any], *, actor: str = "admin"
+    ) -> Service:
+        """Change a service's name or rate limits (``rpm``, ``tpm``; ``None`` removes one)."""
+        unknown = set(changes) - set(SERVICE_FIELDS)
+        if unknown:
+            raise InvalidRequestError(
+                f"Unknown service field {sorted(unknown)[0]!r}.", param=sorted(unknown)[0]
+            )
+        before = self.resolve_service(team_id, service)
+        values = dict(changes)
+        if "name" in values:
+            values["name"] = _name(values["name"], "service")
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    update(services).where(services.c.id == before.id).values(**values)
+                )
+                # Keys carry their service's limits: mark them changed so replicas reload them.
+                connection.execute(
+                    update(virtual_keys)
+                    .where(virtual_keys.c.service_id == before.id)
+                    .values(updated_at=datetime.now(UTC))
+                )
+                row = (
+                    connection.execute(select(services).where(services.c.id == before.id))
+                    .mappings()
+                    .one()
+                )
+                after = _service(row)
+                record_audit(
+                    connection,
+                    actor=actor,
+                    action="service.update",
+                    object_type="service",
+                    object_id=before.id,
+                    before=before.to_json(),
+                    after=after.to_json(),
+                )
+        except IntegrityError:
+            raise InvalidRequestError(
+                f"The team already has a service named {values.get('name')!r}.",
+                param="name",
+                code="service_exists",
+            ) from None
+        return after

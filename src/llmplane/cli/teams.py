@@ -25,6 +25,76 @@ def _quoted(value: str) -> str:
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
+_NONE = "none"
+
+
+class _Limit(click.ParamType[Any]):
+    """A per-minute limit: a positive integer, or ``none`` to remove it."""
+
+    name = "N|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == _NONE:
+            return value
+        if isinstance(value, str) and value.isdigit() and int(value) > 0:
+            return int(value)
+        self.fail(f"{value!r} is not a positive integer or 'none'", param, ctx)
+
+
+LIMIT = _Limit()
+
+
+def _limit_value(value: int | str) -> int | None:
+    return None if value == _NONE else int(value)
+
+
+def _parse_model_limit(text: str) -> tuple[str, dict[str, int] | None]:
+    """``MODEL:rpm=N,tpm=M`` (either part optional) or ``MODEL:none``."""
+    model, sep, terms = text.rpartition(":")
+    if not sep or not model:
+        raise click.BadParameter(f"{text!r}: write MODEL:rpm=N,tpm=M or MODEL:none")
+    if terms.strip() == _NONE:
+        return model, None
+    limit: dict[str, int] = {}
+    for term in terms.split(","):
+        name, _, number = term.partition("=")
+        if name.strip() not in ("rpm", "tpm") or not number.strip().isdigit():
+            raise click.BadParameter(f"{text!r}: write MODEL:rpm=N,tpm=M or MODEL:none")
+        limit[name.strip()] = int(number)
+    return model, limit
+
+
+def _model_limits(
+    given: tuple[str, ...], current: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The team's model limits after applying ``--model-limit`` options to ``current``."""
+    merged = dict(current or {})
+    for text in given:
+        model, limit = _parse_model_limit(text)
+        if limit is None:
+            merged.pop(model, None)
+        else:
+            merged[model] = limit
+    return merged or None
+
+
+rpm_option = click.option("--rpm", type=LIMIT, default=None, help="Requests per minute.")
+tpm_option = click.option("--tpm", type=LIMIT, default=None, help="Tokens per minute.")
+model_limit_option = click.option(
+    "--model-limit",
+    "model_limit",
+    multiple=True,
+    metavar="MODEL:rpm=N,tpm=M",
+    help="Rate limit of the team's use of one model (repeatable; MODEL:none removes it).",
+)
+
+
+def _limits_line(data: dict[str, Any]) -> str:
+    parts = [f"rpm={data.get('rpm') or '-'}", f"tpm={data.get('tpm') or '-'}"]
+    for model, limit in sorted((data.get("model_limits") or {}).items()):
+        parts.append(f"{model}: rpm={limit.get('rpm') or '-'} tpm={limit.get('tpm') or '-'}")
+    return "  ".join(parts)
+
 
 @click.group()
 def teams() -> None:
@@ -35,10 +105,28 @@ def teams() -> None:
 @click.argument("name")
 @click.option("--models", default=None, help="Comma-separated model allowlist.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="max_tokens ceiling.")
+@rpm_option
+@tpm_option
+@model_limit_option
 @json_option
-def create_team(name: str, models: str | None, max_tokens: int | None, as_json: bool) -> None:
+def create_team(
+    name: str,
+    models: str | None,
+    max_tokens: int | None,
+    rpm: int | str | None,
+    tpm: int | str | None,
+    model_limit: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Create team NAME."""
-    body: dict[str, Any] = {"name": name, "models": _csv(models), "max_tokens": max_tokens}
+    body: dict[str, Any] = {
+        "name": name,
+        "models": _csv(models),
+        "max_tokens": max_tokens,
+        "rpm": _limit_value(rpm) if rpm is not None else None,
+        "tpm": _limit_value(tpm) if tpm is not None else None,
+        "model_limits": _model_limits(model_limit),
+    }
     team = call("POST", "/admin/teams", {k: v for k, v in body.items() if v is not None})
     _out(team, as_json, f"created team {team['id']} ({team['name']})")
 
@@ -62,10 +150,11 @@ def show_team(team: str, as_json: bool) -> None:
     lines = [
         f"{data['id']}  {data['name']}",
         f"  models: {','.join(data['models'] or ['*'])}  max_tokens: {data['max_tokens']}",
+        f"  limits: {_limits_line(data)}",
         f"  budget: {budget['limit_usd']} USD per {budget['period']}"
         if budget
         else "  budget: none",
-        *(f"  service {s['id']}  {s['name']}" for s in data["services"]),
+        *(f"  service {s['id']}  {s['name']}  {_limits_line(s)}" for s in data["services"]),
     ]
     _out(data, as_json, "\n".join(lines))
 
@@ -75,11 +164,21 @@ def show_team(team: str, as_json: bool) -> None:
 @click.option("--name", default=None, help="New name.")
 @click.option("--models", default=None, help="Comma-separated allowlist ('*' for all).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="max_tokens ceiling.")
+@rpm_option
+@tpm_option
+@model_limit_option
 @json_option
 def update_team(
-    team: str, name: str | None, models: str | None, max_tokens: int | None, as_json: bool
+    team: str,
+    name: str | None,
+    models: str | None,
+    max_tokens: int | None,
+    rpm: int | str | None,
+    tpm: int | str | None,
+    model_limit: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Update TEAM (id or name)."""
+    """Update TEAM (id or name); `--rpm none` removes a limit."""
     body: dict[str, Any] = {}
     if name is not None:
         body["name"] = name
@@ -87,23 +186,66 @@ def update_team(
         body["models"] = None if models.strip() == "*" else _csv(models)
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+    if rpm is not None:
+        body["rpm"] = _limit_value(rpm)
+    if tpm is not None:
+        body["tpm"] = _limit_value(tpm)
+    if model_limit:
+        current = call("GET", f"/admin/teams/{_quoted(team)}").get("model_limits")
+        body["model_limits"] = _model_limits(model_limit, current)
     data = call("PATCH", f"/admin/teams/{_quoted(team)}", body)
     _out(data, as_json, f"updated team {data['id']} ({data['name']})")
 
 
 @click.group()
 def services() -> None:
-    """Create and list the services of teams."""
+    """Create, list and update the services of teams."""
 
 
 @services.command("create")
 @click.argument("name")
 @click.option("--team", required=True, help="Owning team (id or name).")
+@rpm_option
+@tpm_option
 @json_option
-def create_service(name: str, team: str, as_json: bool) -> None:
+def create_service(
+    name: str, team: str, rpm: int | str | None, tpm: int | str | None, as_json: bool
+) -> None:
     """Create service NAME in a team."""
-    data = call("POST", "/admin/services", {"team": team, "name": name})
+    body: dict[str, Any] = {"team": team, "name": name}
+    if rpm is not None:
+        body["rpm"] = _limit_value(rpm)
+    if tpm is not None:
+        body["tpm"] = _limit_value(tpm)
+    data = call("POST", "/admin/services", body)
     _out(data, as_json, f"created service {data['id']} ({data['name']})")
+
+
+@services.command("update")
+@click.argument("service")
+@click.option("--team", required=True, help="Owning team (id or name).")
+@click.option("--name", default=None, help="New name.")
+@rpm_option
+@tpm_option
+@json_option
+def update_service(
+    service: str,
+    team: str,
+    name: str | None,
+    rpm: int | str | None,
+    tpm: int | str | None,
+    as_json: bool,
+) -> None:
+    """Update SERVICE (id or name) of a team; `--rpm none` removes a limit."""
+    body: dict[str, Any] = {"team": team}
+    if name is not None:
+        body["name"] = name
+    if rpm is not None:
+        body["rpm"] = _limit_value(rpm)
+    if tpm is not None:
+        body["tpm"] = _limit_value(tpm)
+    data = call("PATCH", f"/admin/services/{_quoted(service)}", body)
+    _out(data, as_json, f"updated service {data['id']} ({data['name']})  {_limits_line(data)}")
 
 
 @services.command("list")
@@ -116,7 +258,8 @@ def list_services(team: str | None, as_json: bool) -> None:
     _out(
         found,
         as_json,
-        "\n".join(f"{s['id']}  {s['team_id']}  {s['name']}" for s in found) or "(no services)",
+        "\n".join(f"{s['id']}  {s['team_id']}  {s['name']}  {_limits_line(s)}" for s in found)
+        or "(no services)",
     )
 
 

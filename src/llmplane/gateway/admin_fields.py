@@ -66,3 +66,29 @@ def query_time(value: str | None, name: str) -> datetime | None:
             f"'{name}' must be an ISO 8601 date or time.", param=name
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def optional_model_limits(
+    router: ModelRouter, body: dict[str, Any]
+) -> dict[str, dict[str, int | None]] | None:
+    """A team's per-model rate limits, ``{"model": {"rpm": N, "tpm": M}}``, if present."""
+    value = body.get("model_limits")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            '\'model_limits\' must map model names to {"rpm": N, "tpm": M}.',
+            param="model_limits",
+        )
+    limits: dict[str, dict[str, int | None]] = {}
+    for model, limit in value.items():
+        router.require(model)
+        if not isinstance(limit, dict) or not set(limit) <= {"rpm", "tpm"} or not limit:
+            raise InvalidRequestError(
+                f"'model_limits.{model}' must be an object with 'rpm' and/or 'tpm'.",
+                param="model_limits",
+            )
+        limits[model] = {
+            name: optional_positive_int(limit, name) for name in ("rpm", "tpm") if name in limit
+        }
+    return limits

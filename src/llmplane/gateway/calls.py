@@ -69,8 +69,8 @@ class ModelCaller:
     async def _reserve(
         self, ctx: CallContext, deployment: Deployment, body: dict[str, Any]
     ) -> Reservation:
-        """Admit the call under the key's rpm and tpm and hold its worst-case cost under
-        every budget above the caller."""
+        """Admit the call under every rate limit above the caller and hold its worst-case
+        cost under every budget above it."""
         output = 0
         if ctx.endpoint is Endpoint.CHAT:
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -79,7 +79,7 @@ class ModelCaller:
         rates = deployment.rates
         worst = rates.cost_nanousd(ctx.body_bytes, output, 0) if rates is not None else 0
         reservation: Reservation = await self._admission.admit(
-            ctx.principal, worst, ctx.body_bytes + output
+            ctx.principal, worst, ctx.body_bytes + output, ctx.model
         )
         return reservation
 

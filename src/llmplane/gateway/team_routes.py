@@ -15,8 +15,14 @@ from starlette.routing import Route
 from llmplane.accounting.audit import list_audit
 from llmplane.accounting.budgets import load_budgets, set_budget
 from llmplane.accounting.pricing import NANO_PER_USD
+from llmplane.accounting.teams import SERVICE_FIELDS, TEAM_FIELDS
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
-from llmplane.gateway.admin_fields import optional_models, optional_positive_int, required_str
+from llmplane.gateway.admin_fields import (
+    optional_model_limits,
+    optional_models,
+    optional_positive_int,
+    required_str,
+)
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -28,17 +34,29 @@ from llmplane.gateway.http import (
 from llmplane.gateway.validation import parse_json_object
 
 
+def _no_unknown(body: dict[str, Any], known: tuple[str, ...], what: str) -> None:
+    unknown = set(body) - set(known)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise InvalidRequestError(f"Unknown {what} field '{field}'.", param=field)
+
+
 @requires(Policy.ADMIN)
 @endpoint
 async def create_team(scope: RequestScope) -> Response:
-    """Create a team (unique name; optional model allowlist and max_tokens ceiling)."""
+    """Create a team (unique name; optional model allowlist, max_tokens ceiling, rpm and
+    tpm, and rpm/tpm per model)."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
+    _no_unknown(body, ("name", *TEAM_FIELDS), "team")
     team = await asyncio.to_thread(
         scope.services.teams.create_team,
         required_str(body, "name"),
         models=optional_models(scope.services.router, body),
         max_tokens=optional_positive_int(body, "max_tokens"),
+        rpm=optional_positive_int(body, "rpm"),
+        tpm=optional_positive_int(body, "tpm"),
+        model_limits=optional_model_limits(scope.services.router, body),
         actor=principal.key_id,
     )
     return json_response(scope, team.to_json(), status=201)
@@ -76,20 +94,22 @@ async def show_team(scope: RequestScope) -> Response:
 @requires(Policy.ADMIN)
 @endpoint
 async def update_team(scope: RequestScope) -> Response:
-    """Change a team's name, model allowlist or max_tokens ceiling."""
+    """Change a team's name, model allowlist, max_tokens ceiling or rate limits (a field
+    set to null is removed; ``model_limits`` is replaced as a whole)."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
+    _no_unknown(body, TEAM_FIELDS, "team")
+    router = scope.services.router
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = required_str(body, "name")
     if "models" in body:
-        changes["models"] = optional_models(scope.services.router, body)
-    if "max_tokens" in body:
-        changes["max_tokens"] = optional_positive_int(body, "max_tokens")
-    unknown = set(body) - {"name", "models", "max_tokens"}
-    if unknown:
-        field = sorted(unknown)[0]
-        raise InvalidRequestError(f"Unknown team field '{field}'.", param=field)
+        changes["models"] = optional_models(router, body)
+    if "model_limits" in body:
+        changes["model_limits"] = optional_model_limits(router, body)
+    for name in ("max_tokens", "rpm", "tpm"):
+        if name in body:
+            changes[name] = optional_positive_int(body, name)
     team = await asyncio.to_thread(
         scope.services.teams.update_team,
         scope.request.path_params["team"],
@@ -102,9 +122,10 @@ async def update_team(scope: RequestScope) -> Response:
 @requires(Policy.TEAM)
 @endpoint
 async def create_service(scope: RequestScope) -> Response:
-    """Create a service owned by a team."""
+    """Create a service owned by a team (optional rpm and tpm limits)."""
     principal = await scope.manager()
     body = parse_json_object(await scope.body())
+    _no_unknown(body, ("team", *SERVICE_FIELDS), "service")
     team = body.get("team")
     if not isinstance(team, str):
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
@@ -113,9 +134,40 @@ async def create_service(scope: RequestScope) -> Response:
         scope.services.teams.create_service,
         team,
         required_str(body, "name"),
+        rpm=optional_positive_int(body, "rpm"),
+        tpm=optional_positive_int(body, "tpm"),
         actor=principal.key_id,
     )
     return json_response(scope, service.to_json(), status=201)
+
+
+@requires(Policy.TEAM)
+@endpoint
+async def update_service(scope: RequestScope) -> Response:
+    """Change a service's name or rate limits (``team`` names its owner; null removes a
+    limit); a team admin may change its team's services."""
+    principal = await scope.manager()
+    body = parse_json_object(await scope.body())
+    _no_unknown(body, ("team", *SERVICE_FIELDS), "service")
+    team = body.get("team")
+    if not isinstance(team, str):
+        raise InvalidRequestError("'team' (id or name) is required.", param="team")
+    owner = await asyncio.to_thread(scope.services.teams.get_team, team)
+    require_team(principal, owner.id)
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = required_str(body, "name")
+    for name in ("rpm", "tpm"):
+        if name in body:
+            changes[name] = optional_positive_int(body, name)
+    service = await asyncio.to_thread(
+        scope.services.teams.update_service,
+        owner.id,
+        scope.request.path_params["service"],
+        changes,
+        actor=principal.key_id,
+    )
+    return json_response(scope, service.to_json())
 
 
 @requires(Policy.TEAM)
@@ -239,6 +291,7 @@ routes = [
     Route("/admin/teams/{team}", update_team, methods=["PATCH"]),
     Route("/admin/services", create_service, methods=["POST"]),
     Route("/admin/services", list_services, methods=["GET"]),
+    Route("/admin/services/{service}", update_service, methods=["PATCH"]),
     Route("/admin/budgets", put_budget, methods=["PUT"]),
     Route("/admin/budgets", list_budgets, methods=["GET"]),
     Route("/admin/audit", audit, methods=["GET"]),

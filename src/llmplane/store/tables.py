@@ -86,6 +86,9 @@ teams = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("models", JSON, nullable=True),
     Column("max_tokens", Integer, nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("model_limits", JSON, nullable=True),  # {model: {"rpm": N, "tpm": M}}
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -96,6 +99,8 @@ services = Table(
     Column("id", String(64), primary_key=True),
     Column("team_id", String(64), nullable=False, index=True),
     Column("name", String(200), nullable=False),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("team_id", "name", name="uq_services_team_name"),
 )
