@@ -9,6 +9,15 @@ from llmplane.errors import InvalidRequestError
 from llmplane.gateway.router import ModelRouter
 
 
+def refuse_unknown(body: dict[str, Any], known: tuple[str, ...], what: str) -> None:
+    """A 400 naming the first field of ``body`` that is not in ``known`` (a typo such as
+    ``rmp`` must not pass silently)."""
+    unknown = set(body) - set(known)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise InvalidRequestError(f"Unknown {what} field '{field}'.", param=field)
+
+
 def optional_str(body: dict[str, Any], name: str) -> str | None:
     """A string field, if present."""
     value = body.get(name)

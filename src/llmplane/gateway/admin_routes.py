@@ -19,11 +19,13 @@ from llmplane.gateway.admin_fields import (
     optional_positive_int,
     optional_str,
     query_time,
+    refuse_unknown,
     required_str,
 )
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
+    documented,
     endpoint,
     json_response,
     require_team,
@@ -32,6 +34,19 @@ from llmplane.gateway.http import (
 from llmplane.gateway.validation import parse_json_object
 
 _FLUSH_WAIT_S = 5.0
+_KEY_FIELDS = (
+    "name",
+    "team",
+    "service",
+    "user",
+    "models",
+    "rpm",
+    "tpm",
+    "role",
+    "budget_usd",
+    "period",
+    "expires_at",
+)
 
 
 def _no_more_than_own(
@@ -67,12 +82,14 @@ def _no_more_than_own(
 
 
 @requires(Policy.TEAM)
+@documented("KeyCreated", request="KeyCreate", status=201)
 @endpoint
 async def create_key(scope: RequestScope) -> Response:
     """Create a virtual key; the plaintext is in this answer and nowhere else."""
     principal = await scope.manager()
     services = scope.services
     body = parse_json_object(await scope.body())
+    refuse_unknown(body, _KEY_FIELDS, "key")
     name = required_str(body, "name")
     models = optional_models(services.router, body)
     team_ref, service_ref = optional_str(body, "team"), optional_str(body, "service")
@@ -123,6 +140,13 @@ async def create_key(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented(
+    "KeyList",
+    query={
+        "include_revoked": "true to list revoked keys too",
+        "team": "Only this team's keys (id or name)",
+    },
+)
 @endpoint
 async def list_keys(scope: RequestScope) -> Response:
     """Every active key (``?include_revoked=true`` for all, ``?team=`` for one team's; a team
@@ -141,6 +165,7 @@ async def list_keys(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("Key")
 @endpoint
 async def revoke_key(scope: RequestScope) -> Response:
     """Revoke a key by id or unique name; it stops working at once."""
@@ -152,6 +177,15 @@ async def revoke_key(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented(
+    "Spend",
+    query={
+        "since": "ISO 8601 start (inclusive)",
+        "until": "ISO 8601 end (exclusive)",
+        "by": "team, service, key, user, model, deployment, day or tag",
+        "team": "Only this team (id or name)",
+    },
+)
 @endpoint
 async def spend(scope: RequestScope) -> Response:
     """Totals by key and model, including every call finished before this request
@@ -179,6 +213,11 @@ async def spend(scope: RequestScope) -> Response:
 
 
 @requires(Policy.ADMIN)
+@documented(
+    "SpendReport",
+    query={"month": "The month, e.g. 2026-11", "format": "csv for CSV"},
+    other_media={"text/csv": "The report as CSV (format=csv)."},
+)
 @endpoint
 async def spend_report(scope: RequestScope) -> Response:
     """A month's spend for finance (``?month=2026-11``; ``&format=csv`` for CSV)."""
@@ -202,6 +241,7 @@ async def spend_report(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("KeyCreated")
 @endpoint
 async def rotate_key(scope: RequestScope) -> Response:
     """A new secret for a key; the old secret stops working."""

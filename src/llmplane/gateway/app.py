@@ -31,6 +31,7 @@ from llmplane.gateway.calls import ModelCaller
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
+    documented,
     endpoint,
     error_response,
     json_response,
@@ -110,6 +111,7 @@ def _ping(engine: Engine) -> None:
 
 
 @requires(Policy.PUBLIC)
+@documented("Health")
 @endpoint
 async def live(scope: RequestScope) -> Response:
     """The process is up."""
@@ -117,6 +119,7 @@ async def live(scope: RequestScope) -> Response:
 
 
 @requires(Policy.PUBLIC)
+@documented("Health")
 @endpoint
 async def ready(scope: RequestScope) -> Response:
     """The store answers; 503 otherwise."""
@@ -131,6 +134,7 @@ async def ready(scope: RequestScope) -> Response:
 
 
 @requires(Policy.PUBLIC)
+@documented("OpenAPI")
 @endpoint
 async def openapi(scope: RequestScope) -> Response:
     """The OpenAPI document of every route (built from the routes themselves)."""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmplane.gateway")
 
+_T = TypeVar("_T")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _BEARER = "bearer "
 
@@ -102,6 +103,41 @@ def requires(policy: Policy) -> Callable[[_Endpoint], _Endpoint]:
 
     def declare(route: _Endpoint) -> _Endpoint:
         route.policy = policy  # type: ignore[attr-defined]
+        return route
+
+    return declare
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDoc:
+    """What a route accepts and answers, by schema name (:mod:`llmplane.gateway.schemas`)."""
+
+    response: str
+    request: str | None = None
+    status: int = 200
+    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    other_media: tuple[tuple[str, str], ...] = ()  # (media type, description)
+
+
+def documented(
+    response: str,
+    *,
+    request: str | None = None,
+    status: int = 200,
+    query: dict[str, str] | None = None,
+    other_media: dict[str, str] | None = None,
+) -> Callable[[_T], _T]:
+    """Declare the route's request and response schemas and query parameters."""
+    doc = ApiDoc(
+        response,
+        request,
+        status,
+        tuple((query or {}).items()),
+        tuple((other_media or {}).items()),
+    )
+
+    def declare(route: _T) -> _T:
+        route.api = doc  # type: ignore[attr-defined]
         return route
 
     return declare

@@ -11,7 +11,14 @@ from llmplane.accounting.keys import Principal
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.calls import CallContext, CallResult
-from llmplane.gateway.http import Policy, RequestScope, endpoint, json_response, requires
+from llmplane.gateway.http import (
+    Policy,
+    RequestScope,
+    documented,
+    endpoint,
+    json_response,
+    requires,
+)
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.streaming import RelayResponse
 from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
@@ -91,6 +98,13 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
 
 
 @requires(Policy.KEY)
+@documented(
+    "ChatCompletion",
+    request="ChatCompletionRequest",
+    other_media={
+        "text/event-stream": "Server-sent chat.completion.chunk events when stream is true."
+    },
+)
 @endpoint
 async def chat_completions(scope: RequestScope) -> Response:
     """Chat completions, JSON or server-sent events."""
@@ -113,6 +127,7 @@ async def chat_completions(scope: RequestScope) -> Response:
 
 
 @requires(Policy.KEY)
+@documented("EmbeddingList", request="EmbeddingRequest")
 @endpoint
 async def embeddings(scope: RequestScope) -> Response:
     """Embeddings for one or many inputs."""
@@ -125,6 +140,7 @@ async def embeddings(scope: RequestScope) -> Response:
 
 
 @requires(Policy.KEY)
+@documented("ModelList")
 @endpoint
 async def list_models(scope: RequestScope) -> Response:
     """The models this key may use."""

@@ -3,8 +3,9 @@
 Every route contributes its method, path, summary and description (its
 docstring), path parameters, the bearer-key security and its access policy
 (``x-llmplane-policy``), so the document cannot drift from the routes. Request
-and response bodies are described as JSON objects; the OpenAI-compatible
-routes follow OpenAI's own published schema.
+and response bodies and query parameters come from each route's
+:func:`~llmplane.gateway.http.documented` declaration and the schemas in
+:mod:`llmplane.gateway.schemas`; the tests validate real traffic against them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from llmplane import __version__
+from llmplane.gateway.http import ApiDoc
+from llmplane.gateway.schemas import SCHEMAS
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -29,20 +32,27 @@ _STATUS_TEXT = {
 }
 
 
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 def _operation(route: Route, method: str) -> dict[str, Any]:
     doc = (route.endpoint.__doc__ or "").strip()
     summary, _, description = doc.partition("\n")
     policy = getattr(route.endpoint, "policy", None)
+    api: ApiDoc | None = getattr(route.endpoint, "api", None)
+    success: dict[str, Any] = {"description": "OK"}
+    if api is not None:
+        success["content"] = _json(_ref(api.response))
+        for media, text in api.other_media:
+            success["content"][media] = {"schema": {"type": "string", "description": text}}
     operation: dict[str, Any] = {
         "operationId": f"{method.lower()}_{route.name}",
         "summary": summary.strip(),
         "responses": {
-            "200": {
-                "description": "OK",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
+            str(api.status if api else 200): success,
             **{
-                code: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+                code: {"description": text, "content": _json(_ERROR)}
                 for code, text in _STATUS_TEXT.items()
             },
         },
@@ -50,20 +60,28 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
     }
     if description.strip():
         operation["description"] = " ".join(description.split())
-    params = _PARAM.findall(route.path)
-    if params:
-        operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in params
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAM.findall(route.path)
+    ]
+    if api is not None:
+        parameters += [
+            {"name": name, "in": "query", "description": text, "schema": {"type": "string"}}
+            for name, text in api.query
         ]
-    if method in ("POST", "PUT", "PATCH"):
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
+    if parameters:
+        operation["parameters"] = parameters
+    if api is not None and api.request is not None:
+        operation["requestBody"] = {"required": True, "content": _json(_ref(api.request))}
     if str(policy) != "public":
         operation["security"] = [{"bearerKey": []}]
     return operation
+
+
+def _ref(name: str) -> dict[str, str]:
+    if name not in SCHEMAS:
+        raise KeyError(f"no schema named {name!r} in llmplane.gateway.schemas")
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
@@ -87,6 +105,7 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearerKey": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                **SCHEMAS,
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -101,7 +120,7 @@ def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
                             },
                         }
                     },
-                }
+                },
             },
         },
     }

@@ -21,11 +21,13 @@ from llmplane.gateway.admin_fields import (
     optional_model_limits,
     optional_models,
     optional_positive_int,
+    refuse_unknown,
     required_str,
 )
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
+    documented,
     endpoint,
     json_response,
     require_team,
@@ -34,21 +36,15 @@ from llmplane.gateway.http import (
 from llmplane.gateway.validation import parse_json_object
 
 
-def _no_unknown(body: dict[str, Any], known: tuple[str, ...], what: str) -> None:
-    unknown = set(body) - set(known)
-    if unknown:
-        field = sorted(unknown)[0]
-        raise InvalidRequestError(f"Unknown {what} field '{field}'.", param=field)
-
-
 @requires(Policy.ADMIN)
+@documented("Team", request="TeamCreate", status=201)
 @endpoint
 async def create_team(scope: RequestScope) -> Response:
     """Create a team (unique name; optional model allowlist, max_tokens ceiling, rpm and
     tpm, and rpm/tpm per model)."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
-    _no_unknown(body, ("name", *TEAM_FIELDS), "team")
+    refuse_unknown(body, ("name", *TEAM_FIELDS), "team")
     team = await asyncio.to_thread(
         scope.services.teams.create_team,
         required_str(body, "name"),
@@ -63,6 +59,7 @@ async def create_team(scope: RequestScope) -> Response:
 
 
 @requires(Policy.ADMIN)
+@documented("TeamList")
 @endpoint
 async def list_teams(scope: RequestScope) -> Response:
     """Every team."""
@@ -72,6 +69,7 @@ async def list_teams(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("TeamDetail")
 @endpoint
 async def show_team(scope: RequestScope) -> Response:
     """One team with its services and budget."""
@@ -92,13 +90,14 @@ async def show_team(scope: RequestScope) -> Response:
 
 
 @requires(Policy.ADMIN)
+@documented("Team", request="TeamUpdate")
 @endpoint
 async def update_team(scope: RequestScope) -> Response:
     """Change a team's name, model allowlist, max_tokens ceiling or rate limits (a field
     set to null is removed; ``model_limits`` is replaced as a whole)."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
-    _no_unknown(body, TEAM_FIELDS, "team")
+    refuse_unknown(body, TEAM_FIELDS, "team")
     router = scope.services.router
     changes: dict[str, Any] = {}
     if "name" in body:
@@ -120,12 +119,13 @@ async def update_team(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("Service", request="ServiceCreate", status=201)
 @endpoint
 async def create_service(scope: RequestScope) -> Response:
     """Create a service owned by a team (optional rpm and tpm limits)."""
     principal = await scope.manager()
     body = parse_json_object(await scope.body())
-    _no_unknown(body, ("team", *SERVICE_FIELDS), "service")
+    refuse_unknown(body, ("team", *SERVICE_FIELDS), "service")
     team = body.get("team")
     if not isinstance(team, str):
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
@@ -142,13 +142,14 @@ async def create_service(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("Service", request="ServiceUpdate")
 @endpoint
 async def update_service(scope: RequestScope) -> Response:
     """Change a service's name or rate limits (``team`` names its owner; null removes a
     limit); a team admin may change its team's services."""
     principal = await scope.manager()
     body = parse_json_object(await scope.body())
-    _no_unknown(body, ("team", *SERVICE_FIELDS), "service")
+    refuse_unknown(body, ("team", *SERVICE_FIELDS), "service")
     team = body.get("team")
     if not isinstance(team, str):
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
@@ -171,6 +172,7 @@ async def update_service(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("ServiceList", query={"team": "Only this team's services (id or name)"})
 @endpoint
 async def list_services(scope: RequestScope) -> Response:
     """Every service, or one team's (``?team=``; a team admin sees its team's)."""
@@ -187,6 +189,7 @@ async def list_services(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented("Budget", request="BudgetSet")
 @endpoint
 async def put_budget(scope: RequestScope) -> Response:
     """Set the budget of a key, service or team (names are resolved to ids); a team admin
@@ -194,6 +197,7 @@ async def put_budget(scope: RequestScope) -> Response:
     principal = await scope.manager()
     services = scope.services
     body = parse_json_object(await scope.body())
+    refuse_unknown(body, ("scope", "target", "team", "limit_usd", "period", "thresholds"), "budget")
     kind, target = body.get("scope"), body.get("target")
     if not isinstance(kind, str) or kind not in ("key", "service", "team"):
         raise InvalidRequestError("'scope' must be key, service or team.", param="scope")
@@ -249,6 +253,7 @@ async def put_budget(scope: RequestScope) -> Response:
 
 
 @requires(Policy.ADMIN)
+@documented("BudgetList")
 @endpoint
 async def list_budgets(scope: RequestScope) -> Response:
     """Every budget with the spend counted against it in its current period (this process)."""
@@ -267,6 +272,13 @@ async def list_budgets(scope: RequestScope) -> Response:
 
 
 @requires(Policy.ADMIN)
+@documented(
+    "AuditList",
+    query={
+        "limit": "At most this many entries (1-10000, default 100)",
+        "object_type": "key, team, service or budget",
+    },
+)
 @endpoint
 async def audit(scope: RequestScope) -> Response:
     """The newest audit entries (``?limit=``, ``?object_type=``)."""

@@ -1,0 +1,293 @@
+"""JSON Schemas of the gateway's request and response bodies, for the OpenAPI document.
+
+Routes name their schemas with :func:`llmplane.gateway.http.documented`; the
+test suite validates every route's real requests and answers against them, so
+the document cannot drift from what the routes accept and return. The
+OpenAI-compatible bodies are described by their required fields only: OpenAI's
+published schema is the reference for the rest, which is passed through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_OPT_STR = {"type": ["string", "null"]}
+_OPT_LIMIT = {"type": ["integer", "null"], "minimum": 1}
+_TIME = {"type": "string", "format": "date-time"}
+_OPT_TIME = {"type": ["string", "null"], "format": "date-time"}
+_MODELS = {"type": ["array", "null"], "items": _STR}
+_PERIOD = {"enum": ["day", "week", "month", "none"]}
+_MODEL_LIMITS = {
+    "type": ["object", "null"],
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT},
+        "additionalProperties": False,
+        "minProperties": 1,
+    },
+    "description": 'Rate limits of the team\'s use of each model: {"gpt-4o": {"rpm": 100}}.',
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(
+    properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return _object(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref(name)}},
+        ("object", "data"),
+    )
+
+
+def _answer(properties: dict[str, Any]) -> dict[str, Any]:
+    """A response object: every listed field is always present."""
+    return _object(properties, tuple(properties))
+
+
+_TOTALS = {
+    "requests": _INT,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "cost_usd": _NUM,
+}
+
+_KEY = {
+    "id": _STR,
+    "name": _STR,
+    "key_hint": _STR,
+    "team_id": _OPT_STR,
+    "service_id": _OPT_STR,
+    "user_id": _OPT_STR,
+    "models": _MODELS,
+    "created_at": _TIME,
+    "revoked_at": _OPT_TIME,
+    "expires_at": _OPT_TIME,
+    "rpm": _OPT_LIMIT,
+    "tpm": _OPT_LIMIT,
+    "role": {"enum": ["member", "team_admin"]},
+    "status": {"enum": ["active", "revoked"]},
+}
+
+_TEAM = {
+    "id": _STR,
+    "name": _STR,
+    "models": _MODELS,
+    "max_tokens": _OPT_LIMIT,
+    "rpm": _OPT_LIMIT,
+    "tpm": _OPT_LIMIT,
+    "model_limits": _MODEL_LIMITS,
+}
+
+_SERVICE = {"id": _STR, "team_id": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
+
+_BUDGET = {
+    "id": _STR,
+    "scope": {"enum": ["key", "service", "team"]},
+    "scope_id": _STR,
+    "limit_usd": _NUM,
+    "period": _PERIOD,
+    "thresholds": {"type": "array", "items": _INT},
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
+    "OpenAPI": _object({"openapi": _STR}, ("openapi",), closed=False),
+    "ModelList": _object(
+        {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": _object({"id": _STR, "object": {"const": "model"}}, ("id",), closed=False),
+            },
+        },
+        ("object", "data"),
+    ),
+    "ChatCompletionRequest": _object(
+        {
+            "model": _STR,
+            "messages": {"type": "array", "minItems": 1},
+            "stream": {"type": "boolean"},
+        },
+        ("model", "messages"),
+        closed=False,
+    ),
+    "ChatCompletion": _object(
+        {"id": _STR, "object": _STR, "model": _STR, "choices": {"type": "array"}},
+        ("id", "choices"),
+        closed=False,
+    ),
+    "EmbeddingRequest": _object(
+        {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
+    ),
+    "EmbeddingList": _object(
+        {"object": {"const": "list"}, "data": {"type": "array"}, "model": _STR},
+        ("object", "data"),
+        closed=False,
+    ),
+    "KeyCreate": _object(
+        {
+            "name": _STR,
+            "team": {**_STR, "description": "Team id or name."},
+            "service": {**_STR, "description": "Service id or name (needs team)."},
+            "user": _STR,
+            "models": _MODELS,
+            "rpm": _OPT_LIMIT,
+            "tpm": _OPT_LIMIT,
+            "role": {"enum": ["member", "team_admin"]},
+            "budget_usd": {"type": "number", "minimum": 0},
+            "period": _PERIOD,
+            "expires_at": _TIME,
+        },
+        ("name",),
+    ),
+    "Key": _answer(_KEY),
+    "KeyCreated": _object(
+        {
+            **_KEY,
+            "key": {**_STR, "description": "The key itself, shown once."},
+            "budget": _ref("Budget"),
+        },
+        (*_KEY, "key"),
+    ),
+    "KeyList": _list_of("Key"),
+    "SpendTotals": _answer(_TOTALS),
+    "Spend": _object(
+        {
+            "since": _OPT_TIME,
+            "until": _OPT_TIME,
+            "total": _ref("SpendTotals"),
+            "by_key": {
+                "type": "array",
+                "items": _answer({"key_id": _OPT_STR, "name": _OPT_STR, **_TOTALS}),
+            },
+            "by_model": {"type": "array", "items": _answer({"model": _STR, **_TOTALS})},
+            "by": {"type": "string", "description": "The dimension of rows (with ?by=)."},
+            "rows": {
+                "type": "array",
+                "items": _object({"name": _OPT_STR, **_TOTALS}, tuple(_TOTALS), closed=False),
+                "description": "One row per value of the ?by= dimension, named after it.",
+            },
+        },
+        ("since", "until", "total", "by_key", "by_model"),
+    ),
+    "SpendReport": _answer(
+        {
+            "month": _STR,
+            "previous_month": _STR,
+            "total_cost_usd": _NUM,
+            "previous_total_cost_usd": _NUM,
+            "change_pct": {"type": ["number", "null"]},
+            "by_team_service": {
+                "type": "array",
+                "items": _answer(
+                    {
+                        "team": _OPT_STR,
+                        "service": _OPT_STR,
+                        "requests": _INT,
+                        "tokens": _INT,
+                        "cost_usd": _NUM,
+                        "previous_cost_usd": _NUM,
+                        "change_pct": {"type": ["number", "null"]},
+                    }
+                ),
+            },
+            "by_model": {
+                "type": "array",
+                "items": _answer(
+                    {
+                        "model": _STR,
+                        "requests": _INT,
+                        "tokens": _INT,
+                        "cost_usd": _NUM,
+                        "cost_per_mtok_usd": {"type": ["number", "null"]},
+                        "previous_cost_per_mtok_usd": {"type": ["number", "null"]},
+                        "change_pct": {"type": ["number", "null"]},
+                    }
+                ),
+            },
+        }
+    ),
+    "TeamCreate": _object(
+        {
+            "name": _STR,
+            "models": _MODELS,
+            "max_tokens": _OPT_LIMIT,
+            "rpm": _OPT_LIMIT,
+            "tpm": _OPT_LIMIT,
+            "model_limits": _MODEL_LIMITS,
+        },
+        ("name",),
+    ),
+    "TeamUpdate": _object(
+        {
+            "name": _STR,
+            "models": _MODELS,
+            "max_tokens": _OPT_LIMIT,
+            "rpm": _OPT_LIMIT,
+            "tpm": _OPT_LIMIT,
+            "model_limits": _MODEL_LIMITS,
+        }
+    ),
+    "Team": _answer(_TEAM),
+    "TeamDetail": _answer(
+        {
+            **_TEAM,
+            "services": {"type": "array", "items": _ref("Service")},
+            "budget": {"oneOf": [_ref("Budget"), {"type": "null"}]},
+        }
+    ),
+    "TeamList": _list_of("Team"),
+    "ServiceCreate": _object(
+        {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}, ("team", "name")
+    ),
+    "ServiceUpdate": _object(
+        {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}, ("team",)
+    ),
+    "Service": _answer(_SERVICE),
+    "ServiceList": _list_of("Service"),
+    "BudgetSet": _object(
+        {
+            "scope": {"enum": ["key", "service", "team"]},
+            "target": {**_STR, "description": "The key, service or team (id or name)."},
+            "team": {**_STR, "description": "For a service: its team."},
+            "limit_usd": {"type": "number", "minimum": 0},
+            "period": _PERIOD,
+            "thresholds": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 100},
+            },
+        },
+        ("scope", "target", "limit_usd"),
+    ),
+    "Budget": _answer(_BUDGET),
+    "BudgetWithSpend": _answer({**_BUDGET, "spent_usd": {"type": ["number", "null"]}}),
+    "BudgetList": _list_of("BudgetWithSpend"),
+    "AuditEntry": _answer(
+        {
+            "id": _INT,
+            "at": _TIME,
+            "actor": _STR,
+            "action": _STR,
+            "object_type": _STR,
+            "object_id": _STR,
+            "before": {"type": ["object", "null"]},
+            "after": {"type": ["object", "null"]},
+        }
+    ),
+    "AuditList": _list_of("AuditEntry"),
+}
