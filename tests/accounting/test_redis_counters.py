@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -29,45 +29,48 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+Replicas = Callable[..., list[RedisAdmissionGuard]]
+
+
 @pytest.fixture
-async def clients(redis_url: str) -> AsyncIterator[list[Redis]]:
-    """Three connections, as three replicas would have, closed after the test."""
-    made = [connect(redis_url) for _ in range(3)]
-    yield made
-    for client in made:
-        await client.aclose()
+async def replicas(engine: Engine, redis: Redis, redis_url: str) -> AsyncIterator[Replicas]:
+    """Make three guards with their own connections, as three replicas would have; all
+    are closed after the test."""
+    made: list[RedisAdmissionGuard] = []
 
+    def make(**options: Any) -> list[RedisAdmissionGuard]:
+        guards = [RedisAdmissionGuard.from_url(engine, redis_url, **options) for _ in range(3)]
+        for guard in guards:
+            guard.replace_budgets(load_budgets(engine))
+        made.extend(guards)
+        return guards
 
-def _replicas(engine: Engine, clients: list[Redis], **options: Any) -> list[RedisAdmissionGuard]:
-    guards = [RedisAdmissionGuard(engine, client, **options) for client in clients]
-    for guard in guards:
-        guard.replace_budgets(load_budgets(engine))
-    return guards
+    yield make
+    for guard in made:
+        await guard.aclose()
 
 
 async def test_fifty_admissions_over_three_replicas_against_room_for_ten(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    replicas = _replicas(engine, clients)
+    guards = replicas()
 
     async def one(i: int) -> bool:
         try:
-            await replicas[i % 3].admit(KEY, NANO // 10)
+            await guards[i % 3].admit(KEY, NANO // 10)
         except BudgetExceededError:
             return False
         return True
 
     assert sum(await asyncio.gather(*(one(i) for i in range(50)))) == 10
-    for guard in replicas:
-        await guard.aclose()
 
 
 async def test_settlement_counts_real_cost_and_releases_the_rest(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
     set_budget(engine, "team", "team_r", limit_usd=1.0, period="day")
-    here, there, _ = _replicas(engine, clients)
+    here, there, _ = replicas()
     held = await here.admit(KEY, NANO)
     with pytest.raises(BudgetExceededError, match="team budget"):
         await there.admit(KEY, 1)
@@ -79,10 +82,10 @@ async def test_settlement_counts_real_cost_and_releases_the_rest(
 
 
 async def test_a_crashed_replicas_holds_expire(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    crashed, alive, _ = _replicas(engine, clients, reservation_ttl_s=0.3)
+    crashed, alive, _ = replicas(reservation_ttl_s=0.3)
     await crashed.admit(KEY, NANO)  # never settled: the replica died
     with pytest.raises(BudgetExceededError):
         await alive.admit(KEY, 1)
@@ -93,11 +96,11 @@ async def test_a_crashed_replicas_holds_expire(
 
 
 async def test_counters_are_rebuilt_from_the_ledger_after_redis_loses_them(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
     await record_spend(engine, NANO // 2, key_id="key_r")
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    guard = _replicas(engine, clients)[0]
+    guard = replicas()[0]
     await guard.admit(KEY, NANO // 4)
     await redis.flushall()  # Redis loses everything
     with pytest.raises(BudgetExceededError):
@@ -106,14 +109,12 @@ async def test_counters_are_rebuilt_from_the_ledger_after_redis_loses_them(
     await guard.aclose()
 
 
-async def test_rpm_holds_across_replicas(
-    engine: Engine, redis: Redis, clients: list[Redis]
-) -> None:
-    replicas = _replicas(engine, clients)
+async def test_rpm_holds_across_replicas(engine: Engine, redis: Redis, replicas: Replicas) -> None:
+    guards = replicas()
     outcomes = []
     for i in range(12):
         try:
-            reservation = await replicas[i % 3].admit(LIMITED, 1)
+            reservation = await guards[i % 3].admit(LIMITED, 1)
             outcomes.append(reservation.headers["x-ratelimit-remaining-requests"])
         except RateLimitError as exc:
             outcomes.append(exc.headers["x-ratelimit-remaining-requests"])
@@ -122,10 +123,10 @@ async def test_rpm_holds_across_replicas(
 
 
 async def test_a_request_refused_by_budget_does_not_use_up_the_rpm(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    guard = _replicas(engine, clients)[0]
+    guard = replicas()[0]
     for _ in range(10):
         with pytest.raises(BudgetExceededError):
             await guard.admit(LIMITED, 2 * NANO)
@@ -135,11 +136,11 @@ async def test_a_request_refused_by_budget_does_not_use_up_the_rpm(
 
 async def test_unreachable_redis_fails_closed_or_open(engine: Engine) -> None:
     set_budget(engine, "key", "key_r", limit_usd=1.0, period="month")
-    closed = RedisAdmissionGuard(engine, connect("redis://127.0.0.1:9/0"))
+    closed = RedisAdmissionGuard.from_url(engine, "redis://127.0.0.1:9/0")
     closed.replace_budgets(load_budgets(engine))
     with pytest.raises(ServiceUnavailableError):
         await closed.admit(KEY, 1)
-    opened = RedisAdmissionGuard(engine, connect("redis://127.0.0.1:9/0"), failure_mode="open")
+    opened = RedisAdmissionGuard.from_url(engine, "redis://127.0.0.1:9/0", failure_mode="open")
     opened.replace_budgets(load_budgets(engine))
     opened.settle(await opened.admit(KEY, 1), 1)
     assert opened.fail_open_admissions == 1
@@ -148,9 +149,9 @@ async def test_unreachable_redis_fails_closed_or_open(engine: Engine) -> None:
 
 
 async def test_tpm_holds_across_replicas_and_settles_real_tokens(
-    engine: Engine, redis: Redis, clients: list[Redis]
+    engine: Engine, redis: Redis, replicas: Replicas
 ) -> None:
-    here, there, _ = _replicas(engine, clients)
+    here, there, _ = replicas()
     limited = Principal(key_id="key_t", name="t", tpm=1000)
     first = await here.admit(limited, 0, 600)
     assert first.headers["x-ratelimit-remaining-tokens"] == "400"

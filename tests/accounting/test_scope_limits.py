@@ -37,9 +37,10 @@ async def guards(request: pytest.FixtureRequest, engine: Engine) -> AsyncIterato
             made.append(LocalAdmissionGuard(engine))
             return made * n
         url = request.getfixturevalue("redis_url")
-        for _ in range(n):
-            made.append(RedisAdmissionGuard(engine, connect(url), prefix=request.node.name[-40:]))
-        await made[0]._redis.flushall()  # type: ignore[attr-defined]
+        flusher = connect(url)
+        await flusher.flushall()
+        await flusher.aclose()
+        made.extend(RedisAdmissionGuard.from_url(engine, url) for _ in range(n))
         return made
 
     yield make

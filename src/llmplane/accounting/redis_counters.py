@@ -45,6 +45,7 @@ from llmplane.accounting.budgets import (
 )
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.limits import RateLimit, TightestHeaders, rpm_refusal, tpm_refusal
+from llmplane.accounting.resp import RespConnection, Script
 from llmplane.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -235,12 +236,13 @@ class _Unique:
 
 class RedisAdmissionGuard(AdmissionGuard):
     """Rate limits and reserve-then-settle across replicas: one script call per admission,
-    settlements sent in batches (one pipeline per event-loop turn)."""
+    settlements sent in pipelined batches, both on a shared :class:`RespConnection`."""
 
     def __init__(
         self,
         engine: Engine,
         redis: Redis,
+        scripts: RespConnection,
         *,
         prefix: str = "llmplane",
         reservation_ttl_s: float = 900.0,
@@ -248,11 +250,12 @@ class RedisAdmissionGuard(AdmissionGuard):
     ) -> None:
         super().__init__(engine)
         self._redis = redis
+        self._scripts = scripts
         self._prefix = prefix
         self._ttl_ms = int(reservation_ttl_s * 1000)
         self._failure_mode = failure_mode
-        self._admit_script = redis.register_script(_ADMIT)
-        self._settle_script = redis.register_script(_SETTLE)
+        self._admit_script = Script(_ADMIT)
+        self._settle_script = Script(_SETTLE)
         self._unsettled: list[tuple[list[str], str, int, int, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._unique = _Unique()
@@ -306,7 +309,7 @@ class RedisAdmissionGuard(AdmissionGuard):
             args += [budget.limit_nanousd, _PERIOD_TTL_S[budget.period]]
         try:
             for _ in range(len(budgets) + 1):
-                status, *rest = await self._admit_script(keys=keys, args=args)
+                status, *rest = await self._scripts.run(self._admit_script, keys, args)
                 if status == 1:
                     reservation.headers = _admitted_headers(limits, [int(v) for v in rest])
                     return reservation
@@ -367,12 +370,13 @@ class RedisAdmissionGuard(AdmissionGuard):
                 self._unsettled[_SETTLE_BATCH:],
             )
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys, token, cost, tokens, tpm_limits in batch:
-                        await self._settle_script(
-                            keys=keys, args=[token, cost, tokens, tpm_limits], client=pipe
-                        )
-                    await pipe.execute()
+                await self._scripts.run_many(
+                    self._settle_script,
+                    [
+                        (keys, (token, cost, tokens, tpm_limits))
+                        for keys, token, cost, tokens, tpm_limits in batch
+                    ],
+                )
             except RedisError as exc:
                 # The holds expire on their own; the ledger rows count at the next rebuild.
                 log.warning(
@@ -389,8 +393,15 @@ class RedisAdmissionGuard(AdmissionGuard):
         return None if value is None else int(value)
 
     async def aclose(self) -> None:
-        """Send the settlements still queued, then close the connection pool."""
+        """Send the settlements still queued, then close the connections."""
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._flush()
+        await self._scripts.aclose()
         await self._redis.aclose()
+
+    @classmethod
+    def from_url(cls, engine: Engine, url: str, **options: Any) -> RedisAdmissionGuard:
+        """A guard on the Redis at ``url``: scripts on a lean pipelined connection, the
+        rest (rebuilds, reads) on redis-py."""
+        return cls(engine, connect(url), RespConnection(url), **options)

@@ -81,11 +81,11 @@ def build_services(
     admission: AdmissionGuard
     if settings.redis_url:
         # Imported here: the redis client is only needed when replicas share counters.
-        from llmplane.accounting.redis_counters import RedisAdmissionGuard, connect
+        from llmplane.accounting.redis_counters import RedisAdmissionGuard
 
-        admission = RedisAdmissionGuard(
+        admission = RedisAdmissionGuard.from_url(
             engine,
-            connect(settings.redis_url),
+            settings.redis_url,
             reservation_ttl_s=settings.reservation_ttl_s,
             failure_mode=settings.redis_failure_mode,
         )
