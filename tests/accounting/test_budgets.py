@@ -113,3 +113,19 @@ async def test_tpm_counts_worst_case_then_real_tokens(engine: Engine) -> None:
     guard.settle(first, 0, 100)  # it really used 100 tokens
     second = await guard.admit(limited, 0, 600)
     assert second.headers["x-ratelimit-remaining-tokens"] == "300"
+
+
+async def test_an_incremental_refresh_takes_only_changed_budgets(engine: Engine) -> None:
+    set_budget(engine, "key", "key_a", limit_usd=1.0, period="month")
+    guard = _guard(engine)
+    before = datetime.now(UTC)
+    set_budget(engine, "team", "team_x", limit_usd=0.5, period="day")
+    changed = load_budgets(engine, changed_since=before)
+    assert [(b.scope, b.scope_id) for b in changed] == [("team", "team_x")]
+    guard.update_budgets(changed)
+    assert {(b.scope, b.limit_nanousd) for b in guard.budgets()} == {
+        ("key", NANO),
+        ("team", NANO // 2),
+    }
+    with pytest.raises(BudgetExceededError, match="team budget"):
+        await guard.admit(KEY, NANO // 2 + 1)

@@ -123,10 +123,13 @@ _SCOPE_COLUMNS = {
 _SCOPES = frozenset(_SCOPE_COLUMNS)
 
 
-def load_budgets(engine: Engine) -> list[Budget]:
-    """Every budget in the store (blocking)."""
+def load_budgets(engine: Engine, *, changed_since: datetime | None = None) -> list[Budget]:
+    """Every budget in the store, or those changed since a time (blocking)."""
+    query = select(budgets).order_by(budgets.c.scope)
+    if changed_since is not None:
+        query = query.where(budgets.c.updated_at >= changed_since)
     with engine.connect() as connection:
-        rows = connection.execute(select(budgets).order_by(budgets.c.scope)).mappings().all()
+        rows = connection.execute(query).mappings().all()
     return [
         Budget(
             row["id"],
@@ -243,6 +246,11 @@ class AdmissionGuard:
     def replace_budgets(self, all_budgets: Sequence[Budget]) -> None:
         """Use this set of budgets from now on (start-up, refresh, or after an admin change)."""
         self._budgets = {(b.scope, b.scope_id): b for b in all_budgets}
+
+    def update_budgets(self, changed: Sequence[Budget]) -> None:
+        """Take new or changed budgets (an incremental refresh)."""
+        if changed:
+            self._budgets = {**self._budgets, **{(b.scope, b.scope_id): b for b in changed}}
 
     def budgets(self) -> list[Budget]:
         """Every budget in force."""

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -44,6 +45,8 @@ from llmplane.gateway.router import ModelRouter
 log = logging.getLogger("llmplane.gateway")
 
 _READY_TIMEOUT_S = 2.0
+_FULL_BUDGET_RELOAD_S = 60.0
+_CLOCK_SKEW = timedelta(seconds=2)
 
 
 @dataclass
@@ -61,10 +64,24 @@ class GatewayServices:
     admission: AdmissionGuard
     alerts: BudgetAlerts
     started_at: int = field(default_factory=lambda: int(time.time()))
+    _budgets_loaded_at: datetime | None = None
+    _budgets_full_at: float = 0.0
 
     async def reload_budgets(self) -> None:
-        """Read every budget from the store into the guard (after a change, and polled)."""
-        self.admission.replace_budgets(await asyncio.to_thread(load_budgets, self.engine))
+        """Bring the guard's budgets up to date (after a change, and polled): the budgets
+        changed since the last call, and every budget once a minute (a safety net for
+        clocks that disagree by more than the allowed skew)."""
+        now = datetime.now(UTC)
+        since = self._budgets_loaded_at
+        if since is None or time.monotonic() - self._budgets_full_at > _FULL_BUDGET_RELOAD_S:
+            self.admission.replace_budgets(await asyncio.to_thread(load_budgets, self.engine))
+            self._budgets_full_at = time.monotonic()
+        else:
+            changed = await asyncio.to_thread(
+                load_budgets, self.engine, changed_since=since - _CLOCK_SKEW
+            )
+            self.admission.update_budgets(changed)
+        self._budgets_loaded_at = now
 
 
 def build_services(
