@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -129,3 +129,14 @@ async def test_an_incremental_refresh_takes_only_changed_budgets(engine: Engine)
     }
     with pytest.raises(BudgetExceededError, match="team budget"):
         await guard.admit(KEY, NANO // 2 + 1)
+
+
+async def test_a_call_admitted_before_midnight_counts_in_the_new_day(engine: Engine) -> None:
+    set_budget(engine, "key", "key_a", limit_usd=1.0, period="day")
+    guard = _guard(engine)
+    reservation = await guard.admit(KEY, NANO // 2)
+    reservation.day -= timedelta(days=1)  # as if admitted yesterday, settled after midnight
+    guard.settle(reservation, NANO // 4)
+    assert await guard.spent_nanousd(("key", "key_a"), Period.DAY) == NANO // 4
+    with pytest.raises(BudgetExceededError):
+        await guard.admit(KEY, 3 * NANO // 4 + 1)

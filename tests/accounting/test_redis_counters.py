@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -161,3 +162,24 @@ async def test_tpm_holds_across_replicas_and_settles_real_tokens(
     await asyncio.sleep(0.05)  # the batched settlement goes out
     second = await there.admit(limited, 0, 600)
     assert second.headers["x-ratelimit-remaining-tokens"] == "300"
+
+
+async def test_a_call_admitted_before_midnight_counts_in_the_new_day(
+    engine: Engine, redis: Redis, replicas: Replicas
+) -> None:
+    set_budget(engine, "key", "key_r", limit_usd=1.0, period="day")
+    guard = replicas()[0]
+    guard.settle(await guard.admit(KEY, 1), 0)  # today's counter exists
+    await asyncio.sleep(0.05)
+    reservation = await guard.admit(KEY, NANO // 2)
+    # As if admitted yesterday and settled after midnight: the hold lives under yesterday.
+    reservation.day -= timedelta(days=1)
+    today, yesterday = (
+        d.date().isoformat() for d in (reservation.day + timedelta(days=1), reservation.day)
+    )
+    for name in await redis.keys("*:holds") + await redis.keys("*:expiry"):
+        await redis.rename(name, name.decode().replace(today, yesterday))
+    guard.settle(reservation, NANO // 4)
+    await asyncio.sleep(0.05)  # the batched settlement goes out
+    assert await guard.spent_nanousd(("key", "key_r"), Period.DAY) == NANO // 4
+    assert await redis.hlen(f"llmplane:budget:key:key_r:day:{yesterday}:holds") == 0

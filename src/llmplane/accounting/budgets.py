@@ -381,8 +381,10 @@ class LocalAdmissionGuard(AdmissionGuard):
         if actual_nanousd <= 0:
             return
         for scope in reservation.scopes:
-            if self._loaded.get(scope) != reservation.day:
-                continue  # the period rolled over meanwhile: the ledger row counts it
+            if scope not in self._loaded:
+                continue  # never loaded: its first load reads the ledger row instead
+            # The ledger row is dated now, so the cost counts in the periods loaded now —
+            # even if the call was admitted before midnight and the scope reloaded since.
             for period in Period:
                 counter: CounterKey = (*scope, period)
                 self._spent[counter] = self._spent.get(counter, 0) + actual_nanousd

@@ -356,7 +356,12 @@ class RedisAdmissionGuard(AdmissionGuard):
         if not reservation.held and not reservation.tpm_subjects:
             return
         keys = [k for s in reservation.tpm_subjects for k in self._limit_keys(s)[2:]]
-        keys += [k for counter in reservation.held for k in self._keys(counter, reservation.day)]
+        # Holds live under the admission day's keys; the cost goes to the period of now, as
+        # the ledger row is dated now (a call admitted before midnight counts tomorrow).
+        today = period_start(Period.DAY, datetime.now(UTC))
+        for counter in reservation.held:
+            keys.append(self._keys(counter, today)[0])
+            keys += self._keys(counter, reservation.day)[1:]
         self._unsettled.append(
             (keys, reservation.token, actual_nanousd, actual_tokens, len(reservation.tpm_subjects))
         )
