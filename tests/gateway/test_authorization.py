@@ -215,6 +215,8 @@ def test_team_admin_cannot_mint_more_than_its_own(world: World) -> None:
             "team_admin",
             "--rpm",
             "100",
+            "--tpm",
+            "10000",
             "--budget-usd",
             "5",
             "--models",
@@ -223,7 +225,13 @@ def test_team_admin_cannot_mint_more_than_its_own(world: World) -> None:
             url=gateway.url,
         ).stdout
     )["key"]
-    base = {"name": _unique("minted"), "rpm": 50, "budget_usd": 5, "models": ["mock"]}
+    base = {
+        "name": _unique("minted"),
+        "rpm": 50,
+        "tpm": 5000,
+        "budget_usd": 5,
+        "models": ["mock"],
+    }
 
     def mint(**changes: Any) -> tuple[int, Any]:
         status, _, answer = http(
@@ -234,6 +242,8 @@ def test_team_admin_cannot_mint_more_than_its_own(world: World) -> None:
     assert mint()[0] == 201
     for changes, code in [
         ({"rpm": 101}, "exceeds_own_rights"),
+        ({"tpm": 10001}, "exceeds_own_rights"),
+        ({"tpm": None}, "exceeds_own_rights"),
         ({"budget_usd": 6}, "exceeds_own_budget"),
         ({"models": ["mock", "mock-embed"]}, "exceeds_own_rights"),
         ({"team": world.other}, "not_team_admin"),

@@ -55,6 +55,7 @@ def _no_more_than_own(
     models: list[str] | None,
     budget_usd: float | None,
     rpm: int | None,
+    tpm: int | None,
 ) -> None:
     """A team admin cannot mint a key with more models, budget or rate than its own."""
     if principal.is_admin:
@@ -73,12 +74,16 @@ def _no_more_than_own(
             param="budget_usd",
             code="exceeds_own_budget",
         )
-    if principal.rpm is not None and (rpm is None or rpm > principal.rpm):
-        raise PermissionDeniedError(
-            f"A key cannot get more than its creator's {principal.rpm} requests per minute.",
-            param="rpm",
-            code="exceeds_own_rights",
-        )
+    for name, own_limit, wanted, unit in (
+        ("rpm", principal.rpm, rpm, "requests"),
+        ("tpm", principal.tpm, tpm, "tokens"),
+    ):
+        if own_limit is not None and (wanted is None or wanted > own_limit):
+            raise PermissionDeniedError(
+                f"A key cannot get more than its creator's {own_limit} {unit} per minute.",
+                param=name,
+                code="exceeds_own_rights",
+            )
 
 
 @requires(Policy.TEAM)
@@ -101,8 +106,8 @@ async def create_key(scope: RequestScope) -> Response:
     period = optional_str(body, "period") or "month"
     if budget_usd is not None:
         check_budget(limit_usd=budget_usd, period=period)
-    rpm = optional_positive_int(body, "rpm")
-    _no_more_than_own(scope, principal, models, budget_usd, rpm)
+    rpm, tpm = optional_positive_int(body, "rpm"), optional_positive_int(body, "tpm")
+    _no_more_than_own(scope, principal, models, budget_usd, rpm, tpm)
     team = await asyncio.to_thread(services.teams.get_team, team_ref) if team_ref else None
     require_team(principal, team.id if team else None)
     service = (
@@ -119,7 +124,7 @@ async def create_key(scope: RequestScope) -> Response:
         user_id=optional_str(body, "user"),
         expires_at=query_time(optional_str(body, "expires_at"), "expires_at"),
         rpm=rpm,
-        tpm=optional_positive_int(body, "tpm"),
+        tpm=tpm,
         role=optional_str(body, "role") or "member",
         actor=principal.key_id,
     )
