@@ -130,7 +130,19 @@ def _write_llmplane_config(path: Path) -> None:
 
 # Budgets on key and team and an rpm limit, all far above what a run can use, so that every
 # request goes through admission and settlement without being refused.
-LIMIT_ARGS = ("--team", "bench-team", "--budget-usd", "1000000", "--rpm", "100000000")
+LIMIT_ARGS = (
+    "--team",
+    "bench-team",
+    "--service",
+    "bench-service",
+    "--budget-usd",
+    "1000000",
+    "--rpm",
+    "100000000",
+    "--tpm",
+    "100000000000",
+)
+_FAR = ("--rpm", "100000000", "--tpm", "100000000000")
 
 
 def _create_virtual_key(env: dict[str, str], notes: list[str], *extra: str) -> str:
@@ -160,7 +172,8 @@ def _cli(env: dict[str, str], *args: str) -> None:
 
 
 def start_llmplane_limits(stack: contextlib.ExitStack, work_dir: Path) -> Target:
-    """As :func:`start_llmplane`, with a team budget, a key budget and an rpm limit on."""
+    """As :func:`start_llmplane`, with a team budget, a key budget and rpm/tpm limits on the
+    key, its service, its team and the team's model."""
     return start_llmplane(stack, work_dir, limits=True)
 
 
@@ -226,7 +239,16 @@ def start_llmplane(
     wait_ready(server, f"http://127.0.0.1:{LLMPLANE_PORT}/health/ready", timeout_s=60)
     notes: list[str] = []
     if limits:
-        _cli(env, "teams", "create", "bench-team")
+        _cli(
+            env,
+            "teams",
+            "create",
+            "bench-team",
+            *_FAR,
+            "--model-limit",
+            f"{MODEL}:rpm=100000000,tpm=100000000000",
+        )
+        _cli(env, "services", "create", "bench-service", "--team", "bench-team", *_FAR)
         _cli(
             env,
             "budgets",
@@ -240,7 +262,10 @@ def start_llmplane(
             "--period",
             "month",
         )
-        notes.append("team budget, key budget (month) and rpm limit on; none is reached")
+        notes.append(
+            "team budget, key budget (month), and rpm + tpm limits on the key, its service, "
+            "its team and the team's use of the model; none is reached"
+        )
     key = _create_virtual_key(env, notes, *(LIMIT_ARGS if limits else ()))
     base = f"http://127.0.0.1:{LLMPLANE_PORT}"
     return Target(name, base, {"Authorization": f"Bearer {key}"}, server, notes, env)
