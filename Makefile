@@ -26,8 +26,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP)  ## every test (store tests on SQLite and PostgreSQL), then the gateway and CLI tests again with the shared gateway on PostgreSQL
 	$(BIN)/pytest
+	LLMPLANE_TEST_STORE=postgresql $(BIN)/pytest -q tests/gateway tests/cli
 
 bench: $(STAMP)  ## see bench/README.md
 	$(BIN)/python bench/run.py

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 from sqlalchemy.engine import Engine
 
 from llmplane.store import create_engine, migrate
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import GatewayProcess, simulator_model
-from tests.postgres import postgres_cluster
+from tests.postgres import fresh_database, postgres_cluster
 from tests.redis_server import redis_server
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -23,10 +21,19 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 @pytest.fixture(scope="session")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream_simulator_session: UpstreamSimulator
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream_simulator_session: UpstreamSimulator,
 ) -> Iterator[GatewayProcess]:
-    """One shared gateway: ``mock``, ``mock-embed`` and ``sim`` (the simulator)."""
+    """One shared gateway: ``mock``, ``mock-embed`` and ``sim`` (the simulator).
+
+    Its store is SQLite, or a fresh PostgreSQL database when ``LLMPLANE_TEST_STORE`` is
+    ``postgresql`` (``make test`` runs the gateway and CLI tests both ways).
+    """
     tmp: Path = tmp_path_factory.mktemp("gateway")
+    env = {"LLMPLANE_MAX_REQUEST_BODY_BYTES": "65536"}
+    if os.environ.get("LLMPLANE_TEST_STORE") == "postgresql":
+        env["LLMPLANE_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
     models = [
         {
             "name": "mock",
@@ -42,7 +49,7 @@ def gateway(
         simulator_model("sim-slow", upstream_simulator_session.url, timeout_s=0.5),
         simulator_model("down", "http://127.0.0.1:9/v1"),
     ]
-    process = GatewayProcess(tmp, models, env={"LLMPLANE_MAX_REQUEST_BODY_BYTES": "65536"})
+    process = GatewayProcess(tmp, models, env=env)
     with process:
         yield process
 
@@ -77,13 +84,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        server_url: str = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid1().hex}"
-        admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = server_url.rsplit("/", 1)[0] + f"/{name}"
+        url = fresh_database(request.getfixturevalue("postgres_url"))
     store = create_engine(url)
     migrate(store)
     yield store

@@ -109,8 +109,25 @@ class GatewayProcess:
 
     @property
     def db_path(self) -> Path:
-        """The SQLite store."""
+        """The SQLite store (when no database URL is set)."""
         return self.data_dir / "llmplane.db"
+
+    @property
+    def store_url(self) -> str:
+        """The gateway's store: its database URL, or the SQLite file."""
+        return self.env.get("LLMPLANE_DATABASE_URL") or f"sqlite:///{self.db_path}"
+
+    def sql(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of one query against the gateway's store (``:name`` parameters)."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.store_url)
+        try:
+            with engine.connect() as connection:
+                result = connection.execute(sqlalchemy.text(statement), params)
+                return [tuple(row) for row in result]
+        finally:
+            engine.dispose()
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

@@ -72,3 +72,17 @@ def postgres_cluster() -> Iterator[str | None]:
             capture_output=True,
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fresh_database(server_url: str) -> str:
+    """Create an empty database on the cluster at ``server_url``; return its URL."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid1().hex}"
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 import time
 
 from llmplane.testing.upstream import UpstreamSimulator
@@ -14,12 +13,11 @@ from tests.helpers import ADMIN_KEY, GatewayProcess
 def _ledger_row(gateway: GatewayProcess, request_id: str) -> list[tuple[object, ...]]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        with sqlite3.connect(gateway.db_path) as db:
-            rows = db.execute(
-                "SELECT status, stream, error_code, completion_tokens, usage_estimated "
-                "FROM usage_ledger WHERE request_id = ?",
-                (request_id,),
-            ).fetchall()
+        rows = gateway.sql(
+            "SELECT status, stream, error_code, completion_tokens, usage_estimated "
+            "FROM usage_ledger WHERE request_id = :id",
+            id=request_id,
+        )
         if rows:
             return rows
         time.sleep(0.05)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import openai
@@ -36,8 +35,7 @@ def test_key_lifecycle_with_allowlist(gateway: GatewayProcess) -> None:
     assert mine["key_hint"].endswith(key[-4:])
 
     # Only the hash is stored.
-    with sqlite3.connect(gateway.db_path) as db:
-        stored = db.execute("SELECT * FROM virtual_keys WHERE id = ?", (created["id"],)).fetchone()
+    stored = gateway.sql("SELECT * FROM virtual_keys WHERE id = :id", id=created["id"])
     assert key not in json.dumps(stored, default=str)
 
     cli("keys", "revoke", created["id"], url=gateway.url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import ADMIN_KEY, GatewayProcess, cli, simulator_model
+from tests.postgres import fresh_database
 
 
 def test_burst_of_500_concurrent_calls_writes_exactly_500_rows(
@@ -48,13 +48,11 @@ def test_burst_of_500_concurrent_calls_writes_exactly_500_rows(
         assert all(asyncio.run(burst()))
     finally:
         assert gateway.stop() == 0
-    with sqlite3.connect(gateway.db_path) as db:
-        rows = db.execute(
-            "SELECT count(*), count(DISTINCT request_id), min(status), "
-            "max(status) FROM usage_ledger"
-        ).fetchone()
-        by_model = dict(db.execute("SELECT model, count(*) FROM usage_ledger GROUP BY model"))
-    assert rows == (500, 500, 200, 200)
+    rows = gateway.sql(
+        "SELECT count(*), count(DISTINCT request_id), min(status), max(status) FROM usage_ledger"
+    )
+    by_model = dict(gateway.sql("SELECT model, count(*) FROM usage_ledger GROUP BY model"))
+    assert rows == [(500, 500, 200, 200)]
     assert by_model == {"sim": 250, "mock": 250}
 
 
@@ -128,19 +126,11 @@ def test_graceful_shutdown_finishes_an_inflight_stream(
     assert text == "This is a mock reply to: a b c d e f g h i j"
     assert rest[-1].choices[0].finish_reason == "stop"
     assert time.monotonic() - started > 0.3  # the stream was still running when asked to stop
-    with sqlite3.connect(gateway.db_path) as db:
-        assert db.execute("SELECT status, stream FROM usage_ledger").fetchall() == [(200, 1)]
+    assert gateway.sql("SELECT status, stream FROM usage_ledger") == [(200, True)]
 
 
 def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    import sqlalchemy
-
-    database = postgres_url.rsplit("/", 1)[0] + "/gateway_e2e"
-    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql("DROP DATABASE IF EXISTS gateway_e2e")
-        connection.exec_driver_sql("CREATE DATABASE gateway_e2e")
-    admin.dispose()
+    database = fresh_database(postgres_url)
     gateway = GatewayProcess(
         tmp_path,
         [{"name": "mock", "deployments": [{"provider": "mock"}]}],
@@ -159,10 +149,7 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         with pytest.raises(openai.AuthenticationError):
             client.models.list()
     assert not gateway.db_path.exists()  # nothing went to SQLite
-    store = sqlalchemy.create_engine(database)
-    with store.connect() as connection:
-        assert connection.exec_driver_sql("SELECT count(*) FROM usage_ledger").scalar() == 3
-    store.dispose()
+    assert gateway.sql("SELECT count(*) FROM usage_ledger") == [(3,)]
 
 
 def test_requests_are_attributed_to_user_and_tags(tmp_path: Path) -> None:
@@ -188,8 +175,7 @@ def test_requests_are_attributed_to_user_and_tags(tmp_path: Path) -> None:
         "env=prod": 1,
     }
     assert {r["user"] for r in by_user["rows"]} == {"header-user", "body-user"}
-    with sqlite3.connect(gateway.db_path) as db:
-        rows = db.execute("SELECT user_id, tags FROM usage_ledger ORDER BY id").fetchall()
+    rows = gateway.sql("SELECT user_id, tags FROM usage_ledger ORDER BY id")
     assert rows[0][0] == "header-user"
     assert json.loads(rows[0][1]) == {"feature": "override", "env": "prod"}
     assert rows[1] == ("body-user", None)

@@ -5,35 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import sqlalchemy
 from redis import Redis
 
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import GatewayProcess, cli, simulator_model
+from tests.postgres import fresh_database
 
 
 @pytest.fixture
 def replicas(
     tmp_path: Path, postgres_url: str, redis_url: str, upstream_simulator: UpstreamSimulator
 ) -> Iterator[list[GatewayProcess]]:
-    name = f"replicas_{uuid.uuid1().hex}"
-    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
     with Redis.from_url(redis_url) as client:
         client.flushall()
-    env = {
-        "LLMPLANE_DATABASE_URL": postgres_url.rsplit("/", 1)[0] + f"/{name}",
-        "LLMPLANE_REDIS_URL": redis_url,
-    }
+    env = {"LLMPLANE_DATABASE_URL": fresh_database(postgres_url), "LLMPLANE_REDIS_URL": redis_url}
     models = [
         simulator_model("sim", upstream_simulator.url),
         {"name": "mock", "deployments": [{"provider": "mock"}]},
