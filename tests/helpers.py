@@ -24,9 +24,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def simulator_model(name: str, api_base: str, **deployment: Any) -> dict[str, Any]:
-    """A model served by the upstream simulator (provider key ``sk-upstream-secret``)."""
+def simulator_model(
+    name: str, api_base: str, *, routing: dict[str, Any] | None = None, **deployment: Any
+) -> dict[str, Any]:
+    """A model served by the upstream simulator (provider key ``sk-upstream-secret``).
+
+    Without ``routing`` (the model's retries, fallbacks, …) it makes no retries, so that
+    tests see each upstream failure as it is."""
     return {
+        **(routing if routing is not None else {"retries": 0}),
         "name": name,
         "deployments": [
             {

@@ -13,6 +13,7 @@ OpenAI-shaped body by :func:`error_body` — the only place that does so::
     ├── RateLimitError                  429 rate_limit_error (+ retry-after)
     │   └── BudgetExceededError         429 insufficient_quota / budget_exceeded
     ├── ServiceUnavailableError         503 service_unavailable (the platform's own store)
+    ├── ClientClosedError               499 client_disconnected (nobody reads it; for logs)
     └── UpstreamError                   502 upstream_error
         ├── UpstreamRejectedError       the upstream's own 4xx, passed through
         ├── UpstreamUnavailableError    503 upstream_unavailable
@@ -135,6 +136,15 @@ class ServiceUnavailableError(LLMPlaneError):
     status = 503
     error_type = "service_unavailable"
     default_code = "service_unavailable"
+
+
+class ClientClosedError(LLMPlaneError):
+    """The client closed the connection before the answer was ready; the upstream call was
+    cancelled. The status (nginx's 499) is for logs: nobody is left to read it."""
+
+    status = 499
+    error_type = "client_closed"
+    default_code = "client_disconnected"
 
 
 class UpstreamError(LLMPlaneError):

@@ -56,6 +56,7 @@ class DeploymentConfig(_Strict):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
@@ -74,13 +75,54 @@ class DeploymentConfig(_Strict):
         return None if value.strip().lower() in ("", "none") else value
 
 
+Strategy = Literal["weighted", "least_inflight", "lowest_latency", "lowest_cost"]
+
+
+class Backoff(_Strict):
+    """Waits before trying a deployment again: ``base_s * 2**n`` with full jitter, capped at
+    ``max_s``; an upstream's ``Retry-After`` is honoured when longer."""
+
+    base_s: float = Field(default=0.25, gt=0)
+    max_s: float = Field(default=8.0, gt=0)
+
+
+class Cooldown(_Strict):
+    """A deployment with ``failures`` retryable failures within ``window_s`` is skipped for
+    ``cooldown_s`` (or the upstream's ``Retry-After`` if longer); then one probe call at a
+    time decides whether it is back."""
+
+    failures: int = Field(default=3, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class Timeouts(_Strict):
+    """Per-model limits; unset ones fall back to the deployment's ``connect_timeout_s`` and
+    ``timeout_s``."""
+
+    connect_s: float | None = Field(default=None, gt=0)
+    ttft_s: float | None = Field(default=None, gt=0)  # until a stream's first event
+    chunk_s: float | None = Field(default=None, gt=0)  # between a stream's events
+    total_s: float | None = Field(default=None, gt=0)  # a whole non-streaming call
+
+
 class ModelConfig(_Strict):
-    """A model name clients ask for, and the deployments that serve it."""
+    """A model name clients ask for, the deployments that serve it and how calls are routed,
+    retried and failed over."""
 
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
     price: Price | None = None
     max_output_tokens: int = Field(default=16_384, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+    strategy: Strategy = "weighted"
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff: Backoff = Field(default_factory=Backoff)
+    cooldown: Cooldown = Field(default_factory=Cooldown)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
 
 
 class PlatformConfig(_Strict):
@@ -95,6 +137,16 @@ class PlatformConfig(_Strict):
             if model.name in seen:
                 raise ValueError(f"model name {model.name!r} is defined twice")
             seen.add(model.name)
+        for model in self.models:
+            for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for target in getattr(model, kind):
+                    if target not in seen:
+                        raise ValueError(
+                            f"model {model.name!r}: {kind} names {target!r}, which is not a "
+                            "configured model"
+                        )
+                    if target == model.name:
+                        raise ValueError(f"model {model.name!r} cannot fall back to itself")
         return self
 
     def model(self, name: str) -> ModelConfig | None:

@@ -1,8 +1,10 @@
-"""One model call: pick a deployment, call it, account for it — streaming or not.
+"""One model call: pick a deployment, call it, retry or fall back, account for it.
 
-Both paths end in :meth:`ModelCaller._settle`, which prices the usage and
-queues exactly one ledger row per upstream call, whether it succeeded, failed
-or was abandoned by the client.
+Each attempt reserves its worst case under the caller's budgets, calls one
+deployment and settles in :meth:`ModelCaller._settle`, which prices the usage
+and queues exactly one ledger row per upstream call (``attempt`` 0, 1, …),
+whether it succeeded, failed or was abandoned by the client. Streams are
+retried and failed over only until their first byte reaches the client.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import orjson
 from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
-from llmplane.errors import LLMPlaneError
+from llmplane.errors import LLMPlaneError, UpstreamTimeoutError
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
+from llmplane.gateway.retries import AttemptPlan, retry_after_s, retryable
 from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay
 from llmplane.gateway.tokens import completion_text, count_tokens, request_prompt_tokens
@@ -95,6 +98,7 @@ class ModelCaller:
         reservation: Reservation,
         ttft: float | None = None,
         error_code: str | None = None,
+        attempt: int = 0,
     ) -> int | None:
         usage = usage or Usage(estimated=True)
         rates = deployment.rates
@@ -110,8 +114,9 @@ class ModelCaller:
         self._ledger.record(
             UsageRecord(
                 request_id=ctx.request_id,
+                attempt=attempt,
                 created_at=datetime.now(UTC),
-                model=ctx.model,
+                model=deployment.model,  # the model that served: a fallback is priced as itself
                 deployment=deployment.id,
                 provider=deployment.provider_name,
                 endpoint=ctx.endpoint.value,
@@ -135,8 +140,25 @@ class ModelCaller:
         return cost
 
     async def complete(self, ctx: CallContext, body: dict[str, Any]) -> CallResult:
-        """Call the model once and return the upstream's reply with its cost."""
-        deployment = self._router.pick(ctx.model)
+        """Call the model, retrying and falling back as its routing says; return the first
+        success with its cost, or raise the last failure."""
+        plan = self._plan(ctx, body)
+        deployment, attempt = plan.first(), 0
+        while True:
+            try:
+                return await self._complete_once(ctx, body, deployment, attempt)
+            except LLMPlaneError as exc:
+                step = plan.next(exc)
+                if step is None:
+                    raise
+                deployment, wait = step
+                attempt += 1
+                if wait:
+                    await asyncio.sleep(wait)
+
+    async def _complete_once(
+        self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
+    ) -> CallResult:
         reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
         upstream_body = {**body, "model": deployment.upstream_model}
@@ -151,26 +173,60 @@ class ModelCaller:
                 started=started,
                 reservation=reservation,
                 error_code=error_code,
+                attempt=attempt,
             )
 
+        self._router.started(deployment)
         try:
             reply = await deployment.provider.complete(ctx.endpoint, upstream_body, ctx.request_id)
         except LLMPlaneError as exc:
             settle(exc.http_status, None, exc.code)
+            self._account_failure(deployment, exc)
             raise
         except asyncio.CancelledError:
             settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
+            self._router.finished(deployment)
             raise
+        self._router.succeeded(deployment, time.perf_counter() - started)
         cost = settle(200, reply.usage or _estimate(body, reply.body))
         return CallResult(reply, deployment, cost, reservation.headers)
+
+    def _plan(self, ctx: CallContext, body: dict[str, Any]) -> AttemptPlan:
+        config = self._router.config(ctx.model)
+        # Counting the prompt costs CPU; only a model with a known context window needs it.
+        tokens = request_prompt_tokens(body) if config.context_window is not None else 0
+        return AttemptPlan(self._router, ctx.principal, ctx.model, tokens)
+
+    def _account_failure(self, deployment: Deployment, exc: LLMPlaneError) -> None:
+        if retryable(exc):
+            self._router.failed(deployment, retry_after_s(exc))
+        else:
+            self._router.finished(deployment)
 
     async def open_stream(
         self, ctx: CallContext, body: dict[str, Any]
     ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
-        """Start a stream and read its first bytes; errors until then are raised.
+        """Start a stream and read its first bytes, retrying and falling back until then;
+        the last failure is raised.
 
         Returns the deployment, the relay, the first bytes and the rate-limit headers."""
-        deployment = self._router.pick(ctx.model)
+        plan = self._plan(ctx, body)
+        deployment, attempt = plan.first(), 0
+        while True:
+            try:
+                return await self._open_stream_once(ctx, body, deployment, attempt)
+            except LLMPlaneError as exc:
+                step = plan.next(exc)
+                if step is None:
+                    raise
+                deployment, wait = step
+                attempt += 1
+                if wait:
+                    await asyncio.sleep(wait)
+
+    async def _open_stream_once(
+        self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
+    ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
         reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
         options = body.get("stream_options")
@@ -180,6 +236,7 @@ class ModelCaller:
             "model": deployment.upstream_model,
             "stream_options": {**client_options, "include_usage": True},
         }
+        router = self._router
 
         def settle(status: int, usage: Usage, ttft: float | None, error_code: str | None) -> None:
             self._settle(
@@ -192,14 +249,41 @@ class ModelCaller:
                 reservation=reservation,
                 ttft=ttft,
                 error_code=error_code,
+                attempt=attempt,
             )
+            if status == 200:
+                router.succeeded(deployment, ttft - started if ttft is not None else None)
+            elif status == 429 or status >= 500:
+                router.failed(deployment, None)
+            else:
+                router.finished(deployment)
 
+        router.started(deployment)
+        ttft_s = self._router.config(deployment.model).timeouts.ttft_s
         try:
-            stream = await deployment.provider.open_stream(
-                ctx.endpoint, upstream_body, ctx.request_id
-            )
-        except LLMPlaneError as exc:
+            # The time to first token runs from here: until the upstream answers, then until
+            # its first event.
+            async with asyncio.timeout(ttft_s):
+                stream = await deployment.provider.open_stream(
+                    ctx.endpoint, upstream_body, ctx.request_id
+                )
+        except TimeoutError:
+            exc = UpstreamTimeoutError(f"The upstream sent no first token within {ttft_s:g}s.")
             settle(exc.http_status, Usage(estimated=True), None, exc.code)
+            raise exc from None
+        except LLMPlaneError as exc:
+            self._settle(
+                ctx,
+                deployment,
+                stream=True,
+                status=exc.http_status,
+                usage=Usage(estimated=True),
+                started=started,
+                reservation=reservation,
+                error_code=exc.code,
+                attempt=attempt,
+            )
+            self._account_failure(deployment, exc)
             raise
         except asyncio.CancelledError:
             settle(CLIENT_CLOSED, Usage(estimated=True), None, "client_disconnected")
@@ -207,5 +291,6 @@ class ModelCaller:
         relay = StreamRelay(
             stream, body, wants_usage=client_options.get("include_usage") is True, settle=settle
         )
-        first = await relay.start()
+        left = None if ttft_s is None else max(ttft_s - (time.perf_counter() - started), 0.001)
+        first = await relay.start(left)
         return deployment, relay, first, reservation.headers

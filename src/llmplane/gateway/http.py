@@ -7,6 +7,7 @@ themselves; anything unexpected becomes a 500 without a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -21,6 +22,7 @@ from starlette.responses import Response
 
 from llmplane.accounting.keys import TEAM_ADMIN, Principal
 from llmplane.errors import (
+    ClientClosedError,
     LLMPlaneError,
     PermissionDeniedError,
     RequestTooLargeError,
@@ -83,6 +85,33 @@ class RequestScope:
                 raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def unless_disconnected(self, work: Awaitable[_T]) -> _T:
+        """Await ``work`` (in this task), cancelling it if the client disconnects first; then
+        :class:`ClientClosedError` is raised. Call it after the body has been read: from then
+        on the only message the server can deliver is the disconnect."""
+        task = asyncio.current_task()
+        assert task is not None
+        receive = self.request.receive
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not left:
+                raise
+            task.uncancel()
+            raise ClientClosedError("The client closed the connection.") from None
+        finally:
+            watcher.cancel()
 
     def headers(self, **extra: str) -> dict[str, str]:
         """Response headers every answer carries, plus ``extra``."""

@@ -123,7 +123,7 @@ async def chat_completions(scope: RequestScope) -> Response:
                 **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
             ),
         )
-    return _reply(scope, await caller.complete(ctx, body))
+    return _reply(scope, await scope.unless_disconnected(caller.complete(ctx, body)))
 
 
 @requires(Policy.KEY)
@@ -136,7 +136,7 @@ async def embeddings(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_embeddings(body)
     ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
-    return _reply(scope, await scope.services.caller.complete(ctx, body))
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
 
 
 @requires(Policy.KEY)

@@ -1,15 +1,25 @@
-"""Model names to deployments: what clients ask for, and which upstream serves it.
+"""Model names to deployments: which upstream serves a call, and which are cooled down.
 
-Retries, fallbacks, cooldowns and load balancing (the next issues) wrap
-:meth:`ModelRouter.pick`; today each model is served by its deployments in
-turn (round robin).
+A model is a group of deployments. For each call, :meth:`ModelRouter.candidates`
+orders the model's healthy deployments by its strategy — ``weighted`` (random,
+by weight), ``least_inflight``, ``lowest_latency`` (EWMA of time to first
+token) or ``lowest_cost`` — and the caller tries them in that order (see
+:mod:`llmplane.gateway.calls` for retries and fallbacks).
+
+Circuit breaking: a deployment with ``cooldown.failures`` retryable failures
+within ``cooldown.window_s`` is skipped for ``cooldown.cooldown_s`` (longer if
+the upstream asked with ``Retry-After``). When that time is up it is half
+open: one call at a time may probe it; a success closes the circuit, a failure
+cools it down again. When every deployment of a model is cooling down, the one
+whose cooldown ends first is offered anyway rather than refusing outright.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
 from llmplane.accounting.pricing import Rates, resolve_rates
 from llmplane.config.platform import DeploymentConfig, ModelConfig, PlatformConfig
@@ -18,17 +28,38 @@ from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
 
+_EWMA_WEIGHT = 0.2  # of the newest time-to-first-token sample
+
+
+@dataclass(slots=True)
+class Health:
+    """What the router knows about one deployment, in this process."""
+
+    in_flight: int = 0
+    ttft_ewma_s: float | None = None
+    failures: deque[float] = field(default_factory=deque)
+    cooldown_until: float = 0.0
+    probing: bool = False
+    cooldowns: int = 0  # how many times it was cooled down (for metrics and tests)
+
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
     """One upstream of a model, ready to call."""
 
     id: str
+    model: str
     provider_name: str
     upstream_model: str
     provider: Provider
     rates: Rates | None
     max_output_tokens: int
+    weight: float
+    health: Health = field(compare=False)
+
+    def cost_rank(self) -> float:
+        """Price of a typical call (1,000 tokens in, 1,000 out), for ``lowest_cost``."""
+        return self.rates.cost_nanousd(1_000, 1_000, 0) if self.rates is not None else 0.0
 
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
@@ -36,28 +67,38 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
     provider: Provider = (
         MockProvider()
         if config.provider == "mock"
-        else OpenAICompatibleProvider(deployment_id, config)
+        else OpenAICompatibleProvider(deployment_id, config, model.timeouts)
     )
     return Deployment(
         id=deployment_id,
+        model=model.name,
         provider_name=config.provider,
         upstream_model=config.model or model.name,
         provider=provider,
         rates=resolve_rates(model, config),
         max_output_tokens=model.max_output_tokens,
+        weight=config.weight,
+        health=Health(),
     )
 
 
+def _weighted_order(deployments: list[Deployment]) -> list[Deployment]:
+    """A random order in which heavier deployments tend to come first (weighted sampling
+    without replacement)."""
+    if len(deployments) == 1:
+        return deployments
+    keyed = [(random.random() ** (1.0 / d.weight), d) for d in deployments]  # noqa: S311
+    return [d for _, d in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
+
+
 class ModelRouter:
-    """Resolves a requested model name to the deployment that will serve this call."""
+    """Resolves a requested model name to the deployments that may serve this call."""
 
     def __init__(self, platform: PlatformConfig) -> None:
+        self._models = {model.name: model for model in platform.models}
         self._deployments = {
             model.name: [_build(model, i, d) for i, d in enumerate(model.deployments)]
             for model in platform.models
-        }
-        self._turns: dict[str, Iterator[Deployment]] = {
-            name: itertools.cycle(deployments) for name, deployments in self._deployments.items()
         }
 
     @property
@@ -67,16 +108,99 @@ class ModelRouter:
 
     def require(self, model: str) -> None:
         """Raise :class:`NotFoundError` unless ``model`` is configured."""
-        if model not in self._turns:
+        if model not in self._deployments:
             raise NotFoundError(
                 f"The model '{model}' does not exist; GET /v1/models lists the models you can use.",
                 param="model",
             )
 
-    def pick(self, model: str) -> Deployment:
-        """The deployment for the next call to ``model``."""
+    def config(self, model: str) -> ModelConfig:
+        """The routing settings of ``model`` (configured)."""
         self.require(model)
-        return next(self._turns[model])
+        return self._models[model]
+
+    def deployments(self, model: str) -> list[Deployment]:
+        """Every deployment of ``model``, in config order."""
+        self.require(model)
+        return self._deployments[model]
+
+    def candidates(self, model: str) -> list[Deployment]:
+        """The deployments to try for one call of ``model``, best first: healthy ones in the
+        strategy's order, else the one whose cooldown ends first."""
+        deployments = self.deployments(model)
+        now = time.monotonic()
+        healthy = [d for d in deployments if self._available(d, now)]
+        if not healthy:
+            return [min(deployments, key=lambda d: d.health.cooldown_until)]
+        if len(healthy) == 1:
+            return healthy
+        strategy = self._models[model].strategy
+        if strategy == "least_inflight":
+            random.shuffle(healthy)  # ties go to a random one, not always the first
+            return sorted(healthy, key=lambda d: d.health.in_flight)
+        if strategy == "lowest_latency":
+            # Unmeasured deployments go first, so that each gets measured.
+            return sorted(healthy, key=lambda d: d.health.ttft_ewma_s or 0.0)
+        if strategy == "lowest_cost":
+            return sorted(healthy, key=lambda d: (d.cost_rank(), d.health.in_flight))
+        return _weighted_order(healthy)
+
+    @staticmethod
+    def _available(deployment: Deployment, now: float) -> bool:
+        health = deployment.health
+        if health.cooldown_until <= 0.0:
+            return True
+        if now < health.cooldown_until:
+            return False
+        return not health.probing  # half open: one probe at a time
+
+    def started(self, deployment: Deployment) -> None:
+        """A call to ``deployment`` begins."""
+        health = deployment.health
+        health.in_flight += 1
+        if health.cooldown_until and time.monotonic() >= health.cooldown_until:
+            health.probing = True
+
+    def succeeded(self, deployment: Deployment, ttft_s: float | None) -> None:
+        """A call to ``deployment`` ended well (closing its circuit if it was a probe)."""
+        health = deployment.health
+        health.in_flight -= 1
+        if ttft_s is not None:
+            previous = health.ttft_ewma_s
+            health.ttft_ewma_s = (
+                ttft_s if previous is None else previous + _EWMA_WEIGHT * (ttft_s - previous)
+            )
+        if health.cooldown_until:
+            health.cooldown_until, health.probing = 0.0, False
+            health.failures.clear()
+
+    def failed(self, deployment: Deployment, retry_after_s: float | None) -> None:
+        """A call to ``deployment`` failed in a way that says something about the deployment
+        (5xx, 429, timeout, unreachable): count it, and cool the deployment down if it
+        failed too often or asked for a pause."""
+        health = deployment.health
+        health.in_flight -= 1
+        policy = self._models[deployment.model].cooldown
+        now = time.monotonic()
+        health.failures.append(now)
+        while health.failures and health.failures[0] <= now - policy.window_s:
+            health.failures.popleft()
+        if health.probing or len(health.failures) >= policy.failures:
+            pause = max(policy.cooldown_s, retry_after_s or 0.0)  # broken: open the circuit
+        elif retry_after_s:
+            pause = retry_after_s  # not broken, but asked for a pause
+        else:
+            return
+        health.cooldown_until = now + pause
+        health.probing = False
+        health.cooldowns += 1
+
+    def finished(self, deployment: Deployment) -> None:
+        """A call ended in a way that says nothing about the deployment (client error,
+        client gone)."""
+        health = deployment.health
+        health.in_flight -= 1
+        health.probing = False
 
     async def aclose(self) -> None:
         """Close every deployment's connections."""

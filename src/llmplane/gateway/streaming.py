@@ -20,7 +20,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llmplane.errors import LLMPlaneError, error_body
+from llmplane.errors import LLMPlaneError, UpstreamTimeoutError, error_body
 from llmplane.gateway.providers.base import EventStream, Usage
 from llmplane.gateway.tokens import request_prompt_tokens
 
@@ -81,10 +81,19 @@ class StreamRelay:
             if data:
                 return data
 
-    async def start(self) -> bytes | None:
-        """Read up to the first client-visible bytes; upstream errors so far are raised."""
+    async def start(self, timeout_s: float | None = None) -> bytes | None:
+        """Read up to the first client-visible bytes, within ``timeout_s`` (the time to first
+        token); upstream errors so far are raised, a timeout as :class:`UpstreamTimeoutError`."""
         try:
-            return await self._next()
+            if timeout_s is None:
+                return await self._next()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await self._next()
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"The upstream sent no first token within {timeout_s:g}s."
+                ) from None
         except LLMPlaneError as exc:
             await self.finish(exc.http_status, exc.code)
             raise

@@ -45,7 +45,7 @@ RECORDED_REQUESTS = 1000
 
 _HEALTH = orjson.dumps({"status": "ok"})
 _Handler = Callable[[Exchange], Awaitable[None]]
-_Recorded = tuple[str, str, list[tuple[bytes, bytes]], Any]
+_Recorded = tuple[str, str, list[tuple[bytes, bytes]], Any, float]
 
 
 class SimulatorApp:
@@ -68,6 +68,8 @@ class SimulatorApp:
         self.behaviour = self._base
         self.faults = FaultQueue()
         self._recorded: deque[_Recorded] = deque(maxlen=RECORDED_REQUESTS)
+        # (path, time.time()) of clients that left while a request was delayed
+        self.disconnects: deque[tuple[str, float]] = deque(maxlen=RECORDED_REQUESTS)
         self._authorization = None if api_key is None else b"Bearer " + api_key.encode()
         self.models = list(DEFAULT_MODELS if models is None else models)
         listing = [
@@ -117,6 +119,24 @@ class SimulatorApp:
         """Back to as constructed: no faults, no overrides, no recorded requests."""
         self.reset_behaviour()
         self.clear_requests()
+        self.disconnects.clear()
+
+    async def _wait_unless_gone(self, receive: Receive, seconds: float, path: str) -> bool:
+        """Sleep ``seconds`` before answering; ``False`` (and the time recorded in
+        :attr:`disconnects`) if the client closed the connection meanwhile."""
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait_for(asyncio.shield(watcher), seconds)
+        except TimeoutError:
+            watcher.cancel()
+            return True
+        self.disconnects.append((path, time.time()))
+        return False
 
     def recorded_requests(self) -> list[dict[str, Any]]:
         """The latest requests, oldest first, with lower-cased header names and parsed bodies."""
@@ -126,8 +146,9 @@ class SimulatorApp:
                 "path": path,
                 "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
                 "body": body,
+                "at": at,  # time.time() when the request arrived
             }
-            for method, path, headers, body in list(self._recorded)
+            for method, path, headers, body, at in list(self._recorded)
         ]
 
     # -- the ASGI app ------------------------------------------------------------------
@@ -159,10 +180,10 @@ class SimulatorApp:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 malformed = True
-        self._recorded.append((method, path, headers, body))
+        self._recorded.append((method, path, headers, body, time.time()))
 
         if fault_header is None:
-            fault = self.faults.take(path)
+            fault = self.faults.take(path, body.get("model") if isinstance(body, dict) else None)
         else:
             try:
                 fault = Fault.parse(orjson.loads(fault_header))
@@ -174,8 +195,8 @@ class SimulatorApp:
         delay_ms = behaviour.latency_ms
         if fault is not None and fault.kind == "delay":
             delay_ms += fault.ms
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
+        if delay_ms and not await self._wait_unless_gone(receive, delay_ms / 1000, path):
+            return
         if fault is not None:
             if fault.kind == "drop":
                 await abort_connection(scope, receive)

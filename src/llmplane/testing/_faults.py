@@ -4,9 +4,12 @@ A rule is given as JSON (``{"kind": "status", "status": 503, "count": 2}``) and
 validated once into a :class:`Fault`. Queued rules live in a :class:`FaultQueue`
 and are consumed in order, one per matching request; ``count`` is how many
 requests a rule hits (``-1``: every request until cleared), ``path`` limits it
-to one path (without it, a rule matches every request but those of the control
-API). A rule sent in a request's ``x-sim-fault`` header applies to that request
-only and goes before the queue, which it leaves untouched. The kinds:
+to one path and ``model`` to requests for one model (without them, a rule
+matches every request but those of the control API), and ``probability``
+(0–1, default 1) makes a matching request hit only that often (a miss uses up
+nothing: ``{"probability": 0.3, "count": -1}`` fails 30 % of requests). A rule
+sent in a request's ``x-sim-fault`` header applies to that request only and
+goes before the queue, which it leaves untouched. The kinds:
 
 - ``status``: answer with an OpenAI-shaped error of that ``status`` (optional
   ``retry_after`` seconds and ``retry_after_ms`` headers, optional ``message``);
@@ -19,6 +22,7 @@ only and goes before the queue, which it leaves untouched. The kinds:
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -28,7 +32,7 @@ __all__ = ["Fault", "FaultKind", "FaultQueue", "FaultSpecError"]
 
 FaultKind = Literal["status", "drop", "break_stream", "no_usage", "delay"]
 
-_COMMON_FIELDS = frozenset({"kind", "count", "path"})
+_COMMON_FIELDS = frozenset({"kind", "count", "path", "model", "probability"})
 _KIND_FIELDS: dict[str, frozenset[str]] = {
     "status": frozenset({"status", "retry_after", "retry_after_ms", "message"}),
     "drop": frozenset(),
@@ -69,6 +73,8 @@ class Fault:
     message: str | None = None
     after_chunks: int = 0
     ms: float = 0.0
+    model: str | None = None
+    probability: float = 1.0
 
     @classmethod
     def parse(cls, spec: Any) -> Fault:
@@ -89,6 +95,12 @@ class Fault:
         path = spec.get("path")
         if path is not None and not isinstance(path, str):
             raise FaultSpecError("fault field 'path' must be a string")
+        model = spec.get("model")
+        if model is not None and not isinstance(model, str):
+            raise FaultSpecError("fault field 'model' must be a string")
+        probability = _number(spec, "probability", 1.0, minimum=0)
+        if probability > 1:
+            raise FaultSpecError("fault field 'probability' must be between 0 and 1")
         message = spec.get("message")
         if message is not None and not isinstance(message, str):
             raise FaultSpecError("fault field 'message' must be a string")
@@ -111,11 +123,18 @@ class Fault:
             message=message,
             after_chunks=_integer(spec, "after_chunks", 0, minimum=0),
             ms=_number(spec, "ms", 0, minimum=0),
+            model=model,
+            probability=probability,
         )
 
-    def matches(self, path: str) -> bool:
-        """Whether this rule applies to a request for ``path``."""
-        return self.path is None or self.path == path
+    def matches(self, path: str, model: str | None = None) -> bool:
+        """Whether this rule applies to a request for ``path`` (and ``model``); a rule with a
+        ``probability`` below 1 applies that often."""
+        if self.path is not None and self.path != path:
+            return False
+        if self.model is not None and self.model != model:
+            return False
+        return self.probability >= 1 or random.random() < self.probability  # noqa: S311
 
     def to_json(self) -> dict[str, Any]:
         """The rule as JSON, for the control API."""
@@ -140,13 +159,13 @@ class FaultQueue:
         with self._lock:
             self._queued.extend(_QueuedFault(fault, fault.count) for fault in faults)
 
-    def take(self, path: str) -> Fault | None:
-        """The first rule matching ``path``, using up one of its ``count``."""
+    def take(self, path: str, model: str | None = None) -> Fault | None:
+        """The first rule matching ``path`` and ``model``, using up one of its ``count``."""
         if not self._queued:  # the usual case: no lock on the hot path
             return None
         with self._lock:
             for index, queued in enumerate(self._queued):
-                if queued.fault.matches(path):
+                if queued.fault.matches(path, model):
                     if queued.remaining > 0:
                         queued.remaining -= 1
                         if queued.remaining == 0:

@@ -300,6 +300,16 @@ class UpstreamSimulator:
         """Clear faults, setting overrides and recorded requests."""
         self.app.reset()
 
+    def clear_requests(self) -> None:
+        """Forget the recorded requests (faults and settings stay)."""
+        self.app.clear_requests()
+
+    @property
+    def disconnects(self) -> list[tuple[str, float]]:
+        """(path, time.time()) of each client that closed its connection while its request
+        was being delayed (latency or a ``delay`` fault)."""
+        return list(self.app.disconnects)
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         """The recorded requests (the last 1000), oldest first."""

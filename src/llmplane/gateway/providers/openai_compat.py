@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from llmplane.config.platform import DeploymentConfig
+from llmplane.config.platform import DeploymentConfig, Timeouts
 from llmplane.errors import (
     LLMPlaneError,
     RateLimitError,
@@ -75,6 +75,7 @@ async def _error_for(response: aiohttp.ClientResponse, deployment: str) -> LLMPl
     return UpstreamError(
         f"The upstream of deployment {deployment!r} failed with HTTP {status}.",
         code="upstream_error",
+        headers={"retry-after": retry_after} if retry_after else None,
     )
 
 
@@ -123,7 +124,9 @@ class _SSEEvents:
 class OpenAICompatibleProvider:
     """Calls one OpenAI-compatible deployment over a pooled aiohttp session."""
 
-    def __init__(self, deployment_id: str, config: DeploymentConfig) -> None:
+    def __init__(
+        self, deployment_id: str, config: DeploymentConfig, timeouts: Timeouts | None = None
+    ) -> None:
         assert config.api_base is not None
         self._id = deployment_id
         self._base = config.api_base.rstrip("/")
@@ -132,11 +135,14 @@ class OpenAICompatibleProvider:
         key = config.upstream_key()
         if key is not None:
             self._headers["Authorization"] = f"Bearer {key}"
+        limits = timeouts or Timeouts()
+        connect = limits.connect_s or config.connect_timeout_s
         self._timeout = aiohttp.ClientTimeout(
-            total=config.timeout_s, connect=config.connect_timeout_s
+            total=limits.total_s or config.timeout_s, connect=connect
         )
+        # A stream's time to first token is the caller's to bound; between events, chunk_s.
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout_s, sock_read=config.timeout_s
+            total=None, connect=connect, sock_read=limits.chunk_s or config.timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
 
