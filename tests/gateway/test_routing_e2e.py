@@ -274,3 +274,58 @@ def test_a_client_leaving_a_non_streaming_call_cancels_the_upstream_call(
     assert sim.disconnects[0][1] - left_at < 1.0
     rows = _ledger(routed, "leaving-client-1")
     assert [(r[3]) for r in rows] == [499]  # billed once, as abandoned
+
+
+def test_a_sloppy_upstream_stream_reaches_the_client_well_formed(
+    routed: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "sloppy_stream", "model": "up-backup"})
+    text = "héllo wörld 日本語 ✓"
+    with _client(routed).chat.completions.with_streaming_response.create(
+        model="backup", stream=True, messages=[{"role": "user", "content": text}]
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        raw = response.read()
+    events = [e for e in raw.decode("utf-8").split("\n\n") if e.strip()]  # valid UTF-8
+    assert events[-1] == "data: [DONE]"  # added for an upstream that forgot it
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert content == f"This is a mock reply to: {text}"
+    http("GET", f"{routed.url}/admin/spend")  # waits until the ledger holds every call
+    estimated = routed.sql(
+        "SELECT usage_estimated, completion_tokens FROM usage_ledger WHERE request_id = :id",
+        id=request_id,
+    )
+    assert len(estimated) == 1 and estimated[0][0] and estimated[0][1] > 0
+
+
+def test_a_client_leaving_a_stream_after_five_chunks_closes_the_upstream(
+    routed: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.configure(tokens_per_second=10)
+    body = {
+        "model": "backup",
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(["word"] * 40)}],
+    }
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "x-request-id": "leaving-stream-1"}
+
+    async def read_five_then_leave() -> float:
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.post(f"{routed.base_url}/chat/completions", json=body) as response,
+        ):
+            seen = 0
+            async for line in response.content:
+                seen += line.startswith(b"data: ")
+                if seen == 5:
+                    break
+        return time.time()
+
+    left_at = asyncio.run(read_five_then_leave())
+    deadline = time.monotonic() + 2
+    while not sim.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sim.disconnects and sim.disconnects[0][1] - left_at < 1.0
+    rows = _ledger(routed, "leaving-stream-1")
+    assert [r[3] for r in rows] == [499] and rows[0][4] > 0  # the partial call, billed once

@@ -52,6 +52,7 @@ class StreamRelay:
         self._ttft: float | None = None
         self._chunks = 0
         self._settled = False
+        self._done = False  # the upstream sent its [DONE]
 
     def _keep(self, events: list[bytes]) -> bytes:
         kept: list[bytes] = []
@@ -64,7 +65,9 @@ class StreamRelay:
                 self._usage = Usage.from_openai(parsed.get("usage")) or self._usage
                 if not self._wants_usage and not parsed.get("choices"):
                     continue
-            elif _DONE not in event:
+            elif _DONE in event:
+                self._done = True
+            else:
                 self._chunks += 1
             kept.append(event)
         return b"".join(kept)
@@ -109,6 +112,8 @@ class StreamRelay:
             while data is not None:
                 yield data
                 data = await self._next()
+            if not self._done:
+                yield _DONE + b"\n\n"  # an upstream that forgot it: clients wait for it
         except LLMPlaneError as exc:
             status, error_code = exc.http_status, exc.code
             yield b"data: " + error_body(exc) + b"\n\n"

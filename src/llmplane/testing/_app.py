@@ -241,7 +241,8 @@ class SimulatorApp:
         if body.get("stream") is True:
             source = {**body, "stream_options": None} if exchange.hides_usage else body
             chunks = chat_chunks(source, completion_id, created)
-            await exchange.stream([sse_event(chunk) for chunk in chunks])
+            if await exchange.stream([sse_event(chunk) for chunk in chunks]):
+                self.disconnects.append((exchange.scope["path"], time.time()))
             return
         reply = chat_completion(body, completion_id, created)
         if exchange.hides_usage:

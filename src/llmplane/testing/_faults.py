@@ -17,6 +17,9 @@ goes before the queue, which it leaves untouched. The kinds:
 - ``break_stream``: send ``after_chunks`` events of a stream (half the body of
   a JSON reply), then cut the connection mid-transfer;
 - ``no_usage``: answer normally but without ``usage``, even when a stream asked;
+- ``sloppy_stream``: a stream without ``usage`` and without ``[DONE]``, each event
+  sent in two writes split in the middle of its bytes (mid-character for
+  multibyte text);
 - ``delay``: wait ``ms`` more before answering.
 """
 
@@ -30,7 +33,7 @@ from typing import Any, Literal, cast
 
 __all__ = ["Fault", "FaultKind", "FaultQueue", "FaultSpecError"]
 
-FaultKind = Literal["status", "drop", "break_stream", "no_usage", "delay"]
+FaultKind = Literal["status", "drop", "break_stream", "no_usage", "sloppy_stream", "delay"]
 
 _COMMON_FIELDS = frozenset({"kind", "count", "path", "model", "probability"})
 _KIND_FIELDS: dict[str, frozenset[str]] = {
@@ -38,6 +41,7 @@ _KIND_FIELDS: dict[str, frozenset[str]] = {
     "drop": frozenset(),
     "break_stream": frozenset({"after_chunks"}),
     "no_usage": frozenset(),
+    "sloppy_stream": frozenset(),
     "delay": frozenset({"ms"}),
 }
 

@@ -99,8 +99,13 @@ class Exchange:
 
     @property
     def hides_usage(self) -> bool:
-        """Whether ``usage`` is to be left out (a ``no_usage`` fault)."""
-        return self.fault is not None and self.fault.kind == "no_usage"
+        """Whether ``usage`` is to be left out (a ``no_usage`` or ``sloppy_stream`` fault)."""
+        return self.fault is not None and self.fault.kind in ("no_usage", "sloppy_stream")
+
+    @property
+    def sloppy(self) -> bool:
+        """Whether a stream is to be sent carelessly (a ``sloppy_stream`` fault)."""
+        return self.fault is not None and self.fault.kind == "sloppy_stream"
 
     async def reply(self, payload: bytes) -> None:
         """A 200 JSON reply, or half of it and a cut connection under ``break_stream``."""
@@ -116,10 +121,15 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": half, "more_body": True})
         await abort_connection(self.scope, self.receive)
 
-    async def stream(self, events: list[bytes]) -> None:
-        """SSE ``events`` then ``[DONE]``, paced as configured, or cut after ``after_chunks``."""
+    async def stream(self, events: list[bytes]) -> bool:
+        """SSE ``events`` then ``[DONE]``, paced as configured, or cut after ``after_chunks``;
+        under ``sloppy_stream``, no ``[DONE]`` and every event split in two writes in the
+        middle of its bytes. Returns whether the client left while a paced stream was
+        being sent."""
         if self.fault is not None and self.breaks:
             del events[self.fault.after_chunks :]
+        elif self.sloppy:
+            events = [part for e in events for part in (e[: len(e) // 2 + 1], e[len(e) // 2 + 1 :])]
         else:
             events.append(_DONE)
         send = self.send
@@ -130,9 +140,18 @@ class Exchange:
         tail = b""
         if behaviour.tokens_per_second > 0:
             gap = 1 / behaviour.tokens_per_second
-            for index, event in enumerate(events):
-                if index:
-                    await asyncio.sleep(gap)
+            left = asyncio.ensure_future(_disconnected(self.receive))
+            try:
+                for index, event in enumerate(events):
+                    if index:
+                        await asyncio.wait({left}, timeout=gap)
+                    if left.done():
+                        return True
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+            finally:
+                left.cancel()
+        elif self.sloppy:
+            for event in events:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         else:
             tail = b"".join(events)
@@ -140,5 +159,11 @@ class Exchange:
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
             await abort_connection(self.scope, self.receive)
-            return
+            return False
         await send({"type": "http.response.body", "body": tail})
+        return False
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
