@@ -50,6 +50,21 @@ def routed(
             content_policy_fallbacks=["backup"],
         ),
         _model("breaker", url, "up-breaker", retries=0, cooldown={"failures": 2, "cooldown_s": 60}),
+        {
+            "name": "checked",
+            "retries": 0,
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "name": name,
+                    "api_base": url,
+                    "model": f"up-{name}",
+                    "health_check": {"path": path, "interval_s": 0.2, "timeout_s": 1},
+                }
+                for name, path in (("checked-a", "/v1/models"), ("checked-b", "/health"))
+            ],
+            "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        },
     ]
     with GatewayProcess(tmp_path_factory.mktemp("routed"), models) as gateway:
         yield gateway
@@ -125,7 +140,7 @@ def test_upstream_429_is_retried_after_retry_after_then_cooled_down(
     with pytest.raises(openai.RateLimitError) as refused:
         client.chat.completions.create(model="limited", messages=[{"role": "user", "content": "x"}])
     assert 3.6 <= time.monotonic() - started <= 5.0
-    times = [r["at"] for r in sim.requests if r["body"]["model"] == "up-limited"]
+    times = [r["at"] for r in sim.requests if (r["body"] or {}).get("model") == "up-limited"]
     assert len(times) == 3  # exactly 1 + retries attempts
     for earlier, later in itertools.pairwise(times):
         assert 1.8 <= later - earlier <= 2.3  # spaced by Retry-After (±10 %)
@@ -329,3 +344,24 @@ def test_a_client_leaving_a_stream_after_five_chunks_closes_the_upstream(
     assert sim.disconnects and sim.disconnects[0][1] - left_at < 1.0
     rows = _ledger(routed, "leaving-stream-1")
     assert [r[3] for r in rows] == [499] and rows[0][4] > 0  # the partial call, billed once
+
+
+def test_a_deployment_failing_its_health_check_gets_no_calls_until_it_passes(
+    routed: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "status", "status": 503, "path": "/v1/models", "count": -1})
+    time.sleep(0.6)  # a few check rounds
+    client = _client(routed)
+
+    def served_by(calls: int) -> Counter[str]:
+        return Counter(
+            client.chat.completions.with_raw_response.create(
+                model="checked", messages=[{"role": "user", "content": "x"}]
+            ).headers["x-llmplane-deployment"]
+            for _ in range(calls)
+        )
+
+    assert served_by(20) == Counter({"checked-b": 20})
+    sim.reset()
+    time.sleep(0.6)
+    assert served_by(40)["checked-a"] > 0

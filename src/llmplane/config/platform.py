@@ -44,6 +44,16 @@ class Price(_Strict):
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
+class HealthCheck(_Strict):
+    """An active check of a self-hosted deployment: ``GET path`` (from the server's root,
+    e.g. ``/health`` for vLLM and TGI, ``/v1/models``) every ``interval_s``; a deployment
+    that fails it gets no calls until it passes again."""
+
+    path: str = Field(default="/health", pattern=r"^/")
+    interval_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
@@ -57,6 +67,7 @@ class DeploymentConfig(_Strict):
     max_connections: int = Field(default=1000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0)
+    health_check: HealthCheck | None = None
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
@@ -65,6 +76,8 @@ class DeploymentConfig(_Strict):
                 raise ValueError("api_base is required for provider 'openai'")
             if not re.match(r"^https?://[^/\s]+", self.api_base):
                 raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
+        elif self.health_check is not None:
+            raise ValueError("health_check is for deployments with an api_base")
         return self
 
     def upstream_key(self) -> str | None:

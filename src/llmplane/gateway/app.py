@@ -226,6 +226,17 @@ class GatewayApp:
         await self.app(scope, receive, send)
 
 
+async def _check_deployments(services: GatewayServices) -> None:
+    """Run the active health checks of self-hosted deployments, each at its interval."""
+    while True:
+        try:
+            wait = await services.router.run_health_checks()
+        except Exception as exc:  # noqa: BLE001 - a failed round must not stop the checks
+            log.warning("deployment health checks failed: %s", type(exc).__name__)
+            wait = 1.0
+        await asyncio.sleep(wait)
+
+
 async def _watch_budgets(services: GatewayServices) -> None:
     """Fire crossed soft thresholds (webhook and audit event, once per period)."""
     while True:
@@ -246,6 +257,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
         background = [
             asyncio.create_task(_refresh(services), name="refresh"),
             asyncio.create_task(_watch_budgets(services), name="budget-alerts"),
+            asyncio.create_task(_check_deployments(services), name="health-checks"),
         ]
         try:
             yield

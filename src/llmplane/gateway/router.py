@@ -12,21 +12,29 @@ the upstream asked with ``Retry-After``). When that time is up it is half
 open: one call at a time may probe it; a success closes the circuit, a failure
 cools it down again. When every deployment of a model is cooling down, the one
 whose cooldown ends first is offered anyway rather than refusing outright.
+
+Active health checks (``health_check`` on a deployment, for self-hosted servers)
+take a deployment out of rotation while its ``GET /health`` (or another path)
+fails, and put it back when it passes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from llmplane.accounting.pricing import Rates, resolve_rates
-from llmplane.config.platform import DeploymentConfig, ModelConfig, PlatformConfig
+from llmplane.config.platform import DeploymentConfig, HealthCheck, ModelConfig, PlatformConfig
 from llmplane.errors import NotFoundError
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
+
+log = logging.getLogger(__name__)
 
 _EWMA_WEIGHT = 0.2  # of the newest time-to-first-token sample
 
@@ -41,6 +49,8 @@ class Health:
     cooldown_until: float = 0.0
     probing: bool = False
     cooldowns: int = 0  # how many times it was cooled down (for metrics and tests)
+    checked_down: bool = False  # failed its last active health check
+    next_check: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,7 @@ class Deployment:
     max_output_tokens: int
     weight: float
     health: Health = field(compare=False)
+    health_check: HealthCheck | None = None
 
     def cost_rank(self) -> float:
         """Price of a typical call (1,000 tokens in, 1,000 out), for ``lowest_cost``."""
@@ -79,6 +90,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         max_output_tokens=model.max_output_tokens,
         weight=config.weight,
         health=Health(),
+        health_check=config.health_check,
     )
 
 
@@ -131,7 +143,10 @@ class ModelRouter:
         now = time.monotonic()
         healthy = [d for d in deployments if self._available(d, now)]
         if not healthy:
-            return [min(deployments, key=lambda d: d.health.cooldown_until)]
+            # Prefer one that passes its health check, then the first out of cooldown.
+            return [
+                min(deployments, key=lambda d: (d.health.checked_down, d.health.cooldown_until))
+            ]
         if len(healthy) == 1:
             return healthy
         strategy = self._models[model].strategy
@@ -148,6 +163,8 @@ class ModelRouter:
     @staticmethod
     def _available(deployment: Deployment, now: float) -> bool:
         health = deployment.health
+        if health.checked_down:
+            return False
         if health.cooldown_until <= 0.0:
             return True
         if now < health.cooldown_until:
@@ -201,6 +218,32 @@ class ModelRouter:
         health = deployment.health
         health.in_flight -= 1
         health.probing = False
+
+    async def run_health_checks(self) -> float:
+        """Check every deployment whose health check is due; return the seconds until the
+        next one is due (for the background loop)."""
+        now = time.monotonic()
+        checked = [d for ds in self._deployments.values() for d in ds if d.health_check]
+        due = [d for d in checked if d.health.next_check <= now]
+        results = await asyncio.gather(*(self._check(d) for d in due))
+        for deployment, ok in zip(due, results, strict=True):
+            if deployment.health.checked_down == ok:
+                log.warning(
+                    "deployment %s %s its health check",
+                    deployment.id,
+                    "passes" if ok else "fails",
+                )
+            deployment.health.checked_down = not ok
+        if not checked:
+            return 3600.0
+        return max(min(d.health.next_check for d in checked) - time.monotonic(), 0.05)
+
+    @staticmethod
+    async def _check(deployment: Deployment) -> bool:
+        check = deployment.health_check
+        assert check is not None
+        deployment.health.next_check = time.monotonic() + check.interval_s
+        return await deployment.provider.healthy(check.path, check.timeout_s)
 
     async def aclose(self) -> None:
         """Close every deployment's connections."""

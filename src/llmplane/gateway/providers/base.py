@@ -78,6 +78,10 @@ class Provider(Protocol):
         """Send a streaming request and return once the upstream has accepted it."""
         ...
 
+    async def healthy(self, path: str, timeout_s: float) -> bool:
+        """Whether ``GET path`` (from the server's root) answers below 400 in time."""
+        ...
+
     async def aclose(self) -> None:
         """Close pooled connections at shutdown."""
         ...

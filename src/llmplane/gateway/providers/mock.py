@@ -331,5 +331,9 @@ class MockProvider:
         chunks = chat_chunks(body, f"chatcmpl-{request_id}", int(time.time()))
         return _MockStream([*map(sse_event, chunks), sse_event("[DONE]")])
 
+    async def healthy(self, path: str, timeout_s: float) -> bool:
+        """The mock is always up."""
+        return True
+
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -201,6 +202,19 @@ class OpenAICompatibleProvider:
         """Start a streaming request; events are read as the client consumes them."""
         response = await self._post(endpoint, body, request_id, self._stream_timeout)
         return _SSEEvents(response, self._id)
+
+    async def healthy(self, path: str, timeout_s: float) -> bool:
+        """``GET`` ``path`` on the upstream server's root; any answer below 400 is healthy."""
+        origin = urlsplit(self._base)
+        url = f"{origin.scheme}://{origin.netloc}{path}"
+        try:
+            async with self._client().get(
+                url, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                await response.read()
+                return response.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
