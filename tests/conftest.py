@@ -79,16 +79,22 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated store on SQLite and on PostgreSQL (a fresh database per test)."""
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A store with no tables yet on SQLite and on PostgreSQL (a fresh database per test)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
         url = fresh_database(request.getfixturevalue("postgres_url"))
     store = create_engine(url)
-    migrate(store)
     yield store
     store.dispose()
+
+
+@pytest.fixture
+def engine(empty_engine: Engine) -> Engine:
+    """A migrated store on SQLite and on PostgreSQL (a fresh database per test)."""
+    migrate(empty_engine)
+    return empty_engine
 
 
 @pytest.fixture(scope="session")

@@ -236,3 +236,53 @@ async def record_spend(engine: Any, cost_nanousd: int, **attribution: str) -> No
         )
     )
     await ledger.close()
+
+
+def spread_rows(count: int, start: Any, days: int, seed: int = 1) -> list[Any]:
+    """Ledger rows at random times in ``days`` days from ``start``, attributed at random to
+    teams, services, keys, users, models and deployments (or to none); some at the exact
+    start of an hour, some written with another UTC offset, some failed, some tagged."""
+    import random
+    from datetime import timedelta, timezone
+
+    rng = random.Random(seed)
+    india = timezone(timedelta(hours=5, minutes=30))
+    rows = []
+    for i in range(count):
+        created = start + timedelta(seconds=rng.randrange(days * 86400), microseconds=i)
+        if i % 11 == 0:
+            created = created.replace(minute=0, second=0, microsecond=0)
+        if i % 7 == 0:
+            created = created.astimezone(india)
+        model = rng.choice(["mock", "sim", "big"])
+        row = usage_row(
+            f"req_{seed}_{i}",
+            rng.randrange(1, 10**9),
+            model=model,
+            prompt_tokens=rng.randrange(1, 500),
+            completion_tokens=rng.randrange(500),
+            key_id=rng.choice(["key_a", "key_b", "key_c", None]),
+            team_id=rng.choice(["team_x", "team_y", "team_gone", None]),
+            service_id=rng.choice(["svc_1", "svc_2", None]),
+            user_id=rng.choice(["alice", "bob", None]),
+            tags=rng.choice([{"feature": "search"}, {"feature": "chat", "env": "prod"}, None]),
+        )
+        row.created_at = created
+        row.deployment = f"{model}[{rng.randrange(2)}]"
+        row.status = rng.choice([200, 200, 200, 429, 500])
+        row.cached_tokens = rng.randrange(50)
+        row.latency_ms = rng.random() * 100
+        rows.append(row)
+    return rows
+
+
+async def write_rows(engine: Any, rows: list[Any], batch_size: int = 64) -> Any:
+    """Write ``rows`` through the usage ledger's writer; return the ledger for its counters."""
+    from llmplane.accounting.ledger import UsageLedger
+
+    ledger = UsageLedger(engine, batch_size=batch_size, flush_interval_s=0.01)
+    ledger.start()
+    for row in rows:
+        ledger.record(row)
+    await ledger.close()
+    return ledger

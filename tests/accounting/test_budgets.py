@@ -6,9 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import (
+    AdmissionGuard,
     LocalAdmissionGuard,
     Period,
     load_budgets,
@@ -17,7 +19,8 @@ from llmplane.accounting.budgets import (
 )
 from llmplane.accounting.keys import Principal
 from llmplane.errors import BudgetExceededError, InvalidRequestError, RateLimitError
-from tests.helpers import record_spend
+from llmplane.store.tables import usage_ledger
+from tests.helpers import record_spend, spread_rows, write_rows
 
 KEY = Principal(key_id="key_a", name="a", team_id="team_x", service_id="svc_y")
 NANO = 1_000_000_000
@@ -82,6 +85,33 @@ async def test_spend_already_in_the_ledger_counts(engine: Engine) -> None:
     with pytest.raises(BudgetExceededError, match="service budget"):
         await guard.admit(KEY, NANO // 2 + 1)
     await guard.admit(KEY, NANO // 2)
+
+
+async def test_spend_loaded_per_period_equals_a_scan_of_the_ledger(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    rows = spread_rows(600, now - timedelta(days=40), 40)
+    rows[0].created_at = period_start(Period.MONTH, now)  # the first instant of a period
+    rows[1].created_at = period_start(Period.WEEK, now) - timedelta(microseconds=1)
+    for row in rows[2:5]:  # today, for every scope
+        row.created_at = period_start(Period.DAY, now)
+        row.key_id, row.service_id, row.team_id = "key_a", "svc_1", "team_x"
+    await write_rows(engine, [row for row in rows if row.created_at <= now])
+    with engine.connect() as connection:
+        ledger = connection.execute(select(usage_ledger)).all()
+    day = period_start(Period.DAY, now)
+    for scope in (("key", "key_a"), ("service", "svc_1"), ("team", "team_x")):
+        mine = [r for r in ledger if getattr(r, f"{scope[0]}_id") == scope[1]]
+        expected = {
+            period: sum(
+                r.cost_nanousd
+                for r in mine
+                if r.created_at.replace(tzinfo=r.created_at.tzinfo or UTC)
+                >= period_start(period, now)
+            )
+            for period in Period
+        }
+        assert AdmissionGuard(engine).ledger_sums(scope, day) == expected
+        assert 0 < expected[Period.DAY] <= expected[Period.MONTH] < expected[Period.NONE]
 
 
 async def test_budget_set_mid_period_starts_from_the_spend_so_far(engine: Engine) -> None:

@@ -18,11 +18,24 @@ _SCRIPTS = ScriptDirectory(str(Path(llmplane.store.__file__).parent / "migration
 
 def test_migration_creates_tables_and_indexes(engine: Engine) -> None:
     inspector = inspect(engine)
-    assert {"virtual_keys", "usage_ledger", "teams", "services", "budgets", "audit_log"} <= set(
-        inspector.get_table_names()
-    )
+    assert {
+        "virtual_keys",
+        "usage_ledger",
+        "usage_rollups",
+        "teams",
+        "services",
+        "budgets",
+        "audit_log",
+        "budget_alerts",
+    } <= set(inspector.get_table_names())
     indexes = {i["name"] for i in inspector.get_indexes("usage_ledger")}
     assert {"ix_usage_ledger_created_at", "ix_usage_ledger_key_created"} <= indexes
+    rollup_indexes = {i["name"] for i in inspector.get_indexes("usage_rollups")}
+    assert {
+        "ix_usage_rollups_day_team",
+        "ix_usage_rollups_day_service",
+        "ix_usage_rollups_day_key",
+    } <= rollup_indexes
 
 
 def test_migrating_twice_is_harmless(engine: Engine) -> None:

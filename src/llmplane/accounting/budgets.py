@@ -7,9 +7,9 @@ response settles the real cost and releases the rest; a failed or cancelled
 call settles what it used (often nothing).
 
 Spend counters are kept for every scope a request touches, per period (day,
-week, month and all-time, in UTC), loaded from the usage ledger the first time
-a scope is seen in a period. From then on they move with every settlement, so
-a budget created mid-period starts from the exact spend so far.
+week, month and all-time, in UTC), loaded from the usage ledger's day rollups
+the first time a scope is seen in a period. From then on they move with every
+settlement, so a budget created mid-period starts from the exact spend so far.
 
 This is the embedded, one-process backend. Counters shared by several
 replicas (Redis, atomic Lua) implement the same :class:`BudgetGuard` surface.
@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, literal_column, select, update
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.audit import record_audit
@@ -33,7 +33,7 @@ from llmplane.accounting.limits import LocalRateLimiter, TokenHold
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import BudgetExceededError, InvalidRequestError
 from llmplane.ids import new_id
-from llmplane.store.tables import budgets, usage_ledger
+from llmplane.store.tables import budgets, usage_rollups
 
 
 class Period(StrEnum):
@@ -114,9 +114,9 @@ def principal_scopes(principal: Principal) -> tuple[Scope, ...]:
 
 
 _SCOPE_COLUMNS = {
-    "key": usage_ledger.c.key_id,
-    "service": usage_ledger.c.service_id,
-    "team": usage_ledger.c.team_id,
+    "key": usage_rollups.c.key_id,
+    "service": usage_rollups.c.service_id,
+    "team": usage_rollups.c.team_id,
 }
 
 
@@ -301,15 +301,22 @@ class AdmissionGuard:
         )
 
     def ledger_sums(self, scope: Scope, day: datetime) -> dict[Period, int]:
-        """Spend of ``scope`` per period up to now, from the ledger (blocking)."""
+        """Spend of ``scope`` per period up to now, from the ledger's day rollups (blocking).
+
+        Periods start at midnight UTC, so whole day buckets sum them exactly; today's
+        bucket holds every row written so far."""
         column = _SCOPE_COLUMNS[scope[0]]
-        cost = usage_ledger.c.cost_nanousd
-        created = usage_ledger.c.created_at
+        cost = usage_rollups.c.cost_nanousd
+        bucket = usage_rollups.c.bucket
         starts = {p: period_start(p, day) for p in (Period.DAY, Period.WEEK, Period.MONTH)}
         query = select(
-            *(func.sum(case((created >= start, cost), else_=0)) for start in starts.values()),
+            *(func.sum(case((bucket >= start, cost), else_=0)) for start in starts.values()),
             func.sum(cost),
-        ).where(column == scope[1])
+        ).where(
+            # A literal, so that the planners may use the partial index of day rollups.
+            usage_rollups.c.grain == literal_column("'day'"),
+            column == scope[1],
+        )
         with self._engine.connect() as connection:
             row = connection.execute(query).one()
         values = [int(v or 0) for v in row]

@@ -7,7 +7,9 @@ database delays rows instead of losing them. Only past ``overflow_limit`` rows
 are dropped, counted and logged. A background task writes batches in a worker
 thread and retries a batch until the store is reachable again; a row the store
 itself refuses is logged and counted (``rejected``) without holding up the
-others. :meth:`UsageLedger.close` drains everything before shutdown.
+others. The hour and day rollups that spend queries read are updated in the
+same transaction as the rows. :meth:`UsageLedger.close` drains everything
+before shutdown.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from llmplane.store.bulk import BulkInsert
+from llmplane.store.rollups import RollupUpsert
 from llmplane.store.tables import usage_ledger
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,9 @@ _ROW = operator.attrgetter(*_COLUMNS)
 _REQUEST_ID = _COLUMNS.index("request_id")
 _WRITER_NICENESS = 10
 _UNREACHABLE = (OperationalError, InterfaceError)
+# The store refuses a row (DBAPIError), or the rollups cannot add up a value that the store
+# took (a row the gateway did not build from typed values).
+_REFUSED = (DBAPIError, TypeError, ValueError)
 
 
 def _yield_to_requests() -> None:
@@ -92,6 +98,7 @@ class UsageLedger:
         self._insert = BulkInsert(
             usage_ledger, _COLUMNS, engine.dialect.name, engine.dialect.paramstyle
         )
+        self._rollups = RollupUpsert(_COLUMNS, engine.dialect.name, engine.dialect.paramstyle)
         self._queue: asyncio.Queue[UsageRecord] = asyncio.Queue(maxsize=queue_size)
         self._overflow: list[UsageRecord] = []
         self._overflow_limit = overflow_limit if overflow_limit is not None else queue_size * 4
@@ -195,23 +202,27 @@ class UsageLedger:
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         try:
-            with self._engine.begin() as connection:
-                self._insert.execute(connection, rows)
+            self._write_rows(rows)
         except _UNREACHABLE:
             raise  # the store is down: the whole batch is retried later
-        except DBAPIError:
+        except _REFUSED:
             # One bad row (or a retried batch that partly landed) must not block the rest:
             # write row by row and set aside only the rows the store refuses.
             for row in rows:
                 try:
-                    with self._engine.begin() as connection:
-                        self._insert.execute(connection, [row])
+                    self._write_rows([row])
                 except _UNREACHABLE:
                     raise
-                except DBAPIError as exc:
+                except _REFUSED as exc:
                     self.rejected += 1
                     log.error(
                         "usage ledger: the store refused the row of request %s (%s)",
                         row[_REQUEST_ID],
-                        type(exc.orig).__name__,
+                        type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
                     )
+
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        # The rollups count exactly the rows that land: both or neither are committed.
+        with self._engine.begin() as connection:
+            self._insert.execute(connection, rows)
+            self._rollups.execute(connection, rows)

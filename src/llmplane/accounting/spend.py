@@ -1,37 +1,42 @@
-"""Spend queries over the usage ledger: totals by key and model, or by any one dimension."""
+"""Spend queries over the usage ledger: totals by key and model, or by any one dimension.
+
+Everything but user and tag is read from the hour and day rollups (exactly; see
+:mod:`llmplane.accounting.usage_sums`), so that these stay fast at millions of rows.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, true
+from sqlalchemy import func, literal, select, true
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.pricing import NANO_PER_USD
+from llmplane.accounting.usage_sums import (
+    GROUPINGS,
+    NAMED_GROUPINGS,
+    GroupKey,
+    UsageSums,
+    costliest_first,
+    regroup,
+    total,
+    usage_sums,
+)
 from llmplane.errors import InvalidRequestError
-from llmplane.store.tables import services, teams, usage_ledger, virtual_keys
+from llmplane.store.tables import usage_ledger
 
 
-def _totals(row: Any) -> dict[str, Any]:
+def _totals(sums: UsageSums) -> dict[str, Any]:
     return {
-        "requests": int(row.requests or 0),
-        "prompt_tokens": int(row.prompt_tokens or 0),
-        "completion_tokens": int(row.completion_tokens or 0),
-        "cost_usd": int(row.cost_nanousd or 0) / NANO_PER_USD,
+        "requests": sums.requests,
+        "prompt_tokens": sums.prompt_tokens,
+        "completion_tokens": sums.completion_tokens,
+        "cost_usd": sums.cost_nanousd / NANO_PER_USD,
     }
-
-
-def _measures() -> tuple[Any, ...]:
-    ledger = usage_ledger.c
-    return (
-        func.count().label("requests"),
-        func.sum(ledger.prompt_tokens).label("prompt_tokens"),
-        func.sum(ledger.completion_tokens).label("completion_tokens"),
-        func.sum(ledger.cost_nanousd).label("cost_nanousd"),
-    )
 
 
 def spend_summary(
@@ -43,39 +48,22 @@ def spend_summary(
 ) -> dict[str, Any]:
     """Requests, tokens and USD in ``[since, until)`` (of one team, if given): overall, by
     key and by model."""
-    ledger = usage_ledger.c
-    measures = _measures()
-    conditions = []
-    if team_id is not None:
-        conditions.append(ledger.team_id == team_id)
-    if since is not None:
-        conditions.append(ledger.created_at >= since)
-    if until is not None:
-        conditions.append(ledger.created_at < until)
-
-    by_key = (
-        select(ledger.key_id, virtual_keys.c.name, *measures)
-        .select_from(usage_ledger.outerjoin(virtual_keys, virtual_keys.c.id == ledger.key_id))
-        .where(*conditions)
-        .group_by(ledger.key_id, virtual_keys.c.name)
-        .order_by(func.sum(ledger.cost_nanousd).desc())
-    )
-    by_model = (
-        select(ledger.model, *measures)
-        .where(*conditions)
-        .group_by(ledger.model)
-        .order_by(func.sum(ledger.cost_nanousd).desc())
-    )
     with engine.connect() as connection:
-        total = connection.execute(select(*measures).where(*conditions)).one()
-        keys = connection.execute(by_key).all()
-        models = connection.execute(by_model).all()
+        groups = usage_sums(connection, ("key", "model"), since=since, until=until, team_id=team_id)
+    by_key = regroup(groups, lambda key: key[:1])
+    by_model = regroup(groups, lambda key: key[1:])
     return {
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
-        "total": _totals(total),
-        "by_key": [{"key_id": r.key_id, "name": r.name, **_totals(r)} for r in keys],
-        "by_model": [{"model": r.model, **_totals(r)} for r in models],
+        "total": _totals(total(groups)),
+        "by_key": [
+            {"key_id": key_id, "name": name, **_totals(sums)}
+            for ((key_id, name),), sums in costliest_first(by_key.items())
+        ],
+        "by_model": [
+            {"model": model, **_totals(sums)}
+            for (model,), sums in costliest_first(by_model.items())
+        ],
     }
 
 
@@ -92,53 +80,71 @@ def spend_by(
 ) -> list[dict[str, Any]]:
     """Requests, tokens and USD in ``[since, until)`` grouped by one dimension, costliest first
     (``day`` in date order)."""
+    if dimension not in SPEND_DIMENSIONS:
+        raise InvalidRequestError(
+            f"Spend can be grouped by {', '.join(SPEND_DIMENSIONS)}.", param="by"
+        )
+    if dimension not in GROUPINGS:
+        return _spend_by_in_ledger(engine, dimension, since=since, until=until, team_id=team_id)
+    with engine.connect() as connection:
+        groups = usage_sums(connection, (dimension,), since=since, until=until, team_id=team_id)
+    ordered = sorted(groups.items()) if dimension == "day" else costliest_first(groups.items())
+    rows = []
+    for (value,), sums in ordered:
+        if dimension in NAMED_GROUPINGS:
+            value_id, name = value
+            rows.append({dimension: value_id, "name": name, **_totals(sums)})
+        else:
+            rows.append({dimension: value, **_totals(sums)})
+    return rows
+
+
+def _spend_by_in_ledger(
+    engine: Engine,
+    dimension: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    team_id: str | None,
+) -> list[dict[str, Any]]:
+    """Spend by user or tag, which the rollups do not keep: summed from the ledger."""
     ledger = usage_ledger.c
-    measures = _measures()
     source: Any = usage_ledger
-    label: Any = None
-    group: Any
-    if dimension == "team":
-        group, label = ledger.team_id, teams.c.name
-        source = usage_ledger.outerjoin(teams, teams.c.id == ledger.team_id)
-    elif dimension == "service":
-        group, label = ledger.service_id, services.c.name
-        source = usage_ledger.outerjoin(services, services.c.id == ledger.service_id)
-    elif dimension == "key":
-        group, label = ledger.key_id, virtual_keys.c.name
-        source = usage_ledger.outerjoin(virtual_keys, virtual_keys.c.id == ledger.key_id)
-    elif dimension == "day":
-        group = func.date(ledger.created_at)
-    elif dimension == "tag":
+    group: Any = ledger.user_id
+    if dimension == "tag":
         # One row per key=value tag, from the JSON column (SQLite and PostgreSQL spellings).
         each_fn = func.json_each if engine.dialect.name == "sqlite" else func.json_each_text
         pairs = each_fn(ledger.tags).table_valued("key", "value").alias("tag")
         group = pairs.c.key.op("||")(literal("=")).op("||")(pairs.c.value)
         source = usage_ledger.join(pairs, true())
-    elif dimension in ("user", "model", "deployment"):
-        group = {"user": ledger.user_id, "model": ledger.model, "deployment": ledger.deployment}[
-            dimension
-        ]
-    else:
-        raise InvalidRequestError(
-            f"Spend can be grouped by {', '.join(SPEND_DIMENSIONS)}.", param="by"
+    query = (
+        select(
+            group.label("value"),
+            func.count().label("requests"),
+            func.sum(ledger.prompt_tokens).label("prompt_tokens"),
+            func.sum(ledger.completion_tokens).label("completion_tokens"),
+            func.sum(ledger.cost_nanousd).label("cost_nanousd"),
         )
-    columns = [group.label("value"), *([label.label("name")] if label is not None else [])]
-    query = select(*columns, *measures).select_from(source)
+        .select_from(source)
+        .group_by(group)
+        .order_by(func.sum(ledger.cost_nanousd).desc())
+    )
     if team_id is not None:
         query = query.where(ledger.team_id == team_id)
     if since is not None:
         query = query.where(ledger.created_at >= since)
     if until is not None:
         query = query.where(ledger.created_at < until)
-    query = query.group_by(*columns[:1], *([label] if label is not None else []))
-    query = query.order_by(group if dimension == "day" else func.sum(ledger.cost_nanousd).desc())
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     return [
         {
             dimension: None if r.value is None else str(r.value),
-            **({"name": r.name} if label is not None else {}),
-            **_totals(r),
+            **_totals(
+                UsageSums(
+                    r.requests, int(r.prompt_tokens), int(r.completion_tokens), int(r.cost_nanousd)
+                )
+            ),
         }
         for r in rows
     ]
@@ -163,88 +169,64 @@ def monthly_report(engine: Engine, month: str) -> dict[str, Any]:
     """A month's spend for finance: per team and service, and cost per million tokens per
     model, each beside the previous month with the change in percent."""
     previous, start, following = _month_bounds(month)
-    ledger = usage_ledger.c
-    this_month = ledger.created_at >= start
-    cost = func.sum(case((this_month, ledger.cost_nanousd), else_=0))
-    cost_before = func.sum(case((~this_month, ledger.cost_nanousd), else_=0))
-    tokens = func.sum(case((this_month, ledger.prompt_tokens + ledger.completion_tokens), else_=0))
-    tokens_before = func.sum(
-        case((~this_month, ledger.prompt_tokens + ledger.completion_tokens), else_=0)
-    )
-    requests = func.sum(case((this_month, 1), else_=0))
-    window = (ledger.created_at >= previous, ledger.created_at < following)
-    by_service = (
-        select(
-            teams.c.name.label("team"),
-            services.c.name.label("service"),
-            ledger.team_id,
-            ledger.service_id,
-            requests,
-            tokens,
-            cost,
-            cost_before,
-        )
-        .select_from(
-            usage_ledger.outerjoin(teams, teams.c.id == ledger.team_id).outerjoin(
-                services, services.c.id == ledger.service_id
-            )
-        )
-        .where(*window)
-        .group_by(teams.c.name, services.c.name, ledger.team_id, ledger.service_id)
-        .order_by(cost.desc())
-    )
-    by_model = (
-        select(ledger.model, requests, tokens, cost, tokens_before, cost_before)
-        .where(*window)
-        .group_by(ledger.model)
-        .order_by(cost.desc())
-    )
+    groupings = ("team", "service", "model")
     with engine.connect() as connection:
-        service_rows = connection.execute(by_service).all()
-        model_rows = connection.execute(by_model).all()
+        now = usage_sums(connection, groupings, since=start, until=following)
+        before = usage_sums(connection, groupings, since=previous, until=start)
 
-    def usd(nano: Any) -> float:
-        return int(nano or 0) / NANO_PER_USD
+    def side_by_side(
+        pick: Callable[[GroupKey], GroupKey],
+    ) -> list[tuple[GroupKey, UsageSums, UsageSums]]:
+        this, last = regroup(now, pick), regroup(before, pick)
+        empty = UsageSums()
+        ordered = costliest_first({key: this.get(key, empty) for key in this | last}.items())
+        return [(key, sums, last.get(key, empty)) for key, sums in ordered]
 
-    def per_million(nano: Any, count: Any) -> float | None:
-        return None if not count else round(int(nano or 0) / NANO_PER_USD / int(count) * 1e6, 6)
+    def usd(nano: int) -> float:
+        return nano / NANO_PER_USD
+
+    def per_million(nano: int, count: int) -> float | None:
+        return None if not count else round(nano / NANO_PER_USD / count * 1e6, 6)
+
+    def tokens(sums: UsageSums) -> int:
+        return sums.prompt_tokens + sums.completion_tokens
 
     teams_and_services = [
         {
-            "team": r.team or r.team_id,
-            "service": r.service or r.service_id,
-            "requests": int(r[4] or 0),
-            "tokens": int(r[5] or 0),
-            "cost_usd": usd(r[6]),
-            "previous_cost_usd": usd(r[7]),
-            "change_pct": _change(usd(r[6]), usd(r[7])),
+            "team": team_name or team_id,
+            "service": service_name or service_id,
+            "requests": this.requests,
+            "tokens": tokens(this),
+            "cost_usd": usd(this.cost_nanousd),
+            "previous_cost_usd": usd(last.cost_nanousd),
+            "change_pct": _change(usd(this.cost_nanousd), usd(last.cost_nanousd)),
         }
-        for r in service_rows
+        for ((team_id, team_name), (service_id, service_name)), this, last in side_by_side(
+            lambda key: key[:2]
+        )
     ]
     models = []
-    for r in model_rows:
-        now_rate, before_rate = per_million(r[3], r[2]), per_million(r[5], r[4])
+    for (model,), this, last in side_by_side(lambda key: key[2:]):
+        now_rate = per_million(this.cost_nanousd, tokens(this))
+        before_rate = per_million(last.cost_nanousd, tokens(last))
         models.append(
             {
-                "model": r.model,
-                "requests": int(r[1] or 0),
-                "tokens": int(r[2] or 0),
-                "cost_usd": usd(r[3]),
+                "model": model,
+                "requests": this.requests,
+                "tokens": tokens(this),
+                "cost_usd": usd(this.cost_nanousd),
                 "cost_per_mtok_usd": now_rate,
                 "previous_cost_per_mtok_usd": before_rate,
                 "change_pct": _change(now_rate, before_rate) if now_rate and before_rate else None,
             }
         )
-    total, total_before = (
-        sum(r["cost_usd"] for r in teams_and_services),
-        sum(r["previous_cost_usd"] for r in teams_and_services),
-    )
+    total_now, total_before = usd(total(now).cost_nanousd), usd(total(before).cost_nanousd)
     return {
         "month": month,
         "previous_month": previous.strftime("%Y-%m"),
-        "total_cost_usd": total,
+        "total_cost_usd": total_now,
         "previous_total_cost_usd": total_before,
-        "change_pct": _change(total, total_before),
+        "change_pct": _change(total_now, total_before),
         "by_team_service": teams_and_services,
         "by_model": models,
     }

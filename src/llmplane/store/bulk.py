@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 Adapter = Callable[[Any], Any]
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    # SQLAlchemy's SQLite storage format for DateTime, in UTC.
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite storage format for ``DateTime``, in UTC."""
     if value is None:
         return None
     if value.tzinfo is not None:
@@ -46,7 +46,7 @@ class BulkInsert:
             if isinstance(kind, JSON):
                 self._adapters.append((index, _json))
             elif isinstance(kind, DateTime) and dialect == "sqlite":
-                self._adapters.append((index, _sqlite_datetime))
+                self._adapters.append((index, sqlite_datetime))
 
     def execute(self, connection: Connection, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` (value tuples in ``columns`` order) in one ``executemany``."""
