@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,8 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ),
     ("GET", "/admin/spend"): (Policy.TEAM, lambda w: (f"/admin/spend?team={w.team}", None)),
     ("GET", "/admin/spend/report"): (
-        Policy.ADMIN,
-        lambda w: ("/admin/spend/report?month=2026-11", None),
+        Policy.TEAM,
+        lambda w: (f"/admin/spend/report?month=2026-11&team={w.team}", None),
     ),
     ("POST", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", {"name": _unique("t")})),
     ("GET", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", None)),
@@ -325,3 +326,27 @@ def test_team_admin_cannot_budget_above_its_team(world: World) -> None:
         "PUT", f"{gateway.url}/admin/budgets", {**body, "limit_usd": 10}, key=admin_key
     )
     assert status == 200
+
+
+def test_a_team_admin_gets_its_own_teams_finance_report(world: World) -> None:
+    for caller in ("member", "other_team_admin"):
+        http(
+            "POST",
+            f"{world.gateway.base_url}/chat/completions",
+            {"model": "mock", "messages": [{"role": "user", "content": "report"}]},
+            key=world.keys[caller],
+        )
+    month = time.strftime("%Y-%m", time.gmtime())
+    status, _, mine = http(
+        "GET", f"{world.gateway.url}/admin/spend/report?month={month}", key=world.keys["team_admin"]
+    )
+    assert status == 200
+    assert {row["team"] for row in mine["by_team_service"]} == {world.team}
+    _, _, everyone = http("GET", f"{world.gateway.url}/admin/spend/report?month={month}")
+    assert len({row["team"] for row in everyone["by_team_service"]}) > 1
+    refused = http(
+        "GET",
+        f"{world.gateway.url}/admin/spend/report?month={month}&team={world.team}",
+        key=world.keys["other_team_admin"],
+    )
+    assert refused[0] == 403

@@ -165,14 +165,15 @@ def _change(now: float, before: float) -> float | None:
     return None if before == 0 else round((now - before) / before * 100, 2)
 
 
-def monthly_report(engine: Engine, month: str) -> dict[str, Any]:
-    """A month's spend for finance: per team and service, and cost per million tokens per
-    model, each beside the previous month with the change in percent."""
+def monthly_report(engine: Engine, month: str, *, team_id: str | None = None) -> dict[str, Any]:
+    """A month's spend for finance (of one team, if given): per team and service, and cost
+    per million tokens per model, each beside the previous month with the change in
+    percent."""
     previous, start, following = _month_bounds(month)
     groupings = ("team", "service", "model")
     with engine.connect() as connection:
-        now = usage_sums(connection, groupings, since=start, until=following)
-        before = usage_sums(connection, groupings, since=previous, until=start)
+        now = usage_sums(connection, groupings, since=start, until=following, team_id=team_id)
+        before = usage_sums(connection, groupings, since=previous, until=start, team_id=team_id)
 
     def side_by_side(
         pick: Callable[[GroupKey], GroupKey],

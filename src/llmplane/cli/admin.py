@@ -140,8 +140,8 @@ def revoke_key(key: str, as_json: bool) -> None:
         click.echo(f"revoked key {record['id']} ({record['name']})")
 
 
-def _monthly_report(month: str, csv_path: str | None, as_json: bool) -> None:
-    query = urllib.parse.urlencode({"month": month})
+def _monthly_report(month: str, team: str | None, csv_path: str | None, as_json: bool) -> None:
+    query = urllib.parse.urlencode({"month": month, **({"team": team} if team else {})})
     report = call("GET", f"/admin/spend/report?{query}")
     if csv_path is not None:
         from llmplane.accounting.spend import report_csv
@@ -237,7 +237,7 @@ def spend(
 ) -> None:
     """Requests, tokens and USD by key and by model (or --by one dimension, or --report)."""
     if month is not None:
-        _monthly_report(month, csv_path, as_json)
+        _monthly_report(month, team, csv_path, as_json)
         return
     params = {
         k: v for k, v in {"since": since, "until": until, "by": by, "team": team}.items() if v

@@ -217,23 +217,32 @@ async def spend(scope: RequestScope) -> Response:
     return json_response(scope, summary)
 
 
-@requires(Policy.ADMIN)
+@requires(Policy.TEAM)
 @documented(
     "SpendReport",
-    query={"month": "The month, e.g. 2026-11", "format": "csv for CSV"},
+    query={
+        "month": "The month, e.g. 2026-11",
+        "format": "csv for CSV",
+        "team": "Only this team (id or name); a team admin always gets its own team's",
+    },
     other_media={"text/csv": "The report as CSV (format=csv)."},
 )
 @endpoint
 async def spend_report(scope: RequestScope) -> Response:
-    """A month's spend for finance (``?month=2026-11``; ``&format=csv`` for CSV)."""
-    await scope.admin()
+    """A month's spend for finance (``?month=2026-11``; ``&format=csv`` for CSV); a team
+    admin gets its own team's."""
+    principal = await scope.manager()
     params = scope.request.query_params
     month = params.get("month")
     if month is None:
         raise InvalidRequestError("'month' is required, e.g. ?month=2026-11.", param="month")
+    team_id = None if principal.is_admin else principal.team_id
+    if params.get("team") is not None:
+        team_id = (await asyncio.to_thread(scope.services.teams.get_team, params["team"])).id
+        require_team(principal, team_id)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(scope.services.ledger.flush(), _FLUSH_WAIT_S)
-    report = await asyncio.to_thread(monthly_report, scope.services.engine, month)
+    report = await asyncio.to_thread(monthly_report, scope.services.engine, month, team_id=team_id)
     if params.get("format") == "csv":
         return Response(
             report_csv(report),
