@@ -11,8 +11,10 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import (
     AdmissionGuard,
+    Budget,
     LocalAdmissionGuard,
     Period,
+    could_outspend,
     load_budgets,
     period_start,
     set_budget,
@@ -170,3 +172,15 @@ async def test_a_call_admitted_before_midnight_counts_in_the_new_day(engine: Eng
     assert await guard.spent_nanousd(("key", "key_a"), Period.DAY) == NANO // 4
     with pytest.raises(BudgetExceededError):
         await guard.admit(KEY, 3 * NANO // 4 + 1)
+
+
+def test_could_outspend_compares_across_periods() -> None:
+    monthly = Budget("b", "team", "t", 10 * NANO, Period.MONTH)
+    assert could_outspend(NANO, Period.DAY, monthly)  # 31 days × $1 > $10
+    assert not could_outspend(NANO // 4, Period.DAY, monthly)
+    assert not could_outspend(2 * NANO, Period.WEEK, monthly)  # 5 × $2 = $10
+    assert could_outspend(11 * NANO, Period.NONE, monthly)
+    assert not could_outspend(10 * NANO, Period.MONTH, monthly)
+    forever = Budget("b", "team", "t", 10 * NANO, Period.NONE)
+    assert could_outspend(1, Period.DAY, forever)  # renews forever
+    assert not could_outspend(10 * NANO, Period.NONE, forever)

@@ -326,6 +326,14 @@ def test_team_admin_cannot_budget_above_its_team(world: World) -> None:
         "PUT", f"{gateway.url}/admin/budgets", {**body, "limit_usd": 10}, key=admin_key
     )
     assert status == 200
+    # The team's $10 is per month: $1 a day could spend $31 in a month, $0.30 a day cannot.
+    daily = {**body, "limit_usd": 1, "period": "day"}
+    status, _, answer = http("PUT", f"{gateway.url}/admin/budgets", daily, key=admin_key)
+    assert status == 403 and "per month" in answer["error"]["message"]
+    status, _, _ = http(
+        "PUT", f"{gateway.url}/admin/budgets", {**daily, "limit_usd": 0.3}, key=admin_key
+    )
+    assert status == 200
 
 
 def test_a_team_admin_gets_its_own_teams_finance_report(world: World) -> None:

@@ -60,6 +60,24 @@ def period_start(period: Period, now: datetime) -> datetime:
     return _EPOCH
 
 
+# How many periods of the first kind can begin within one of the second: a $10/day budget
+# can spend $310 within a month, a $10/month one at most $10 within a day.
+_PERIODS_WITHIN = {
+    (Period.DAY, Period.WEEK): 7,
+    (Period.DAY, Period.MONTH): 31,
+    (Period.WEEK, Period.MONTH): 5,
+}
+
+
+def could_outspend(limit_nanousd: int, period: Period, other: Budget) -> bool:
+    """Whether a budget of ``limit_nanousd`` per ``period`` could let more be spent than
+    ``other`` allows within one of ``other``'s periods."""
+    if other.period is Period.NONE and period is not Period.NONE:
+        return limit_nanousd > 0  # renews forever, against a fixed total
+    factor = 1 if period is other.period else _PERIODS_WITHIN.get((period, other.period), 1)
+    return limit_nanousd * factor > other.limit_nanousd
+
+
 Scope = tuple[str, str]  # ("key" | "service" | "team", id)
 CounterKey = tuple[str, str, Period]
 

@@ -8,7 +8,7 @@ import contextlib
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmplane.accounting.budgets import check_budget, set_budget
+from llmplane.accounting.budgets import Period, check_budget, could_outspend, set_budget
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.accounting.spend import monthly_report, report_csv, spend_by, spend_summary
@@ -54,6 +54,7 @@ def _no_more_than_own(
     principal: Principal,
     models: list[str] | None,
     budget_usd: float | None,
+    period: str,
     rpm: int | None,
     tpm: int | None,
 ) -> None:
@@ -66,14 +67,24 @@ def _no_more_than_own(
             param="models",
             code="exceeds_own_rights",
         )
-    own = scope.services.admission.budget_for(("key", principal.key_id))
-    if own is not None and (budget_usd is None or budget_usd * NANO_PER_USD > own.limit_nanousd):
-        raise PermissionDeniedError(
-            "A key cannot get more budget than its creator's "
-            f"(${own.limit_nanousd / NANO_PER_USD}).",
-            param="budget_usd",
-            code="exceeds_own_budget",
-        )
+    # A key without a budget is still held by its team's budget, but not by its creator's.
+    admission = scope.services.admission
+    for own, code, required in (
+        (admission.budget_for(("key", principal.key_id)), "exceeds_own_budget", True),
+        (admission.budget_for(("team", principal.team_id or "")), "exceeds_team_budget", False),
+    ):
+        if own is None or (budget_usd is None and not required):
+            continue
+        if budget_usd is None or could_outspend(
+            round(budget_usd * NANO_PER_USD), Period(period), own
+        ):
+            raise PermissionDeniedError(
+                f"A key cannot get a budget that could spend more than its creator's "
+                f"{own.scope} budget (${own.limit_nanousd / NANO_PER_USD:g} per "
+                f"{own.period.value}).",
+                param="budget_usd",
+                code=code,
+            )
     for name, own_limit, wanted, unit in (
         ("rpm", principal.rpm, rpm, "requests"),
         ("tpm", principal.tpm, tpm, "tokens"),
@@ -107,7 +118,7 @@ async def create_key(scope: RequestScope) -> Response:
     if budget_usd is not None:
         check_budget(limit_usd=budget_usd, period=period)
     rpm, tpm = optional_positive_int(body, "rpm"), optional_positive_int(body, "tpm")
-    _no_more_than_own(scope, principal, models, budget_usd, rpm, tpm)
+    _no_more_than_own(scope, principal, models, budget_usd, period, rpm, tpm)
     team = await asyncio.to_thread(services.teams.get_team, team_ref) if team_ref else None
     require_team(principal, team.id if team else None)
     service = (

@@ -13,7 +13,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.audit import list_audit
-from llmplane.accounting.budgets import load_budgets, set_budget
+from llmplane.accounting.budgets import (
+    Period,
+    check_budget,
+    could_outspend,
+    load_budgets,
+    set_budget,
+)
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.accounting.teams import SERVICE_FIELDS, TEAM_FIELDS
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
@@ -226,15 +232,17 @@ async def put_budget(scope: RequestScope) -> Response:
     elif kind == "key":
         target_id = await asyncio.to_thread(services.keys.resolve_key_id, target)
         require_team(principal, await asyncio.to_thread(services.keys.key_team, target_id))
+    period = check_budget(limit_usd=float(limit), period=str(body.get("period", "month")))
     team_budget = services.admission.budget_for(("team", principal.team_id or ""))
     if (
         not principal.is_admin
         and team_budget
-        and float(limit) * NANO_PER_USD > team_budget.limit_nanousd
+        and could_outspend(round(float(limit) * NANO_PER_USD), period, team_budget)
     ):
+        per = team_budget.period.value if team_budget.period is not Period.NONE else "all time"
         raise PermissionDeniedError(
-            f"A team admin cannot set a budget above its team's "
-            f"(${team_budget.limit_nanousd / NANO_PER_USD:g}).",
+            f"A team admin cannot set a budget that could spend more than its team's "
+            f"(${team_budget.limit_nanousd / NANO_PER_USD:g} per {per}).",
             param="limit_usd",
             code="exceeds_team_budget",
         )
@@ -244,7 +252,7 @@ async def put_budget(scope: RequestScope) -> Response:
         kind,
         target_id,
         limit_usd=float(limit),
-        period=str(body.get("period", "month")),
+        period=period.value,
         thresholds=thresholds,
         actor=principal.key_id,
     )
