@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -101,3 +102,14 @@ def engine(empty_engine: Engine) -> Engine:
 def redis_url() -> Iterator[str]:
     """A throwaway Redis server."""
     yield from _throwaway(redis_server(), "LLMPLANE_REQUIRE_REDIS", "redis-server")
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Any]:
+    """A client of the throwaway Redis, emptied for this test."""
+    from llmplane.accounting.redis_counters import connect
+
+    client = connect(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()

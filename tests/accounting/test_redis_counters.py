@@ -13,21 +13,13 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.budgets import Period, load_budgets, set_budget
 from llmplane.accounting.keys import Principal
-from llmplane.accounting.redis_counters import RedisAdmissionGuard, connect
+from llmplane.accounting.redis_counters import RedisAdmissionGuard
 from llmplane.errors import BudgetExceededError, RateLimitError, ServiceUnavailableError
 from tests.helpers import record_spend
 
 NANO = 1_000_000_000
 KEY = Principal(key_id="key_r", name="r", team_id="team_r")
 LIMITED = Principal(key_id="key_r", name="r", team_id="team_r", rpm=5)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 Replicas = Callable[..., list[RedisAdmissionGuard]]

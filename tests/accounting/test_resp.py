@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -15,14 +14,6 @@ from llmplane.accounting.redis_counters import connect
 from llmplane.accounting.resp import RespConnection, Script
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect(redis_url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 async def test_concurrent_calls_get_their_own_replies(redis: Redis, redis_url: str) -> None:

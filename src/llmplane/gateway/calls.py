@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -26,6 +27,8 @@ from llmplane.gateway.retries import AttemptPlan, retry_after_s, retryable
 from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay
 from llmplane.gateway.tokens import completion_text, count_tokens, request_prompt_tokens
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +145,20 @@ class ModelCaller:
     async def complete(self, ctx: CallContext, body: dict[str, Any]) -> CallResult:
         """Call the model, retrying and falling back as its routing says; return the first
         success with its cost, or raise the last failure."""
+        return await self._with_retries(ctx, body, self._complete_once)
+
+    async def _with_retries(
+        self,
+        ctx: CallContext,
+        body: dict[str, Any],
+        once: Callable[[CallContext, dict[str, Any], Deployment, int], Awaitable[_T]],
+    ) -> _T:
+        """Run ``once`` (one attempt on one deployment) as the attempt plan says."""
         plan = self._plan(ctx, body)
         deployment, attempt = plan.first(), 0
         while True:
             try:
-                return await self._complete_once(ctx, body, deployment, attempt)
+                return await once(ctx, body, deployment, attempt)
             except LLMPlaneError as exc:
                 step = plan.next(exc)
                 if step is None:
@@ -210,19 +222,7 @@ class ModelCaller:
         the last failure is raised.
 
         Returns the deployment, the relay, the first bytes and the rate-limit headers."""
-        plan = self._plan(ctx, body)
-        deployment, attempt = plan.first(), 0
-        while True:
-            try:
-                return await self._open_stream_once(ctx, body, deployment, attempt)
-            except LLMPlaneError as exc:
-                step = plan.next(exc)
-                if step is None:
-                    raise
-                deployment, wait = step
-                attempt += 1
-                if wait:
-                    await asyncio.sleep(wait)
+        return await self._with_retries(ctx, body, self._open_stream_once)
 
     async def _open_stream_once(
         self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int

@@ -93,6 +93,17 @@ _TEAM = {
     "model_limits": _MODEL_LIMITS,
 }
 
+_TEAM_WRITE = {
+    "name": _STR,
+    "models": _MODELS,
+    "max_tokens": _OPT_LIMIT,
+    "rpm": _OPT_LIMIT,
+    "tpm": _OPT_LIMIT,
+    "model_limits": _MODEL_LIMITS,
+}
+
+_SERVICE_WRITE = {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
+
 _SERVICE = {"id": _STR, "team_id": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
 
 _BUDGET = {
@@ -222,27 +233,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
         }
     ),
-    "TeamCreate": _object(
-        {
-            "name": _STR,
-            "models": _MODELS,
-            "max_tokens": _OPT_LIMIT,
-            "rpm": _OPT_LIMIT,
-            "tpm": _OPT_LIMIT,
-            "model_limits": _MODEL_LIMITS,
-        },
-        ("name",),
-    ),
-    "TeamUpdate": _object(
-        {
-            "name": _STR,
-            "models": _MODELS,
-            "max_tokens": _OPT_LIMIT,
-            "rpm": _OPT_LIMIT,
-            "tpm": _OPT_LIMIT,
-            "model_limits": _MODEL_LIMITS,
-        }
-    ),
+    "TeamCreate": _object(_TEAM_WRITE, ("name",)),
+    "TeamUpdate": _object(_TEAM_WRITE),
     "Team": _answer(_TEAM),
     "TeamDetail": _answer(
         {
@@ -252,12 +244,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "TeamList": _list_of("Team"),
-    "ServiceCreate": _object(
-        {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}, ("team", "name")
-    ),
-    "ServiceUpdate": _object(
-        {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}, ("team",)
-    ),
+    "ServiceCreate": _object(_SERVICE_WRITE, ("team", "name")),
+    "ServiceUpdate": _object(_SERVICE_WRITE, ("team",)),
     "Service": _answer(_SERVICE),
     "ServiceList": _list_of("Service"),
     "BudgetSet": _object(

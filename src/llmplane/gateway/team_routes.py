@@ -20,8 +20,9 @@ from llmplane.accounting.budgets import (
     load_budgets,
     set_budget,
 )
+from llmplane.accounting.keys import Principal
 from llmplane.accounting.pricing import NANO_PER_USD
-from llmplane.accounting.teams import SERVICE_FIELDS, TEAM_FIELDS
+from llmplane.accounting.teams import SERVICE_FIELDS, TEAM_FIELDS, Team
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.admin_fields import (
     optional_model_limits,
@@ -124,21 +125,28 @@ async def update_team(scope: RequestScope) -> Response:
     return json_response(scope, team.to_json())
 
 
-@requires(Policy.TEAM)
-@documented("Service", request="ServiceCreate", status=201)
-@endpoint
-async def create_service(scope: RequestScope) -> Response:
-    """Create a service owned by a team (optional rpm and tpm limits)."""
+async def _service_request(scope: RequestScope) -> tuple[Principal, dict[str, Any], Team]:
+    """The caller, body and owning team of a service write; the caller must manage it."""
     principal = await scope.manager()
     body = parse_json_object(await scope.body())
     refuse_unknown(body, ("team", *SERVICE_FIELDS), "service")
     team = body.get("team")
     if not isinstance(team, str):
         raise InvalidRequestError("'team' (id or name) is required.", param="team")
-    require_team(principal, (await asyncio.to_thread(scope.services.teams.get_team, team)).id)
+    owner = await asyncio.to_thread(scope.services.teams.get_team, team)
+    require_team(principal, owner.id)
+    return principal, body, owner
+
+
+@requires(Policy.TEAM)
+@documented("Service", request="ServiceCreate", status=201)
+@endpoint
+async def create_service(scope: RequestScope) -> Response:
+    """Create a service owned by a team (optional rpm and tpm limits)."""
+    principal, body, owner = await _service_request(scope)
     service = await asyncio.to_thread(
         scope.services.teams.create_service,
-        team,
+        owner.id,
         required_str(body, "name"),
         rpm=optional_positive_int(body, "rpm"),
         tpm=optional_positive_int(body, "tpm"),
@@ -153,14 +161,7 @@ async def create_service(scope: RequestScope) -> Response:
 async def update_service(scope: RequestScope) -> Response:
     """Change a service's name or rate limits (``team`` names its owner; null removes a
     limit); a team admin may change its team's services."""
-    principal = await scope.manager()
-    body = parse_json_object(await scope.body())
-    refuse_unknown(body, ("team", *SERVICE_FIELDS), "service")
-    team = body.get("team")
-    if not isinstance(team, str):
-        raise InvalidRequestError("'team' (id or name) is required.", param="team")
-    owner = await asyncio.to_thread(scope.services.teams.get_team, team)
-    require_team(principal, owner.id)
+    principal, body, owner = await _service_request(scope)
     changes: dict[str, Any] = {}
     if "name" in body:
         changes["name"] = required_str(body, "name")
