@@ -111,20 +111,42 @@ class TightestHeaders:
 
 
 class _TokenWindow:
-    """One subject's tokens in the last minute: [time, tokens] entries and their sum."""
+    """One subject's tokens in the last minute: admission times and token counts in two
+    deques (floats and ints, which the garbage collector does not track: a busy minute
+    holds ~100k entries), numbered from ``first`` so that a settlement can find its own."""
 
-    __slots__ = ("entries", "total")
+    __slots__ = ("first", "times", "tokens", "total")
 
     def __init__(self) -> None:
-        self.entries: deque[list[float]] = deque()
+        self.times: deque[float] = deque()
+        self.tokens: deque[int] = deque()
+        self.first = 0  # the number of the oldest entry still held
         self.total = 0
 
     def purge(self, now: float) -> None:
-        while self.entries and self.entries[0][0] <= now - _WINDOW_S:
-            self.total -= int(self.entries.popleft()[1])
+        times, tokens = self.times, self.tokens
+        while times and times[0] <= now - _WINDOW_S:
+            times.popleft()
+            self.total -= tokens.popleft()
+            self.first += 1
+
+    def add(self, now: float, count: int) -> int:
+        """Hold ``count`` tokens from ``now``; returns the entry's number."""
+        self.times.append(now)
+        self.tokens.append(count)
+        self.total += count
+        return self.first + len(self.times) - 1
+
+    def replace(self, number: int, count: int) -> None:
+        """Change an entry's tokens (a settlement), unless it has left the window."""
+        back = number - self.first - len(self.tokens)  # from the right: settlements are recent
+        if back >= 0 or number < self.first:
+            return
+        self.total += count - self.tokens[back]
+        self.tokens[back] = count
 
 
-TokenHold = tuple[str, list[float]]  # subject, [time, tokens] entry in its window
+TokenHold = tuple[str, int]  # subject, entry number in its token window
 
 
 class LocalRateLimiter:
@@ -157,7 +179,7 @@ class LocalRateLimiter:
                 budget = self._tokens.setdefault(limit.subject, _TokenWindow())
                 budget.purge(now)
                 if budget.total + tokens > limit.tpm:
-                    oldest = budget.entries[0][0] if budget.entries else now
+                    oldest = budget.times[0] if budget.times else now
                     raise tpm_refusal(limit, budget.total, tokens, oldest + _WINDOW_S - now)
         tightest = TightestHeaders()
         holds: list[TokenHold] = []
@@ -170,21 +192,15 @@ class LocalRateLimiter:
                 )
             if limit.tpm is not None:
                 budget = self._tokens[limit.subject]
-                entry = [now, float(tokens)]
-                budget.entries.append(entry)
-                budget.total += tokens
-                holds.append((limit.subject, entry))
+                holds.append((limit.subject, budget.add(now, tokens)))
                 tightest.token_state(
-                    limit.tpm, limit.tpm - budget.total, budget.entries[0][0] + _WINDOW_S - now
+                    limit.tpm, limit.tpm - budget.total, budget.times[0] + _WINDOW_S - now
                 )
         return tightest.headers(), holds
 
     def settle_tokens(self, holds: Sequence[TokenHold], actual: int) -> None:
         """Replace an admitted request's worst-case tokens with the tokens it used."""
-        cutoff = time.monotonic() - _WINDOW_S
-        for subject, entry in holds:
+        for subject, number in holds:
             budget = self._tokens.get(subject)
-            if budget is None or entry[0] <= cutoff:
-                continue  # the entry has left the window already
-            budget.total += actual - int(entry[1])
-            entry[1] = float(actual)
+            if budget is not None:
+                budget.replace(number, actual)
