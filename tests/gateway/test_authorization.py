@@ -94,6 +94,13 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
             {"model": "mock", "messages": [{"role": "user", "content": "x"}]},
         ),
     ),
+    ("POST", "/v1/messages"): (
+        Policy.KEY,
+        lambda w: (
+            "/v1/messages",
+            {"model": "mock", "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ),
     ("POST", "/v1/embeddings"): (
         Policy.KEY,
         lambda w: ("/v1/embeddings", {"model": "mock-embed", "input": "x"}),

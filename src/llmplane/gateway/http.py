@@ -49,10 +49,12 @@ class RequestScope:
     request_id: str
 
     async def principal(self) -> Principal:
-        """Authenticate the caller from ``Authorization: Bearer <key>``."""
-        header = self.request.headers.get("authorization", "")
+        """Authenticate the caller from ``Authorization: Bearer <key>``, or ``x-api-key``
+        (what Anthropic's clients send)."""
+        headers = self.request.headers
+        header = headers.get("authorization", "")
         key = header[len(_BEARER) :].strip() if header[:7].lower() == _BEARER else None
-        return await self.services.keys.authenticate(key)
+        return await self.services.keys.authenticate(key or headers.get("x-api-key"))
 
     async def admin(self) -> Principal:
         """Authenticate the caller and require the admin key."""
@@ -190,10 +192,13 @@ def json_response(scope: RequestScope, data: Any, status: int = 200, **headers: 
     )
 
 
-def error_response(exc: LLMPlaneError, request_id: str) -> Response:
-    """The OpenAI-shaped answer for ``exc``."""
+ErrorShape = Callable[[LLMPlaneError], bytes]
+
+
+def error_response(exc: LLMPlaneError, request_id: str, shape: ErrorShape = error_body) -> Response:
+    """The answer for ``exc``: OpenAI's error shape unless the route speaks another API."""
     return Response(
-        error_body(exc),
+        shape(exc),
         status_code=exc.http_status,
         media_type="application/json",
         headers={**exc.headers, "x-request-id": request_id},
@@ -210,8 +215,11 @@ def request_id_for(request: Request) -> str:
     return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_id("req")
 
 
-def endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
-    """Turn a route into a Starlette endpoint with request ids and error translation."""
+def endpoint(
+    route: Route, *, errors: ErrorShape = error_body
+) -> Callable[[Request], Awaitable[Response]]:
+    """Turn a route into a Starlette endpoint with request ids and error translation (in
+    ``errors``' shape: OpenAI's by default)."""
 
     @functools.wraps(route)
     async def handle(request: Request) -> Response:
@@ -220,7 +228,7 @@ def endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
         try:
             return await route(scope)
         except LLMPlaneError as exc:
-            return error_response(exc, request_id)
+            return error_response(exc, request_id, errors)
         except Exception:
             log.exception("unexpected error in %s (request %s)", request.url.path, request_id)
             return error_response(
@@ -228,6 +236,7 @@ def endpoint(route: Route) -> Callable[[Request], Awaitable[Response]]:
                     f"Internal error; quote request id {request_id} to the platform team."
                 ),
                 request_id,
+                errors,
             )
 
     return handle

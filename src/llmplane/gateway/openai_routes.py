@@ -26,7 +26,7 @@ from llmplane.gateway.validation import check_chat, check_embeddings, parse_json
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _MAX_TAGS = 20
 _MAX_TAG_LENGTH = 100
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _parse_tags(header: str) -> dict[str, str]:
@@ -53,7 +53,7 @@ def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
         body["max_tokens"] = ceiling
 
 
-def _context(
+def call_context(
     scope: RequestScope,
     principal: Principal,
     model: str,
@@ -86,14 +86,21 @@ def _context(
     )
 
 
-def _reply(scope: RequestScope, result: CallResult) -> Response:
-    """The upstream's body, untouched, with the deployment and (when priced) the cost."""
+def reply_headers(result: CallResult) -> dict[str, str]:
+    """The deployment, rate-limit and (when priced) cost headers of a finished call."""
     headers = {"x-llmplane-deployment": result.deployment.id, **result.limit_headers}
     if result.cost_nanousd is not None:
         usd = f"{result.cost_nanousd / NANO_PER_USD:.9f}".rstrip("0").rstrip(".") or "0"
         headers["x-llmplane-cost-usd"] = usd
+    return headers
+
+
+def _reply(scope: RequestScope, result: CallResult) -> Response:
+    """The upstream's body, untouched, with the deployment and (when priced) the cost."""
     return Response(
-        result.reply.body, media_type="application/json", headers=scope.headers(**headers)
+        result.reply.body,
+        media_type="application/json",
+        headers=scope.headers(**reply_headers(result)),
     )
 
 
@@ -112,7 +119,7 @@ async def chat_completions(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_chat(body)
-    ctx = _context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
     caller = scope.services.caller
     if body.get("stream") is True:
         deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
@@ -120,7 +127,7 @@ async def chat_completions(scope: RequestScope) -> Response:
             relay,
             first,
             headers=scope.headers(
-                **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
             ),
         )
     return _reply(scope, await scope.unless_disconnected(caller.complete(ctx, body)))
@@ -135,7 +142,7 @@ async def embeddings(scope: RequestScope) -> Response:
     raw = await scope.body()
     body = parse_json_object(raw)
     model = check_embeddings(body)
-    ctx = _context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
+    ctx = call_context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
     return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
 
 

@@ -142,6 +142,31 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("id", "choices"),
         closed=False,
     ),
+    "MessageRequest": _object(
+        {
+            "model": _STR,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "messages": {"type": "array", "minItems": 1},
+            "system": {"type": ["string", "array"]},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array"},
+        },
+        ("model", "max_tokens", "messages"),
+        closed=False,
+    ),
+    "Message": _object(
+        {
+            "id": _STR,
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "model": _STR,
+            "content": {"type": "array"},
+            "stop_reason": {"type": ["string", "null"]},
+            "usage": _object({"input_tokens": _INT, "output_tokens": _INT}, closed=False),
+        },
+        ("id", "type", "role", "content", "usage"),
+        closed=False,
+    ),
     "EmbeddingRequest": _object(
         {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
     ),

@@ -142,8 +142,19 @@ class RelayResponse(StreamingResponse):
     """An SSE response that settles its relay even if the client left before the first byte
     or the server stopped sending because the client was gone."""
 
-    def __init__(self, relay: StreamRelay, first: bytes | None, headers: dict[str, str]) -> None:
-        super().__init__(relay.events(first), media_type="text/event-stream", headers=headers)
+    def __init__(
+        self,
+        relay: StreamRelay,
+        first: bytes | None,
+        headers: dict[str, str],
+        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+    ) -> None:
+        events = relay.events(first)
+        super().__init__(
+            translate(events) if translate is not None else events,
+            media_type="text/event-stream",
+            headers=headers,
+        )
         self._relay = relay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
