@@ -101,6 +101,10 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
             {"model": "mock", "max_tokens": 16, "messages": [{"role": "user", "content": "x"}]},
         ),
     ),
+    ("POST", "/v1/responses"): (
+        Policy.KEY,
+        lambda w: ("/v1/responses", {"model": "mock", "input": "x"}),
+    ),
     ("POST", "/v1/embeddings"): (
         Policy.KEY,
         lambda w: ("/v1/embeddings", {"model": "mock-embed", "input": "x"}),

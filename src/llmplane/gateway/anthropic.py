@@ -6,7 +6,7 @@ request and goes through the same path as ``/v1/chat/completions`` (auth,
 limits, budgets, routing, ledger), so no governance is skipped; the reply, the
 stream events and the errors are translated back into Anthropic's shapes.
 These are pure functions of JSON values; the route lives in
-:mod:`llmplane.gateway.messages_routes`.
+:mod:`llmplane.gateway.bridged_routes`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
 from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableError
-from llmplane.gateway import admin_routes, messages_routes, openai_routes, team_routes
+from llmplane.gateway import admin_routes, bridged_routes, openai_routes, team_routes
 from llmplane.gateway.calls import ModelCaller
 from llmplane.gateway.http import (
     Policy,
@@ -210,7 +210,7 @@ class GatewayApp:
         self.state = app.state
         self._hot = {
             (method, route.path): route.endpoint
-            for route in (*openai_routes.routes, *messages_routes.routes)
+            for route in (*openai_routes.routes, *bridged_routes.routes)
             if isinstance(route, Route)
             for method in route.methods or ()
         }
@@ -276,7 +276,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             Route("/health/ready", ready, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             *openai_routes.routes,
-            *messages_routes.routes,
+            *bridged_routes.routes,
             *admin_routes.routes,
             *team_routes.routes,
         ],

@@ -167,6 +167,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("id", "type", "role", "content", "usage"),
         closed=False,
     ),
+    "ResponseRequest": _object(
+        {
+            "model": _STR,
+            "input": {"type": ["string", "array"]},
+            "instructions": {"type": ["string", "null"]},
+            "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array"},
+        },
+        ("model", "input"),
+        closed=False,
+    ),
+    "Response": _object(
+        {
+            "id": _STR,
+            "object": {"const": "response"},
+            "status": _STR,
+            "model": _STR,
+            "output": {"type": "array"},
+            "usage": {"type": ["object", "null"]},
+        },
+        ("id", "object", "status", "output"),
+        closed=False,
+    ),
     "EmbeddingRequest": _object(
         {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
     ),

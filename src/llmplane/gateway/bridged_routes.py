@@ -1,0 +1,108 @@
+"""APIs bridged onto the chat path: ``POST /v1/messages`` and ``POST /v1/responses``.
+
+``/v1/messages`` is Anthropic's Messages API, for Claude clients and coding
+agents (:mod:`llmplane.gateway.anthropic`); ``/v1/responses`` is OpenAI's
+Responses API (:mod:`llmplane.gateway.responses`). Each request becomes a chat
+request and takes the chat path — key (``x-api-key`` or bearer), model
+allowlist, ``max_tokens`` ceiling, limits, budgets, routing, retries, ledger —
+and the answer and stream events come back in the API's own shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import orjson
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llmplane.gateway import anthropic, responses
+from llmplane.gateway.http import (
+    Policy,
+    RequestScope,
+    documented,
+    endpoint,
+    requires,
+)
+from llmplane.gateway.openai_routes import SSE_HEADERS, call_context, reply_headers
+from llmplane.gateway.providers.base import Endpoint
+from llmplane.gateway.streaming import RelayResponse
+from llmplane.gateway.validation import parse_json_object
+
+
+@requires(Policy.KEY)
+@documented(
+    "Message",
+    request="MessageRequest",
+    other_media={"text/event-stream": "Anthropic stream events when stream is true."},
+)
+@functools.partial(endpoint, errors=anthropic.error_body)
+async def messages(scope: RequestScope) -> Response:
+    """Anthropic-style messages, JSON or server-sent events."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    body = anthropic.to_chat_request(parse_json_object(raw))
+    model: str = body["model"]
+    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    caller = scope.services.caller
+    if body.get("stream") is True:
+        body["stream_options"] = {"include_usage": True}  # the translator reports usage
+        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
+        translator = anthropic.StreamTranslator(model, scope.request_id)
+        return RelayResponse(
+            relay,
+            first,
+            headers=scope.headers(
+                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+            ),
+            translate=translator.translate,
+        )
+    result = await scope.unless_disconnected(caller.complete(ctx, body))
+    return Response(
+        orjson.dumps(anthropic.from_chat_reply(result.reply.body, model)),
+        media_type="application/json",
+        headers=scope.headers(**reply_headers(result)),
+    )
+
+
+@requires(Policy.KEY)
+@documented(
+    "Response",
+    request="ResponseRequest",
+    other_media={"text/event-stream": "Responses API stream events when stream is true."},
+)
+@endpoint
+async def create_response(scope: RequestScope) -> Response:
+    """OpenAI Responses API (stateless), JSON or server-sent events."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    request = parse_json_object(raw)
+    body = responses.to_chat_request(request)
+    model: str = body["model"]
+    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    caller = scope.services.caller
+    if body.get("stream") is True:
+        body["stream_options"] = {"include_usage": True}  # the translator reports usage
+        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
+        translator = responses.StreamTranslator(model, request, scope.request_id)
+        return RelayResponse(
+            relay,
+            first,
+            headers=scope.headers(
+                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+            ),
+            translate=translator.translate,
+        )
+    result = await scope.unless_disconnected(caller.complete(ctx, body))
+    answer = responses.from_chat_reply(result.reply.body, model, request, scope.request_id)
+    return Response(
+        orjson.dumps(answer),
+        media_type="application/json",
+        headers=scope.headers(**reply_headers(result)),
+    )
+
+
+routes = [
+    Route("/v1/messages", messages, methods=["POST"]),
+    Route("/v1/responses", create_response, methods=["POST"]),
+]
