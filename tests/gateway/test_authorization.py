@@ -105,6 +105,22 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         Policy.KEY,
         lambda w: ("/v1/responses", {"model": "mock", "input": "x"}),
     ),
+    ("POST", "/v1/moderations"): (
+        Policy.KEY,
+        lambda w: ("/v1/moderations", {"model": "mock", "input": "x"}),
+    ),
+    ("POST", "/moderations"): (
+        Policy.KEY,
+        lambda w: ("/moderations", {"model": "mock", "input": "x"}),
+    ),
+    ("POST", "/v1/rerank"): (
+        Policy.KEY,
+        lambda w: ("/v1/rerank", {"model": "mock", "query": "a", "documents": ["a", "b"]}),
+    ),
+    ("POST", "/rerank"): (
+        Policy.KEY,
+        lambda w: ("/rerank", {"model": "mock", "query": "a", "documents": ["a", "b"]}),
+    ),
     ("POST", "/v1/embeddings"): (
         Policy.KEY,
         lambda w: ("/v1/embeddings", {"model": "mock-embed", "input": "x"}),

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible routes: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``."""
+"""The OpenAI-compatible routes: chat completions, embeddings, moderations, rerank, models."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.streaming import RelayResponse
-from llmplane.gateway.validation import check_chat, check_embeddings, parse_json_object
+from llmplane.gateway.validation import (
+    check_chat,
+    check_embeddings,
+    check_moderations,
+    check_rerank,
+    parse_json_object,
+)
 
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _MAX_TAGS = 20
@@ -147,6 +153,32 @@ async def embeddings(scope: RequestScope) -> Response:
 
 
 @requires(Policy.KEY)
+@documented("Moderation", request="ModerationRequest")
+@endpoint
+async def moderations(scope: RequestScope) -> Response:
+    """Moderation of one or many inputs by a model that serves it."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    body = parse_json_object(raw)
+    model = check_moderations(body)
+    ctx = call_context(scope, principal, model, Endpoint.MODERATIONS, body, len(raw))
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
+@requires(Policy.KEY)
+@documented("RerankList", request="RerankRequest")
+@endpoint
+async def rerank(scope: RequestScope) -> Response:
+    """Documents ranked by relevance to a query, by a model that serves reranking."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    body = parse_json_object(raw)
+    model = check_rerank(body)
+    ctx = call_context(scope, principal, model, Endpoint.RERANK, body, len(raw))
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
+@requires(Policy.KEY)
 @documented("ModelList")
 @endpoint
 async def list_models(scope: RequestScope) -> Response:
@@ -166,6 +198,10 @@ routes = [
     Route("/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/moderations", moderations, methods=["POST"]),
+    Route("/moderations", moderations, methods=["POST"]),
+    Route("/v1/rerank", rerank, methods=["POST"]),
+    Route("/rerank", rerank, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/models", list_models, methods=["GET"]),
 ]

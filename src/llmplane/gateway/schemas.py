@@ -191,6 +191,38 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("id", "object", "status", "output"),
         closed=False,
     ),
+    "ModerationRequest": _object(
+        {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
+    ),
+    "Moderation": _object(
+        {"id": _STR, "model": _STR, "results": {"type": "array"}},
+        ("id", "results"),
+        closed=False,
+    ),
+    "RerankRequest": _object(
+        {
+            "model": _STR,
+            "query": _STR,
+            "documents": {"type": "array", "items": _STR, "minItems": 1},
+            "top_n": {"type": "integer", "minimum": 1},
+        },
+        ("model", "query", "documents"),
+        closed=False,
+    ),
+    "RerankList": _object(
+        {
+            "results": {
+                "type": "array",
+                "items": _object(
+                    {"index": _INT, "relevance_score": _NUM},
+                    ("index", "relevance_score"),
+                    closed=False,
+                ),
+            }
+        },
+        ("results",),
+        closed=False,
+    ),
     "EmbeddingRequest": _object(
         {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
     ),

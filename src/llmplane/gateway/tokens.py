@@ -43,10 +43,14 @@ def prompt_text(messages: list[Any]) -> str:
 
 
 def request_prompt_tokens(body: dict[str, Any]) -> int:
-    """Estimated prompt tokens of a chat or embeddings request."""
+    """Estimated prompt tokens of a chat, embeddings, moderation or rerank request."""
     if "messages" in body:
         messages = body["messages"]
         return count_tokens(prompt_text(messages)) + 3 * len(messages)
+    if "query" in body:  # rerank: the query is read once per document
+        documents = [d if isinstance(d, str) else str(d) for d in body.get("documents") or ()]
+        query = count_tokens(str(body["query"]))
+        return sum(query + count_tokens(d) for d in documents)
     value = body.get("input")
     if isinstance(value, str):
         return count_tokens(value)

@@ -185,3 +185,29 @@ def check_embeddings(body: dict[str, Any]) -> str:
         raise _bad("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
     _optional_int(body, "dimensions", 1, 65536)
     return model
+
+
+def check_moderations(body: dict[str, Any]) -> str:
+    """Check a moderations body; return the requested model."""
+    model = _common(body)
+    value = body.get("input")
+    valid = (isinstance(value, str) and value != "") or (
+        isinstance(value, list) and value != [] and all(isinstance(v, str) for v in value)
+    )
+    if not valid:
+        raise _bad("'input' must be a non-empty string or array of strings.", "input")
+    return model
+
+
+def check_rerank(body: dict[str, Any]) -> str:
+    """Check a rerank body (``query``, ``documents``, optional ``top_n``); return the model."""
+    model = _common(body)
+    if not isinstance(body.get("query"), str) or not body["query"]:
+        raise _bad("'query' must be a non-empty string.", "query")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise _bad("'documents' must be a non-empty array.", "documents")
+    if not all(isinstance(d, str) for d in documents):
+        raise _bad("'documents' must be strings.", "documents")
+    _optional_int(body, "top_n", 1, len(documents))
+    return model

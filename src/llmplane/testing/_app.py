@@ -23,7 +23,14 @@ from typing import Any
 
 import orjson
 
-from llmplane.gateway.providers.mock import chat_chunks, chat_completion, embeddings, sse_event
+from llmplane.gateway.providers.mock import (
+    chat_chunks,
+    chat_completion,
+    embeddings,
+    moderation,
+    rerank,
+    sse_event,
+)
 from llmplane.testing._asgi import (
     Receive,
     Scope,
@@ -82,6 +89,8 @@ class SimulatorApp:
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/moderations"): self._moderations,
+            ("POST", "/v1/rerank"): self._rerank,
             ("GET", "/v1/models"): self._models,
             ("GET", "/health"): self._health,
         }
@@ -256,6 +265,22 @@ class SimulatorApp:
         reply = embeddings(exchange.body)
         if exchange.hides_usage:
             del reply["usage"]
+        await exchange.reply(orjson.dumps(reply))
+
+    async def _moderations(self, exchange: Exchange) -> None:
+        if exchange.body.get("input") is None:
+            await send_error(exchange.send, 400, "'input' is a required property.", param="input")
+            return
+        reply = moderation(exchange.body, f"modr-{self._id_prefix}{next(self._ids):06x}")
+        await exchange.reply(orjson.dumps(reply))
+
+    async def _rerank(self, exchange: Exchange) -> None:
+        if not exchange.body.get("query") or not exchange.body.get("documents"):
+            await send_error(exchange.send, 400, "'query' and 'documents' are required.")
+            return
+        reply = rerank(exchange.body, f"rerank-{self._id_prefix}{next(self._ids):06x}")
+        # Like vLLM: usage without prompt_tokens, so the gateway has to estimate.
+        reply["usage"] = {"total_tokens": reply["usage"]["total_tokens"]}
         await exchange.reply(orjson.dumps(reply))
 
     async def _models(self, exchange: Exchange) -> None:

@@ -20,6 +20,8 @@ class Endpoint(StrEnum):
 
     CHAT = "chat.completions"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
+    RERANK = "rerank"
 
 
 @dataclass(slots=True)

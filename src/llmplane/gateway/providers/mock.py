@@ -293,6 +293,76 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The mock moderator flags these words (and nothing else), so tests can trigger it.
+MODERATION_WORDS = {"violence": ("kill", "attack"), "harassment": ("idiot", "stupid")}
+_MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+
+def moderation(body: dict[str, Any], moderation_id: str) -> dict[str, Any]:
+    """An OpenAI ``moderations`` response: flags the words of :data:`MODERATION_WORDS`."""
+    texts = _embedding_inputs(body.get("input"))
+    results = []
+    for text in texts:
+        words = set(_WORD.findall(text.lower()))
+        hits = {c for c, listed in MODERATION_WORDS.items() if words & set(listed)}
+        results.append(
+            {
+                "flagged": bool(hits),
+                "categories": {c: c in hits for c in _MODERATION_CATEGORIES},
+                "category_scores": {
+                    c: 0.99 if c in hits else 0.001 for c in _MODERATION_CATEGORIES
+                },
+            }
+        )
+    tokens = sum(count_tokens(t) for t in texts)
+    return {
+        "id": moderation_id,
+        "model": body.get("model", "mock-moderation"),
+        "results": results,
+        "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
+    }
+
+
+def rerank(body: dict[str, Any], rerank_id: str) -> dict[str, Any]:
+    """A rerank response (vLLM/Cohere shape): documents by the share of the query's words
+    they contain, best first."""
+    query = set(_WORD.findall(str(body.get("query", "")).lower()))
+    documents = [d if isinstance(d, str) else str(d) for d in body.get("documents") or ()]
+    ranked: list[tuple[float, int, str]] = []
+    for index, document in enumerate(documents):
+        words = set(_WORD.findall(document.lower()))
+        score = len(query & words) / len(query) if query else 0.0
+        ranked.append((-round(score, 6), index, document))
+    scored = [
+        {"index": index, "relevance_score": -negated, "document": {"text": document}}
+        for negated, index, document in sorted(ranked)
+    ]
+    top_n = body.get("top_n")
+    if isinstance(top_n, int) and top_n > 0:
+        scored = scored[:top_n]
+    tokens = sum(count_tokens(str(body.get("query", ""))) + count_tokens(d) for d in documents)
+    return {
+        "id": rerank_id,
+        "model": body.get("model", "mock-rerank"),
+        "results": scored,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def sse_event(payload: dict[str, Any] | str) -> bytes:
     """One server-sent event carrying ``payload`` (``[DONE]`` as a plain string)."""
     data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
@@ -320,6 +390,10 @@ class MockProvider:
         """Answer a chat or embeddings request."""
         if endpoint is Endpoint.EMBEDDINGS:
             reply = embeddings(body)
+        elif endpoint is Endpoint.MODERATIONS:
+            reply = moderation(body, f"modr-{request_id}")
+        elif endpoint is Endpoint.RERANK:
+            reply = rerank(body, f"rerank-{request_id}")
         else:
             reply = chat_completion(body, f"chatcmpl-{request_id}", int(time.time()))
         return UpstreamReply(orjson.dumps(reply), Usage.from_openai(reply["usage"]))

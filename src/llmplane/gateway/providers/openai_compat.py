@@ -28,7 +28,12 @@ from llmplane.gateway.providers.base import Endpoint, UpstreamReply
 from llmplane.gateway.tokens import extract_usage
 
 _MAX_ERROR_BODY = 64 * 1024
-_PATHS = {Endpoint.CHAT: "/chat/completions", Endpoint.EMBEDDINGS: "/embeddings"}
+_PATHS = {
+    Endpoint.CHAT: "/chat/completions",
+    Endpoint.EMBEDDINGS: "/embeddings",
+    Endpoint.MODERATIONS: "/moderations",
+    Endpoint.RERANK: "/rerank",  # vLLM, TEI, Jina and Cohere-style servers
+}
 
 
 def _upstream_message(body: bytes) -> tuple[str | None, str | None, str | None]:
