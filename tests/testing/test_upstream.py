@@ -488,3 +488,26 @@ def test_cli_prints_the_url_and_stops_on_ctrl_c() -> None:
         _, errors = process.communicate(timeout=10)
     assert process.returncode == 0
     assert errors == ""
+
+
+async def test_azure_paths_need_an_api_version(
+    sim: UpstreamSimulator, http: aiohttp.ClientSession
+) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    azure = f"{sim.base}/openai/deployments/prod/chat/completions"
+    status, _, _ = await post(http, azure, body)
+    assert status == 404
+    status, answer, _ = await post(http, f"{azure}?api-version=2024-10-21", body)
+    assert status == 200 and answer["choices"][0]["message"]["content"]
+
+
+async def test_moderations_and_rerank(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
+    status, answer, _ = await post(
+        http, f"{sim.url}/moderations", {"model": "m", "input": ["fine", "attack"]}
+    )
+    assert status == 200 and [r["flagged"] for r in answer["results"]] == [False, True]
+    status, answer, _ = await post(
+        http, f"{sim.url}/rerank", {"model": "r", "query": "cat", "documents": ["dog", "a cat"]}
+    )
+    assert status == 200 and answer["results"][0]["index"] == 1
+    assert "prompt_tokens" not in answer["usage"]  # as vLLM answers

@@ -57,7 +57,7 @@ class HealthCheck(_Strict):
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
-    provider: Literal["openai", "mock"]
+    provider: Literal["openai", "azure", "mock"]
     name: str | None = None
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -68,12 +68,15 @@ class DeploymentConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0)
     health_check: HealthCheck | None = None
+    # Azure OpenAI: the resource's deployment name (default: ``model``) and API version.
+    azure_deployment: str | None = None
+    api_version: str = "2024-10-21"
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
-        if self.provider == "openai":
+        if self.provider in ("openai", "azure"):
             if not self.api_base:
-                raise ValueError("api_base is required for provider 'openai'")
+                raise ValueError(f"api_base is required for provider {self.provider!r}")
             if not re.match(r"^https?://[^/\s]+", self.api_base):
                 raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
         elif self.health_check is not None:

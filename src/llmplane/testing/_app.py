@@ -180,8 +180,16 @@ class SimulatorApp:
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
+            elif name == b"api-key":  # Azure OpenAI's header
+                authorization = b"Bearer " + value
             elif name == b"x-sim-fault":
                 fault_header = value
+        if path.startswith("/openai/deployments/"):
+            # Azure OpenAI: /openai/deployments/{name}/chat/completions?api-version=…
+            if b"api-version=" not in scope.get("query_string", b""):
+                await send_error(send, 404, "Resource not found (no api-version).")
+                return
+            path = "/v1/" + path.split("/", 4)[4]
         body: Any = None
         malformed = False
         if raw:

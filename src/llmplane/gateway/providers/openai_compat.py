@@ -1,4 +1,5 @@
-"""The fast path: any OpenAI-compatible upstream (OpenAI, vLLM, TGI, Ollama, llama.cpp).
+"""The fast path: any OpenAI-compatible upstream (OpenAI, Azure OpenAI, vLLM, TGI, Ollama,
+llama.cpp).
 
 One pooled aiohttp session per deployment; the body goes out as bytes, the
 reply comes back as bytes and is passed on unchanged; streams are cut into
@@ -139,8 +140,19 @@ class OpenAICompatibleProvider:
         self._config = config
         self._headers = {"Content-Type": "application/json", **config.headers}
         key = config.upstream_key()
-        if key is not None:
-            self._headers["Authorization"] = f"Bearer {key}"
+        if config.provider == "azure":
+            # Azure OpenAI: the deployment is in the path, the version in the query string,
+            # the key in an api-key header.
+            deployment = config.azure_deployment or config.model or deployment_id
+            root = f"{self._base}/openai/deployments/{deployment}"
+            query = f"?api-version={config.api_version}"
+            self._urls = {endpoint: root + path + query for endpoint, path in _PATHS.items()}
+            if key is not None:
+                self._headers["api-key"] = key
+        else:
+            self._urls = {endpoint: self._base + path for endpoint, path in _PATHS.items()}
+            if key is not None:
+                self._headers["Authorization"] = f"Bearer {key}"
         limits = timeouts or Timeouts()
         connect = limits.connect_s or config.connect_timeout_s
         self._timeout = aiohttp.ClientTimeout(
@@ -174,7 +186,7 @@ class OpenAICompatibleProvider:
     ) -> aiohttp.ClientResponse:
         try:
             response = await self._client().post(
-                self._base + _PATHS[endpoint],
+                self._urls[endpoint],
                 data=orjson.dumps(body),
                 headers={"X-Request-Id": request_id},
                 timeout=limits,
