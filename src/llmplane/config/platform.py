@@ -54,6 +54,15 @@ class HealthCheck(_Strict):
     timeout_s: float = Field(default=2.0, gt=0)
 
 
+class LoadMetrics(_Strict):
+    """Where a self-hosted server reports its load (vLLM's Prometheus ``/metrics``), read
+    every ``interval_s`` for the ``least_busy`` strategy."""
+
+    path: str = Field(default="/metrics", pattern=r"^/")
+    interval_s: float = Field(default=2.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
@@ -68,6 +77,7 @@ class DeploymentConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(default=1.0, gt=0)
     health_check: HealthCheck | None = None
+    load_metrics: LoadMetrics | None = None
     # Azure OpenAI: the resource's deployment name (default: ``model``) and API version.
     azure_deployment: str | None = None
     api_version: str = "2024-10-21"
@@ -79,8 +89,8 @@ class DeploymentConfig(_Strict):
                 raise ValueError(f"api_base is required for provider {self.provider!r}")
             if not re.match(r"^https?://[^/\s]+", self.api_base):
                 raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
-        elif self.health_check is not None:
-            raise ValueError("health_check is for deployments with an api_base")
+        elif self.health_check is not None or self.load_metrics is not None:
+            raise ValueError("health_check and load_metrics are for deployments with an api_base")
         return self
 
     def upstream_key(self) -> str | None:
@@ -91,7 +101,7 @@ class DeploymentConfig(_Strict):
         return None if value.strip().lower() in ("", "none") else value
 
 
-Strategy = Literal["weighted", "least_inflight", "lowest_latency", "lowest_cost"]
+Strategy = Literal["weighted", "least_inflight", "least_busy", "lowest_latency", "lowest_cost"]
 
 
 class Backoff(_Strict):

@@ -2,8 +2,9 @@
 
 A model is a group of deployments. For each call, :meth:`ModelRouter.candidates`
 orders the model's healthy deployments by its strategy — ``weighted`` (random,
-by weight), ``least_inflight``, ``lowest_latency`` (EWMA of time to first
-token) or ``lowest_cost`` — and the caller tries them in that order (see
+by weight), ``least_inflight``, ``least_busy`` (the server's own queue and
+KV-cache usage from vLLM's ``/metrics``, then ours), ``lowest_latency`` (EWMA
+of time to first token) or ``lowest_cost`` — and the caller tries them in that order (see
 :mod:`llmplane.gateway.calls` for retries and fallbacks).
 
 Circuit breaking: a deployment with ``cooldown.failures`` retryable failures
@@ -28,7 +29,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from llmplane.accounting.pricing import Rates, resolve_rates
-from llmplane.config.platform import DeploymentConfig, HealthCheck, ModelConfig, PlatformConfig
+from llmplane.config.platform import (
+    DeploymentConfig,
+    HealthCheck,
+    LoadMetrics,
+    ModelConfig,
+    PlatformConfig,
+)
 from llmplane.errors import NotFoundError
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
@@ -51,6 +58,9 @@ class Health:
     cooldowns: int = 0  # how many times it was cooled down (for metrics and tests)
     checked_down: bool = False  # failed its last active health check
     next_check: float = 0.0
+    waiting: float = 0.0  # requests queued on the server (vLLM's gauge), when read
+    kv_cache: float = 0.0  # its KV-cache usage, 0..1
+    next_load: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class Deployment:
     weight: float
     health: Health = field(compare=False)
     health_check: HealthCheck | None = None
+    load_metrics: LoadMetrics | None = None
 
     def cost_rank(self) -> float:
         """Price of a typical call (1,000 tokens in, 1,000 out), for ``lowest_cost``."""
@@ -91,6 +102,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         weight=config.weight,
         health=Health(),
         health_check=config.health_check,
+        load_metrics=config.load_metrics,
     )
 
 
@@ -150,6 +162,13 @@ class ModelRouter:
         if len(healthy) == 1:
             return healthy
         strategy = self._models[model].strategy
+        if strategy == "least_busy":
+            # The server's own queue first (vLLM's gauges where read), then ours.
+            random.shuffle(healthy)
+            return sorted(
+                healthy,
+                key=lambda d: (d.health.waiting, d.health.kv_cache, d.health.in_flight),
+            )
         if strategy == "least_inflight":
             random.shuffle(healthy)  # ties go to a random one, not always the first
             return sorted(healthy, key=lambda d: d.health.in_flight)
@@ -220,11 +239,14 @@ class ModelRouter:
         health.probing = False
 
     async def run_health_checks(self) -> float:
-        """Check every deployment whose health check is due; return the seconds until the
-        next one is due (for the background loop)."""
+        """Run every health check and load reading that is due; return the seconds until
+        the next one is (for the background loop)."""
         now = time.monotonic()
-        checked = [d for ds in self._deployments.values() for d in ds if d.health_check]
+        every = [d for ds in self._deployments.values() for d in ds]
+        checked = [d for d in every if d.health_check]
+        loaded = [d for d in every if d.load_metrics]
         due = [d for d in checked if d.health.next_check <= now]
+        await asyncio.gather(*(self._read_load(d) for d in loaded if d.health.next_load <= now))
         results = await asyncio.gather(*(self._check(d) for d in due))
         for deployment, ok in zip(due, results, strict=True):
             if deployment.health.checked_down == ok:
@@ -234,9 +256,19 @@ class ModelRouter:
                     "passes" if ok else "fails",
                 )
             deployment.health.checked_down = not ok
-        if not checked:
+        upcoming = [d.health.next_check for d in checked] + [d.health.next_load for d in loaded]
+        if not upcoming:
             return 3600.0
-        return max(min(d.health.next_check for d in checked) - time.monotonic(), 0.05)
+        return max(min(upcoming) - time.monotonic(), 0.05)
+
+    @staticmethod
+    async def _read_load(deployment: Deployment) -> None:
+        metrics = deployment.load_metrics
+        assert metrics is not None
+        deployment.health.next_load = time.monotonic() + metrics.interval_s
+        load = await deployment.provider.load(metrics.path, metrics.timeout_s)
+        if load is not None:
+            deployment.health.waiting, deployment.health.kv_cache = load
 
     @staticmethod
     async def _check(deployment: Deployment) -> bool:

@@ -93,6 +93,7 @@ class SimulatorApp:
             ("POST", "/v1/rerank"): self._rerank,
             ("GET", "/v1/models"): self._models,
             ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
         }
         self._paths = {path for _, path in self._routes}
 
@@ -293,6 +294,24 @@ class SimulatorApp:
 
     async def _models(self, exchange: Exchange) -> None:
         await exchange.reply(self._models_payload)
+
+    async def _metrics(self, exchange: Exchange) -> None:
+        """vLLM's load gauges (Prometheus text), from the behaviour settings."""
+        behaviour = exchange.behaviour
+        text = (
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{model_name="sim"}} {behaviour.waiting_requests}\n'
+            "# TYPE vllm:gpu_cache_usage_perc gauge\n"
+            f'vllm:gpu_cache_usage_perc{{model_name="sim"}} {behaviour.kv_cache_usage}\n'
+        )
+        await exchange.send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
+            }
+        )
+        await exchange.send({"type": "http.response.body", "body": text.encode()})
 
     async def _health(self, exchange: Exchange) -> None:
         await exchange.reply(_HEALTH)

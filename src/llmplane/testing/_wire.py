@@ -34,6 +34,8 @@ class Behaviour:
     latency_ms: float = 0.0
     ttft_ms: float = 0.0
     tokens_per_second: float = 0.0
+    waiting_requests: float = 0.0  # reported at /metrics, as vLLM does
+    kv_cache_usage: float = 0.0  # 0..1, reported at /metrics
 
     def updated(self, settings: Mapping[str, Any]) -> Behaviour:
         """A copy with ``settings`` applied; unknown names and bad values raise ``ValueError``."""

@@ -84,6 +84,11 @@ class Provider(Protocol):
         """Whether ``GET path`` (from the server's root) answers below 400 in time."""
         ...
 
+    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
+        """Requests waiting and KV-cache usage (0..1) from the server's Prometheus
+        ``path``, or ``None`` when it cannot be read."""
+        ...
+
     async def aclose(self) -> None:
         """Close pooled connections at shutdown."""
         ...

@@ -409,5 +409,9 @@ class MockProvider:
         """The mock is always up."""
         return True
 
+    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
+        """The mock is never busy."""
+        return 0.0, 0.0
+
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -99,6 +99,32 @@ def _transport_error(exc: BaseException, deployment: str) -> LLMPlaneError:
     )
 
 
+_WAITING = ("vllm:num_requests_waiting",)
+_KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+
+
+def _vllm_load(text: str) -> tuple[float, float] | None:
+    """Requests waiting (summed over models) and the highest KV-cache usage, from vLLM's
+    Prometheus exposition; ``None`` when neither gauge is there."""
+    waiting: float | None = None
+    kv_cache: float | None = None
+    for line in text.splitlines():
+        if not line.startswith("vllm:"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            value = float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if name in _WAITING:
+            waiting = (waiting or 0.0) + value
+        elif name in _KV_CACHE:
+            kv_cache = max(kv_cache or 0.0, value)
+    if waiting is None and kv_cache is None:
+        return None
+    return waiting or 0.0, kv_cache or 0.0
+
+
 class _SSEEvents:
     """Whole SSE events from an upstream response, in the batches they arrive in."""
 
@@ -232,6 +258,21 @@ class OpenAICompatibleProvider:
                 return response.status < 400
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
+        """vLLM's ``num_requests_waiting`` and KV-cache usage from its Prometheus text."""
+        origin = urlsplit(self._base)
+        try:
+            async with self._client().get(
+                f"{origin.scheme}://{origin.netloc}{path}",
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                if response.status >= 400:
+                    return None
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            return None
+        return _vllm_load(text)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
