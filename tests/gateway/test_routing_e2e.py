@@ -93,6 +93,9 @@ def _upstream_models(sim: UpstreamSimulator) -> list[str]:
     return [r["body"]["model"] for r in sim.requests if r["path"] == "/v1/chat/completions"]
 
 
+CALLS = 1500  # 50 requests per second for 30 seconds, as the issue says
+
+
 def test_thirty_percent_failures_with_a_fallback_are_invisible(
     routed: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
@@ -111,10 +114,10 @@ def test_thirty_percent_failures_with_a_fallback_are_invisible(
                     await r.read()
                     return r.status, r.headers["x-request-id"]
 
-            return await asyncio.gather(*(one(i) for i in range(300)))
+            return await asyncio.gather(*(one(i) for i in range(CALLS)))
 
     results = asyncio.run(paced())
-    assert [status for status, _ in results] == [200] * 300  # nothing reached a client
+    assert [status for status, _ in results] == [200] * CALLS  # nothing reached a client
     http("GET", f"{routed.url}/admin/spend")  # waits until the ledger holds every call
     rows = routed.sql(
         "SELECT request_id, attempt, status, cost_nanousd FROM usage_ledger "
@@ -124,9 +127,10 @@ def test_thirty_percent_failures_with_a_fallback_are_invisible(
     attempts = Counter(r[0] for r in rows if r[0] in ours)
     served = Counter(r[0] for r in rows if r[0] in ours and r[2] == 200)
     assert max(attempts.values()) <= 3  # at most 1 + retries, fallbacks included
-    assert set(served.values()) == {1} and len(served) == 300  # one billed row per request
+    assert set(served.values()) == {1} and len(served) == CALLS  # one billed row per request
     assert all(r[3] == 0 for r in rows if r[0] in ours and r[2] != 200)  # failures cost 0
-    assert 30 <= sum(attempts.values()) - 300 <= 150  # about 30 % needed a second attempt
+    retried = sum(attempts.values()) - CALLS
+    assert 0.2 * CALLS <= retried <= 0.45 * CALLS  # about 30 % needed a second attempt
 
 
 def test_upstream_429_is_retried_after_retry_after_then_cooled_down(
