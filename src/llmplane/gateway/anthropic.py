@@ -11,12 +11,12 @@ These are pure functions of JSON values; the route lives in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from llmplane.errors import InvalidRequestError, LLMPlaneError
+from llmplane.gateway.streaming import ChunkTranslator
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -241,7 +241,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkTranslator):
     """OpenAI ``chat.completion.chunk`` events in, Anthropic stream events out."""
 
     def __init__(self, model: str, request_id: str) -> None:
@@ -365,45 +365,16 @@ class StreamTranslator:
         out.append(_event("message_stop", {"type": "message_stop"}))
         return out
 
-    def feed(self, data: bytes) -> bytes:
-        """Translate a batch of whole OpenAI SSE events."""
-        out: list[bytes] = []
-        for event in data.split(b"\n\n"):
-            start = event.find(b"data:")
-            if start < 0:
-                continue
-            payload = event[start + 5 :].strip()
-            if payload == b"[DONE]":
-                out += self._finish()
-                continue
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                error = parsed["error"]
-                out += self._start() + self._close_block()
-                out.append(
-                    _event(
-                        "error",
-                        {
-                            "type": "error",
-                            "error": {"type": "api_error", "message": error.get("message", "")},
-                        },
-                    )
-                )
-                self._finished = True
-            elif isinstance(parsed, dict):
-                out += self._chunk(parsed)
-        return b"".join(out)
-
-    async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The Anthropic stream of an OpenAI byte stream (ending it properly if the upstream
-        did not)."""
-        async for data in events:
-            translated = self.feed(data)
-            if translated:
-                yield translated
-        tail = b"".join(self._finish())
-        if tail:
-            yield tail
+    def _error(self, error: dict[str, Any]) -> list[bytes]:
+        out = self._start() + self._close_block()
+        out.append(
+            _event(
+                "error",
+                {
+                    "type": "error",
+                    "error": {"type": "api_error", "message": error.get("message", "")},
+                },
+            )
+        )
+        self._finished = True
+        return out

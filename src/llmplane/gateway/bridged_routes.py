@@ -11,11 +11,14 @@ and the answer and stream events come back in the API's own shapes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmplane.accounting.keys import Principal
 from llmplane.gateway import anthropic, responses
 from llmplane.gateway.http import (
     Policy,
@@ -26,8 +29,39 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openai_routes import SSE_HEADERS, call_context, reply_headers
 from llmplane.gateway.providers.base import Endpoint
-from llmplane.gateway.streaming import RelayResponse
+from llmplane.gateway.streaming import ChunkTranslator, RelayResponse
 from llmplane.gateway.validation import parse_json_object
+
+
+async def _bridge(
+    scope: RequestScope,
+    principal: Principal,
+    raw_size: int,
+    body: dict[str, Any],
+    stream: Callable[[], ChunkTranslator],
+    reply: Callable[[bytes], dict[str, Any]],
+) -> Response:
+    """Run a translated chat request; translate its stream (``stream()`` makes the
+    translator) or its reply (``reply(body)``) back."""
+    ctx = call_context(scope, principal, body["model"], Endpoint.CHAT, body, raw_size)
+    caller = scope.services.caller
+    if body.get("stream") is True:
+        body["stream_options"] = {"include_usage": True}  # the translator reports usage
+        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
+        return RelayResponse(
+            relay,
+            first,
+            headers=scope.headers(
+                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+            ),
+            translate=stream().translate,
+        )
+    result = await scope.unless_disconnected(caller.complete(ctx, body))
+    return Response(
+        orjson.dumps(reply(result.reply.body)),
+        media_type="application/json",
+        headers=scope.headers(**reply_headers(result)),
+    )
 
 
 @requires(Policy.KEY)
@@ -39,29 +73,17 @@ from llmplane.gateway.validation import parse_json_object
 @functools.partial(endpoint, errors=anthropic.error_body)
 async def messages(scope: RequestScope) -> Response:
     """Anthropic-style messages, JSON or server-sent events."""
-    principal = await scope.principal()
+    principal = await scope.principal()  # before the body: strangers learn nothing from it
     raw = await scope.body()
     body = anthropic.to_chat_request(parse_json_object(raw))
     model: str = body["model"]
-    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
-    caller = scope.services.caller
-    if body.get("stream") is True:
-        body["stream_options"] = {"include_usage": True}  # the translator reports usage
-        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
-        translator = anthropic.StreamTranslator(model, scope.request_id)
-        return RelayResponse(
-            relay,
-            first,
-            headers=scope.headers(
-                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
-            ),
-            translate=translator.translate,
-        )
-    result = await scope.unless_disconnected(caller.complete(ctx, body))
-    return Response(
-        orjson.dumps(anthropic.from_chat_reply(result.reply.body, model)),
-        media_type="application/json",
-        headers=scope.headers(**reply_headers(result)),
+    return await _bridge(
+        scope,
+        principal,
+        len(raw),
+        body,
+        lambda: anthropic.StreamTranslator(model, scope.request_id),
+        lambda reply: anthropic.from_chat_reply(reply, model),
     )
 
 
@@ -79,26 +101,13 @@ async def create_response(scope: RequestScope) -> Response:
     request = parse_json_object(raw)
     body = responses.to_chat_request(request)
     model: str = body["model"]
-    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
-    caller = scope.services.caller
-    if body.get("stream") is True:
-        body["stream_options"] = {"include_usage": True}  # the translator reports usage
-        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
-        translator = responses.StreamTranslator(model, request, scope.request_id)
-        return RelayResponse(
-            relay,
-            first,
-            headers=scope.headers(
-                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
-            ),
-            translate=translator.translate,
-        )
-    result = await scope.unless_disconnected(caller.complete(ctx, body))
-    answer = responses.from_chat_reply(result.reply.body, model, request, scope.request_id)
-    return Response(
-        orjson.dumps(answer),
-        media_type="application/json",
-        headers=scope.headers(**reply_headers(result)),
+    return await _bridge(
+        scope,
+        principal,
+        len(raw),
+        body,
+        lambda: responses.StreamTranslator(model, request, scope.request_id),
+        lambda reply: responses.from_chat_reply(reply, model, request, scope.request_id),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -139,17 +140,23 @@ async def chat_completions(scope: RequestScope) -> Response:
     return _reply(scope, await scope.unless_disconnected(caller.complete(ctx, body)))
 
 
+async def _one_shot(
+    scope: RequestScope, check: Callable[[dict[str, Any]], str], kind: Endpoint
+) -> Response:
+    """A non-streaming call whose answer is passed on as the upstream sent it."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    body = parse_json_object(raw)
+    ctx = call_context(scope, principal, check(body), kind, body, len(raw))
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
 @requires(Policy.KEY)
 @documented("EmbeddingList", request="EmbeddingRequest")
 @endpoint
 async def embeddings(scope: RequestScope) -> Response:
     """Embeddings for one or many inputs."""
-    principal = await scope.principal()
-    raw = await scope.body()
-    body = parse_json_object(raw)
-    model = check_embeddings(body)
-    ctx = call_context(scope, principal, model, Endpoint.EMBEDDINGS, body, len(raw))
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await _one_shot(scope, check_embeddings, Endpoint.EMBEDDINGS)
 
 
 @requires(Policy.KEY)
@@ -157,12 +164,7 @@ async def embeddings(scope: RequestScope) -> Response:
 @endpoint
 async def moderations(scope: RequestScope) -> Response:
     """Moderation of one or many inputs by a model that serves it."""
-    principal = await scope.principal()
-    raw = await scope.body()
-    body = parse_json_object(raw)
-    model = check_moderations(body)
-    ctx = call_context(scope, principal, model, Endpoint.MODERATIONS, body, len(raw))
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await _one_shot(scope, check_moderations, Endpoint.MODERATIONS)
 
 
 @requires(Policy.KEY)
@@ -170,12 +172,7 @@ async def moderations(scope: RequestScope) -> Response:
 @endpoint
 async def rerank(scope: RequestScope) -> Response:
     """Documents ranked by relevance to a query, by a model that serves reranking."""
-    principal = await scope.principal()
-    raw = await scope.body()
-    body = parse_json_object(raw)
-    model = check_rerank(body)
-    ctx = call_context(scope, principal, model, Endpoint.RERANK, body, len(raw))
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await _one_shot(scope, check_rerank, Endpoint.RERANK)
 
 
 @requires(Policy.KEY)

@@ -12,12 +12,12 @@ These are pure functions of JSON values; the route lives in
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from llmplane.errors import InvalidRequestError
+from llmplane.gateway.streaming import ChunkTranslator
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -240,7 +240,7 @@ def from_chat_reply(
     return response
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkTranslator):
     """OpenAI ``chat.completion.chunk`` events in, Responses API stream events out."""
 
     def __init__(self, model: str, request: dict[str, Any], request_id: str) -> None:
@@ -412,33 +412,5 @@ class StreamTranslator:
         out.append(self._event(kind, response=self._response))
         return out
 
-    def feed(self, data: bytes) -> bytes:
-        """Translate a batch of whole OpenAI SSE events."""
-        out: list[bytes] = []
-        for event in data.split(b"\n\n"):
-            start = event.find(b"data:")
-            if start < 0:
-                continue
-            payload = event[start + 5 :].strip()
-            if payload == b"[DONE]":
-                out += self._finish()
-                continue
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                out += self._finish(parsed["error"])
-            elif isinstance(parsed, dict):
-                out += self._chunk(parsed)
-        return b"".join(out)
-
-    async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The Responses stream of an OpenAI byte stream."""
-        async for data in events:
-            translated = self.feed(data)
-            if translated:
-                yield translated
-        tail = b"".join(self._finish())
-        if tail:
-            yield tail
+    def _error(self, error: dict[str, Any]) -> list[bytes]:
+        return self._finish(error)

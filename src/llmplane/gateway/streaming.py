@@ -162,3 +162,53 @@ class RelayResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._relay.finish(CLIENT_CLOSED, "client_disconnected")
+
+
+class ChunkTranslator:
+    """Base of the bridges from OpenAI ``chat.completion.chunk`` events to another API's
+    stream (Anthropic messages, OpenAI responses): subclasses say what a chunk, the end
+    and an error event become; this class reads the events and ends the stream once."""
+
+    _finished = False
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        raise NotImplementedError
+
+    def _finish(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def _error(self, error: dict[str, Any]) -> list[bytes]:
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> bytes:
+        """Translate a batch of whole OpenAI SSE events."""
+        out: list[bytes] = []
+        for event in data.split(b"\n\n"):
+            payload = _data(event)
+            if not payload:
+                continue
+            if payload == b"[DONE]":
+                out += self._finish()
+                continue
+            try:
+                parsed = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(parsed, dict):
+                continue
+            if isinstance(parsed.get("error"), dict):
+                out += self._error(parsed["error"])
+            else:
+                out += self._chunk(parsed)
+        return b"".join(out)
+
+    async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The translated stream of an OpenAI byte stream, ended properly even if the
+        upstream did not end it."""
+        async for data in events:
+            translated = self.feed(data)
+            if translated:
+                yield translated
+        tail = b"".join(self._finish())
+        if tail:
+            yield tail
