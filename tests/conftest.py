@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from llmplane.store import create_engine, migrate
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, simulator_model
+from tests.helpers import GatewayProcess, close_sdk_clients, simulator_model
 from tests.postgres import fresh_database, postgres_cluster
 from tests.redis_server import redis_server
 
@@ -113,3 +113,10 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """Close the SDK clients a test made with ``tests.helpers.openai_client``."""
+    yield
+    close_sdk_clients()

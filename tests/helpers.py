@@ -286,3 +286,22 @@ async def write_rows(engine: Any, rows: list[Any], batch_size: int = 64) -> Any:
         ledger.record(row)
     await ledger.close()
     return ledger
+
+
+_sdk_clients: list[Any] = []
+
+
+def openai_client(**options: Any) -> Any:
+    """An ``openai.OpenAI`` client that is closed when the test ends (the ``conftest``
+    fixture ``_close_sdk_clients``), so no socket outlives its test."""
+    import openai
+
+    client = openai.OpenAI(**options)
+    _sdk_clients.append(client)
+    return client
+
+
+def close_sdk_clients() -> None:
+    """Close every client made by :func:`openai_client` so far."""
+    while _sdk_clients:
+        _sdk_clients.pop().close()

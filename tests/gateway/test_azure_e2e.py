@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import openai
-
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess
+from tests.helpers import ADMIN_KEY, GatewayProcess, openai_client
 
 
 def test_an_azure_deployment_is_called_the_azure_way(
@@ -28,7 +26,7 @@ def test_an_azure_deployment_is_called_the_azure_way(
         "price": {"input_per_mtok": 2.5, "output_per_mtok": 10.0},
     }
     with GatewayProcess(tmp_path, [model]) as gateway:
-        client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+        client = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
         reply = client.chat.completions.create(
             model="azure-4o", messages=[{"role": "user", "content": "hi azure"}]
         )

@@ -10,10 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import openai
 import pytest
 
-from tests.helpers import GatewayProcess, cli
+from tests.helpers import GatewayProcess, cli, openai_client
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -85,7 +84,7 @@ def test_thresholds_fire_once_each(
             url=gateway.url,
         )
         time.sleep(0.8)  # the budget reaches the gateway's cache
-        client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+        client = openai_client(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
         cost = 0.0
         while cost < 0.55:
             response = client.chat.completions.with_raw_response.create(

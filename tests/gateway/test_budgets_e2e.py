@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, cli, http
+from tests.helpers import GatewayProcess, cli, http, openai_client
 
 # The shared gateway prices "sim" at $1 / $2 per million input / output tokens:
 # 1,000 and 2,000 nano-USD per token. A request's worst case is one input token
@@ -149,7 +149,7 @@ def test_rpm_limit_admits_exactly_the_limit(gateway: GatewayProcess) -> None:
 
 def test_admitted_requests_carry_rate_limit_headers(gateway: GatewayProcess) -> None:
     key = _key(gateway, "rpm-5", "--rpm", "5")
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
     response = client.chat.completions.with_raw_response.create(
         model="mock", messages=[{"role": "user", "content": "hi"}]
     )
@@ -204,7 +204,7 @@ def test_team_model_allowlist_and_max_tokens_ceiling(
 ) -> None:
     cli("teams", "create", "policy-team", "--models", "sim", "--max-tokens", "20", url=gateway.url)
     key = _key(gateway, "policy-key", "--team", "policy-team")
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
     assert [m.id for m in client.models.list()] == ["sim"]
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http
+from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client
 
 CHAT = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -53,10 +53,10 @@ def test_unknown_model_is_404(gateway: GatewayProcess) -> None:
 
 
 def test_sdk_raises_typed_errors(gateway: GatewayProcess) -> None:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key="sk-lp-wrong", max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key="sk-lp-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
-    admin = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+    admin = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError):
         admin.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
 
@@ -186,7 +186,7 @@ def test_stream_broken_midway_ends_with_an_error_event(
     gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
     sim.add_faults({"kind": "break_stream", "after_chunks": 3})
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
     received = []
     with pytest.raises(openai.APIError, match="broke off"):
         for chunk in client.chat.completions.create(

@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 
-from tests.helpers import GatewayProcess, cli, http
+from tests.helpers import GatewayProcess, cli, http, openai_client
 
 
 def test_key_lifecycle_with_allowlist(gateway: GatewayProcess) -> None:
@@ -21,7 +21,7 @@ def test_key_lifecycle_with_allowlist(gateway: GatewayProcess) -> None:
     assert key.startswith("sk-lp-")
     assert created["models"] == ["mock"]
 
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=key, max_retries=0)
     assert [m.id for m in client.models.list()] == ["mock"]
     assert client.chat.completions.create(
         model="mock", messages=[{"role": "user", "content": "hi"}]

@@ -6,11 +6,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import openai
-
 from llmplane.gateway.providers.openai_compat import _vllm_load
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess
+from tests.helpers import ADMIN_KEY, GatewayProcess, openai_client
 
 
 def test_vllm_gauges_are_read_from_prometheus_text() -> None:
@@ -48,7 +46,7 @@ def test_least_busy_sends_calls_to_the_server_with_the_shorter_queue(
         }
         upstream_simulator.configure(waiting_requests=40, kv_cache_usage=0.9)
         with GatewayProcess(tmp_path, [model]) as gateway:
-            client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+            client = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
 
             def served_by(calls: int) -> Counter[str]:
                 return Counter(

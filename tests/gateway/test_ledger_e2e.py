@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, cli, simulator_model
+from tests.helpers import ADMIN_KEY, GatewayProcess, cli, openai_client, simulator_model
 from tests.postgres import fresh_database
 
 
@@ -81,13 +81,13 @@ def test_spend_reports_totals_by_key_and_model(tmp_path: Path) -> None:
         }
         expected_cost = 0.0
         for name, calls in (("alpha", 3), ("beta", 1)):
-            client = openai.OpenAI(base_url=gateway.base_url, api_key=keys[name]["key"])
+            client = openai_client(base_url=gateway.base_url, api_key=keys[name]["key"])
             for _ in range(calls):
                 response = client.chat.completions.with_raw_response.create(
                     model="mock", messages=[{"role": "user", "content": "price me"}]
                 )
                 expected_cost += float(response.headers["x-llmplane-cost-usd"])
-        embed = openai.OpenAI(base_url=gateway.base_url, api_key=keys["beta"]["key"])
+        embed = openai_client(base_url=gateway.base_url, api_key=keys["beta"]["key"])
         response = embed.embeddings.with_raw_response.create(model="mock-embed", input="a b c")
         expected_cost += float(response.headers["x-llmplane-cost-usd"])
 
@@ -110,7 +110,7 @@ def test_graceful_shutdown_finishes_an_inflight_stream(
 ) -> None:
     upstream_simulator.configure(tokens_per_second=20)
     gateway = GatewayProcess(tmp_path, [simulator_model("sim", upstream_simulator.url)]).start()
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
     stream = client.chat.completions.create(
         model="sim", messages=[{"role": "user", "content": "a b c d e f g h i j"}], stream=True
     )
@@ -138,7 +138,7 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     )
     with gateway:
         key = json.loads(cli("keys", "create", "--name", "pg", "--json", url=gateway.url).stdout)
-        client = openai.OpenAI(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
+        client = openai_client(base_url=gateway.base_url, api_key=key["key"], max_retries=0)
         for user in ("alice", "x" * 500, None):  # an over-long user must not poison the ledger
             client.chat.completions.create(
                 model="mock", messages=[{"role": "user", "content": "pg"}], user=user or openai.omit
@@ -155,7 +155,7 @@ def test_gateway_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
 def test_requests_are_attributed_to_user_and_tags(tmp_path: Path) -> None:
     gateway = GatewayProcess(tmp_path, [{"name": "mock", "deployments": [{"provider": "mock"}]}])
     with gateway:
-        client = openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+        client = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
         client.chat.completions.create(
             model="mock",
             messages=[{"role": "user", "content": "tag me"}],

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http
+from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client
 
 WEATHER_TOOL = {
     "type": "function",
@@ -29,7 +29,7 @@ WEATHER_TOOL = {
 
 @pytest.fixture
 def client(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
+    return openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
 
 
 def test_models_list_shows_configured_models(client: openai.OpenAI) -> None:

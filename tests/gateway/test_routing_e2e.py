@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http, simulator_model
+from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client, simulator_model
 
 FAST_BACKOFF = {"base_s": 0.01, "max_s": 0.05}
 
@@ -71,7 +71,7 @@ def routed(
 
 
 def _client(gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0, timeout=30)
 
 
 def _ledger(gateway: GatewayProcess, request_id: str) -> list[tuple[Any, ...]]:
