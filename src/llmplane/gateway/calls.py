@@ -21,11 +21,11 @@ import orjson
 from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
-from llmplane.errors import LLMPlaneError, UpstreamTimeoutError
+from llmplane.errors import LLMPlaneError
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
-from llmplane.gateway.retries import AttemptPlan, retry_after_s, retryable
+from llmplane.gateway.retries import AttemptPlan, retry_after_s
 from llmplane.gateway.router import Deployment, ModelRouter
-from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay
+from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_token
 from llmplane.gateway.tokens import completion_text, count_tokens, request_prompt_tokens
 
 _T = TypeVar("_T")
@@ -188,18 +188,19 @@ class ModelCaller:
                 attempt=attempt,
             )
 
-        self._router.started(deployment)
+        router = self._router
+        router.started(deployment)
         try:
             reply = await deployment.provider.complete(ctx.endpoint, upstream_body, ctx.request_id)
         except LLMPlaneError as exc:
             settle(exc.http_status, None, exc.code)
-            self._account_failure(deployment, exc)
+            router.ended(deployment, exc.http_status, retry_after_s=retry_after_s(exc))
             raise
         except asyncio.CancelledError:
             settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
-            self._router.finished(deployment)
+            router.ended(deployment, CLIENT_CLOSED)
             raise
-        self._router.succeeded(deployment, time.perf_counter() - started)
+        router.ended(deployment, 200, time.perf_counter() - started)
         cost = settle(200, reply.usage or _estimate(body, reply.body))
         return CallResult(reply, deployment, cost, reservation.headers)
 
@@ -207,13 +208,7 @@ class ModelCaller:
         config = self._router.config(ctx.model)
         # Counting the prompt costs CPU; only a model with a known context window needs it.
         tokens = request_prompt_tokens(body) if config.context_window is not None else 0
-        return AttemptPlan(self._router, ctx.principal, ctx.model, tokens)
-
-    def _account_failure(self, deployment: Deployment, exc: LLMPlaneError) -> None:
-        if retryable(exc):
-            self._router.failed(deployment, retry_after_s(exc))
-        else:
-            self._router.finished(deployment)
+        return AttemptPlan(self._router, ctx.principal, config, tokens)
 
     async def open_stream(
         self, ctx: CallContext, body: dict[str, Any]
@@ -238,7 +233,13 @@ class ModelCaller:
         }
         router = self._router
 
-        def settle(status: int, usage: Usage, ttft: float | None, error_code: str | None) -> None:
+        def settle(
+            status: int,
+            usage: Usage,
+            ttft: float | None,
+            error_code: str | None,
+            retry_after: float | None = None,
+        ) -> None:
             self._settle(
                 ctx,
                 deployment,
@@ -251,15 +252,12 @@ class ModelCaller:
                 error_code=error_code,
                 attempt=attempt,
             )
-            if status == 200:
-                router.succeeded(deployment, ttft - started if ttft is not None else None)
-            elif status == 429 or status >= 500:
-                router.failed(deployment, None)
-            else:
-                router.finished(deployment)
+            router.ended(
+                deployment, status, ttft - started if ttft is not None else None, retry_after
+            )
 
         router.started(deployment)
-        ttft_s = self._router.config(deployment.model).timeouts.ttft_s
+        ttft_s = router.config(deployment.model).timeouts.ttft_s
         try:
             # The time to first token runs from here: until the upstream answers, then until
             # its first event.
@@ -268,22 +266,12 @@ class ModelCaller:
                     ctx.endpoint, upstream_body, ctx.request_id
                 )
         except TimeoutError:
-            exc = UpstreamTimeoutError(f"The upstream sent no first token within {ttft_s:g}s.")
+            assert ttft_s is not None  # only a set limit expires
+            exc = no_first_token(ttft_s)
             settle(exc.http_status, Usage(estimated=True), None, exc.code)
             raise exc from None
         except LLMPlaneError as exc:
-            self._settle(
-                ctx,
-                deployment,
-                stream=True,
-                status=exc.http_status,
-                usage=Usage(estimated=True),
-                started=started,
-                reservation=reservation,
-                error_code=exc.code,
-                attempt=attempt,
-            )
-            self._account_failure(deployment, exc)
+            settle(exc.http_status, Usage(estimated=True), None, exc.code, retry_after_s(exc))
             raise
         except asyncio.CancelledError:
             settle(CLIENT_CLOSED, Usage(estimated=True), None, "client_disconnected")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 
 from llmplane.accounting.keys import Principal
+from llmplane.config.platform import ModelConfig
 from llmplane.errors import LLMPlaneError, RateLimitError, UpstreamError, UpstreamRejectedError
 from llmplane.gateway.router import Deployment, ModelRouter
 
@@ -65,29 +66,32 @@ def retry_after_s(exc: LLMPlaneError) -> float | None:
 
 
 class AttemptPlan:
-    """The deployments one call tries, in order, and the waits between them."""
+    """The deployments one call tries, in order, and the waits between them.
+
+    Models are expanded into their candidates only when the plan reaches them, so a call
+    that succeeds at once (most do) asks the router about its own model only.
+    """
 
     def __init__(
-        self, router: ModelRouter, principal: Principal, model: str, prompt_tokens: int
+        self, router: ModelRouter, principal: Principal, config: ModelConfig, prompt_tokens: int
     ) -> None:
         self._router = router
         self._principal = principal
-        config = router.config(model)
+        self._config = config
         self.attempts_left = 1 + config.retries
-        self._backoff = config.backoff
-        chain = [model, *config.fallbacks]
+        chain = [config.name, *self._allowed(config.fallbacks)]
         if config.context_window is not None and prompt_tokens > config.context_window:
-            chain = list(config.context_window_fallbacks) or chain  # known too long: skip ahead
-        self._model = model
-        self._chain = self._usable(chain)
+            chain = self._allowed(config.context_window_fallbacks) or chain  # known too long
+        self._chain = chain
+        self._next_model = 0  # the first model of the chain not expanded yet
         self._queue: list[Deployment] = []
         self._tried: set[str] = set()
         self._repeats = 0
 
-    def _usable(self, models: list[str]) -> list[str]:
+    def _allowed(self, models: list[str]) -> list[str]:
         # A fallback must be a model the caller may use: a team held to cheap models is not
         # moved to an expensive one behind its back.
-        return [m for i, m in enumerate(models) if i == 0 or self._principal.may_use(m)]
+        return [m for m in models if self._principal.may_use(m)]
 
     def first(self) -> Deployment:
         """The deployment of the first attempt."""
@@ -101,16 +105,15 @@ class AttemptPlan:
             return None
         kind = fallback_kind(failure)
         if kind is not None:
-            config = self._router.config(self._model)
             targets = (
-                config.context_window_fallbacks
+                self._config.context_window_fallbacks
                 if kind == "context_window"
-                else config.content_policy_fallbacks
+                else self._config.content_policy_fallbacks
             )
-            chain = [m for m in self._usable(["", *targets])[1:] if m not in self._chain]
+            chain = [m for m in self._allowed(targets) if m not in self._chain]
             if not chain:
                 return None
-            self._chain, self._queue = chain, []
+            self._chain, self._next_model, self._queue = chain, 0, []
         elif not retryable(failure):
             return None
         self.attempts_left -= 1
@@ -123,13 +126,17 @@ class AttemptPlan:
 
     def _pop(self) -> Deployment:
         if not self._queue:
-            self._queue = [d for model in self._chain for d in self._router.candidates(model)]
-            if self._tried:  # a new round: prefer those not tried yet, then the rest
+            if self._next_model < len(self._chain):
+                self._queue = self._router.candidates(self._chain[self._next_model])
+                self._next_model += 1
+            else:  # a new round over the whole chain: those not tried yet first
+                self._queue = [d for m in self._chain for d in self._router.candidates(m)]
                 self._queue.sort(key=lambda d: d.id in self._tried)
         deployment = self._queue.pop(0)
         self._tried.add(deployment.id)
         return deployment
 
     def _jittered(self) -> float:
-        ceiling = min(self._backoff.max_s, self._backoff.base_s * 2**self._repeats)
+        backoff = self._config.backoff
+        ceiling = min(backoff.max_s, backoff.base_s * 2**self._repeats)
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not secrecy

@@ -238,6 +238,23 @@ class ModelRouter:
         health.in_flight -= 1
         health.probing = False
 
+    def ended(
+        self,
+        deployment: Deployment,
+        status: int,
+        ttft_s: float | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """A call to ``deployment`` ended with HTTP ``status``: a success, a failure of the
+        deployment (429, 5xx, timeouts: counted towards its cooldown) or neither (the
+        client's own error, or the client left)."""
+        if status < 400:
+            self.succeeded(deployment, ttft_s)
+        elif status == 429 or (500 <= status < 600):
+            self.failed(deployment, retry_after_s)
+        else:
+            self.finished(deployment)
+
     async def run_health_checks(self) -> float:
         """Run every health check and load reading that is due; return the seconds until
         the next one is (for the background loop)."""

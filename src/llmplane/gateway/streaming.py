@@ -37,6 +37,11 @@ def _data(event: bytes) -> bytes:
     return event[start + 5 :].strip() if start >= 0 else b""
 
 
+def no_first_token(timeout_s: float) -> UpstreamTimeoutError:
+    """The 504 of a stream whose first token did not come within the model's ``ttft_s``."""
+    return UpstreamTimeoutError(f"The upstream sent no first token within {timeout_s:g}s.")
+
+
 class StreamRelay:
     """One upstream stream on its way to one client."""
 
@@ -94,9 +99,7 @@ class StreamRelay:
                 async with asyncio.timeout(timeout_s):
                     return await self._next()
             except TimeoutError:
-                raise UpstreamTimeoutError(
-                    f"The upstream sent no first token within {timeout_s:g}s."
-                ) from None
+                raise no_first_token(timeout_s) from None
         except LLMPlaneError as exc:
             await self.finish(exc.http_status, exc.code)
             raise
