@@ -117,7 +117,6 @@ class Reservation:
     token: str = ""  # names the hold in a shared backend
     headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for the reply
     tpm_subjects: tuple[str, ...] = ()  # limits whose tpm counted this call's worst case
-    tokens: int = 0  # worst-case tokens counted against those tpm limits
     token_holds: list[TokenHold] | None = None  # the local tpm windows' entries
 
 
@@ -390,7 +389,6 @@ class LocalAdmissionGuard(AdmissionGuard):
             tuple(held),
             worst_case_nanousd,
             headers=headers,
-            tokens=worst_case_tokens,
             token_holds=token_holds or None,
         )
 

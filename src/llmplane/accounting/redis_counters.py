@@ -256,7 +256,7 @@ class RedisAdmissionGuard(AdmissionGuard):
         self._failure_mode = failure_mode
         self._admit_script = Script(_ADMIT)
         self._settle_script = Script(_SETTLE)
-        self._unsettled: list[tuple[list[str], str, int, int, int]] = []
+        self._unsettled: list[tuple[list[str], tuple[str, int, int, int]]] = []  # keys, args
         self._flusher: asyncio.Task[None] | None = None
         self._unique = _Unique()
         self.fail_open_admissions = 0
@@ -290,7 +290,6 @@ class RedisAdmissionGuard(AdmissionGuard):
             worst_case_nanousd,
             token=self._unique(),
             tpm_subjects=tuple(limit.subject for limit in limits if limit.tpm is not None),
-            tokens=worst_case_tokens,
         )
         if not budgets and not limits:
             return reservation
@@ -362,9 +361,8 @@ class RedisAdmissionGuard(AdmissionGuard):
         for counter in reservation.held:
             keys.append(self._keys(counter, today)[0])
             keys += self._keys(counter, reservation.day)[1:]
-        self._unsettled.append(
-            (keys, reservation.token, actual_nanousd, actual_tokens, len(reservation.tpm_subjects))
-        )
+        args = (reservation.token, actual_nanousd, actual_tokens, len(reservation.tpm_subjects))
+        self._unsettled.append((keys, args))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -375,13 +373,7 @@ class RedisAdmissionGuard(AdmissionGuard):
                 self._unsettled[_SETTLE_BATCH:],
             )
             try:
-                await self._scripts.run_many(
-                    self._settle_script,
-                    [
-                        (keys, (token, cost, tokens, tpm_limits))
-                        for keys, token, cost, tokens, tpm_limits in batch
-                    ],
-                )
+                await self._scripts.run_many(self._settle_script, batch)
             except RedisError as exc:
                 # The holds expire on their own; the ledger rows count at the next rebuild.
                 log.warning(

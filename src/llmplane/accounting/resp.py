@@ -95,6 +95,10 @@ def _command(script: Script, keys: Sequence[str], args: Sequence[Any]) -> bytes:
     return _pack("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
+def _noscript(result: Any) -> bool:
+    return isinstance(result, ResponseError) and str(result).startswith("NOSCRIPT")
+
+
 class RespConnection:
     """Runs scripts on one shared, pipelined connection to ``url`` (``redis://`` or
     ``rediss://``, with optional user, password and database number)."""
@@ -166,7 +170,7 @@ class RespConnection:
         try:
             return await self._wait(future)
         except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
+            if not _noscript(exc):
                 raise
         await self._load(script)
         (future,) = (await self._connection()).send(_command(script, keys, args), 1)
@@ -176,32 +180,31 @@ class RespConnection:
         self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
     ) -> None:
         """Run ``script`` once per (keys, args), written as one pipelined burst; raise the
-        first error after every reply is in."""
-        pending = list(calls)
-        for attempt in range(2):
-            protocol = await self._connection()
-            packed = b"".join(_command(script, keys, args) for keys, args in pending)
-            futures = protocol.send(packed, len(pending))
-            results = await asyncio.gather(
-                *(self._wait(f) for f in futures), return_exceptions=True
-            )
-            # A NOSCRIPT reply means that call did not run: load the script, send those again.
-            unloaded = [
-                call
-                for call, result in zip(pending, results, strict=True)
-                if isinstance(result, ResponseError) and str(result).startswith("NOSCRIPT")
+        first error after every reply is in. Calls answered ``NOSCRIPT`` did not run: the
+        script is loaded and they are sent again, once."""
+        results = await self._burst(script, calls)
+        unloaded = [call for call, result in zip(calls, results, strict=True) if _noscript(result)]
+        errors = [r for r in results if isinstance(r, BaseException) and not _noscript(r)]
+        if unloaded:
+            await self._load(script)
+            errors += [
+                r for r in await self._burst(script, unloaded) if isinstance(r, BaseException)
             ]
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if unloaded and attempt == 0:
-                await self._load(script)
-                pending = unloaded
-                errors = [e for e in errors if not str(e).startswith("NOSCRIPT")]
-                if errors:
-                    raise errors[0]
-                continue
-            if errors:
-                raise errors[0]
-            return
+        if errors:
+            raise errors[0]
+
+    async def _burst(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """One write of every call; their replies (or errors), within one timeout."""
+        protocol = await self._connection()
+        packed = b"".join(_command(script, keys, args) for keys, args in calls)
+        futures = protocol.send(packed, len(calls))
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not answer in time") from None
 
     async def _load(self, script: Script) -> None:
         protocol = await self._connection()
