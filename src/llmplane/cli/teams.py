@@ -48,6 +48,12 @@ def _limit_value(value: int | str) -> int | None:
     return None if value == _NONE else int(value)
 
 
+def _limits(rpm: int | str | None, tpm: int | str | None) -> dict[str, int | None]:
+    """The ``rpm``/``tpm`` fields the options set (``none`` sends null: remove the limit)."""
+    given = {"rpm": rpm, "tpm": tpm}
+    return {name: _limit_value(value) for name, value in given.items() if value is not None}
+
+
 def _parse_model_limit(text: str) -> tuple[str, dict[str, int] | None]:
     """``MODEL:rpm=N,tpm=M`` (either part optional) or ``MODEL:none``."""
     model, sep, terms = text.rpartition(":")
@@ -123,8 +129,7 @@ def create_team(
         "name": name,
         "models": _csv(models),
         "max_tokens": max_tokens,
-        "rpm": _limit_value(rpm) if rpm is not None else None,
-        "tpm": _limit_value(tpm) if tpm is not None else None,
+        **_limits(rpm, tpm),
         "model_limits": _model_limits(model_limit),
     }
     team = call("POST", "/admin/teams", {k: v for k, v in body.items() if v is not None})
@@ -186,10 +191,7 @@ def update_team(
         body["models"] = None if models.strip() == "*" else _csv(models)
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    if rpm is not None:
-        body["rpm"] = _limit_value(rpm)
-    if tpm is not None:
-        body["tpm"] = _limit_value(tpm)
+    body.update(_limits(rpm, tpm))
     if model_limit:
         current = call("GET", f"/admin/teams/{_quoted(team)}").get("model_limits")
         body["model_limits"] = _model_limits(model_limit, current)
@@ -213,10 +215,7 @@ def create_service(
 ) -> None:
     """Create service NAME in a team."""
     body: dict[str, Any] = {"team": team, "name": name}
-    if rpm is not None:
-        body["rpm"] = _limit_value(rpm)
-    if tpm is not None:
-        body["tpm"] = _limit_value(tpm)
+    body.update(_limits(rpm, tpm))
     data = call("POST", "/admin/services", body)
     _out(data, as_json, f"created service {data['id']} ({data['name']})")
 
@@ -240,10 +239,7 @@ def update_service(
     body: dict[str, Any] = {"team": team}
     if name is not None:
         body["name"] = name
-    if rpm is not None:
-        body["rpm"] = _limit_value(rpm)
-    if tpm is not None:
-        body["tpm"] = _limit_value(tpm)
+    body.update(_limits(rpm, tpm))
     data = call("PATCH", f"/admin/services/{_quoted(service)}", body)
     _out(data, as_json, f"updated service {data['id']} ({data['name']})  {_limits_line(data)}")
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from llmplane.errors import InvalidRequestError, LLMPlaneError
+from llmplane.gateway.chat_shapes import chat_tool, chat_tool_call, forced_tool, named_event
 from llmplane.gateway.streaming import ChunkTranslator
 
 _STOP_REASONS = {
@@ -87,16 +88,8 @@ def _message(message: Any) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image_part(block))
         elif kind == "tool_use" and role == "assistant":
-            calls.append(
-                {
-                    "id": str(block.get("id", "")),
-                    "type": "function",
-                    "function": {
-                        "name": str(block.get("name", "")),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
-                }
-            )
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append(chat_tool_call(block.get("id"), block.get("name"), arguments))
         elif kind == "tool_result" and role == "user":
             inner = block.get("content", "")
             results.append(
@@ -136,7 +129,7 @@ def _tool_choice(choice: Any) -> Any:
     if kind == "none":
         return "none"
     if kind == "tool":
-        return {"type": "function", "function": {"name": str(choice.get("name", ""))}}
+        return forced_tool(choice.get("name"))
     raise _bad("'tool_choice.type' must be auto, any, tool or none.", "tool_choice")
 
 
@@ -170,14 +163,7 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(tools, list):
             raise _bad("'tools' must be an array.", "tools")
         request["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": str(tool.get("name", "")),
-                    "description": str(tool.get("description", "")),
-                    "parameters": tool.get("input_schema") or {"type": "object"},
-                },
-            }
+            chat_tool(tool.get("name"), tool.get("description"), tool.get("input_schema"))
             for tool in tools
             if isinstance(tool, dict)
         ]
@@ -237,10 +223,6 @@ def error_body(exc: LLMPlaneError) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": exc.message}})
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
 class StreamTranslator(ChunkTranslator):
     """OpenAI ``chat.completion.chunk`` events in, Anthropic stream events out."""
 
@@ -269,20 +251,22 @@ class StreamTranslator(ChunkTranslator):
             "stop_sequence": None,
             "usage": dict(self._usage),
         }
-        return [_event("message_start", {"type": "message_start", "message": message})]
+        return [named_event("message_start", {"type": "message_start", "message": message})]
 
     def _close_block(self) -> list[bytes]:
         if self._block < 0 or self._block_kind is None:
             return []
         self._block_kind = None
-        return [_event("content_block_stop", {"type": "content_block_stop", "index": self._block})]
+        return [
+            named_event("content_block_stop", {"type": "content_block_stop", "index": self._block})
+        ]
 
     def _open_block(self, block: dict[str, Any]) -> list[bytes]:
         out = self._close_block()
         self._block += 1
         self._block_kind = block["type"]
         out.append(
-            _event(
+            named_event(
                 "content_block_start",
                 {"type": "content_block_start", "index": self._block, "content_block": block},
             )
@@ -304,7 +288,7 @@ class StreamTranslator(ChunkTranslator):
                 if self._block_kind != "text":
                     out += self._open_block({"type": "text", "text": ""})
                 out.append(
-                    _event(
+                    named_event(
                         "content_block_delta",
                         {
                             "type": "content_block_delta",
@@ -336,7 +320,7 @@ class StreamTranslator(ChunkTranslator):
         arguments = function.get("arguments")
         if arguments:
             out.append(
-                _event(
+                named_event(
                     "content_block_delta",
                     {
                         "type": "content_block_delta",
@@ -353,7 +337,7 @@ class StreamTranslator(ChunkTranslator):
         self._finished = True
         out = self._start() + self._close_block()
         out.append(
-            _event(
+            named_event(
                 "message_delta",
                 {
                     "type": "message_delta",
@@ -362,13 +346,13 @@ class StreamTranslator(ChunkTranslator):
                 },
             )
         )
-        out.append(_event("message_stop", {"type": "message_stop"}))
+        out.append(named_event("message_stop", {"type": "message_stop"}))
         return out
 
     def _error(self, error: dict[str, Any]) -> list[bytes]:
         out = self._start() + self._close_block()
         out.append(
-            _event(
+            named_event(
                 "error",
                 {
                     "type": "error",

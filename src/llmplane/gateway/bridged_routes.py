@@ -27,9 +27,9 @@ from llmplane.gateway.http import (
     endpoint,
     requires,
 )
-from llmplane.gateway.openai_routes import SSE_HEADERS, call_context, reply_headers
+from llmplane.gateway.openai_routes import call_context, reply_headers, stream_reply
 from llmplane.gateway.providers.base import Endpoint
-from llmplane.gateway.streaming import ChunkTranslator, RelayResponse
+from llmplane.gateway.streaming import ChunkTranslator
 from llmplane.gateway.validation import parse_json_object
 
 
@@ -44,19 +44,10 @@ async def _bridge(
     """Run a translated chat request; translate its stream (``stream()`` makes the
     translator) or its reply (``reply(body)``) back."""
     ctx = call_context(scope, principal, body["model"], Endpoint.CHAT, body, raw_size)
-    caller = scope.services.caller
     if body.get("stream") is True:
         body["stream_options"] = {"include_usage": True}  # the translator reports usage
-        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
-        return RelayResponse(
-            relay,
-            first,
-            headers=scope.headers(
-                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
-            ),
-            translate=stream().translate,
-        )
-    result = await scope.unless_disconnected(caller.complete(ctx, body))
+        return await stream_reply(scope, ctx, body, stream().translate)
+    result = await scope.unless_disconnected(scope.services.caller.complete(ctx, body))
     return Response(
         orjson.dumps(reply(result.reply.body)),
         media_type="application/json",

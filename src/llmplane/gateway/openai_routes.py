@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -33,7 +33,7 @@ from llmplane.gateway.validation import (
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _MAX_TAGS = 20
 _MAX_TAG_LENGTH = 100
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _parse_tags(header: str) -> dict[str, str]:
@@ -127,17 +127,27 @@ async def chat_completions(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_chat(body)
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
-    caller = scope.services.caller
     if body.get("stream") is True:
-        deployment, relay, first, limit_headers = await caller.open_stream(ctx, body)
-        return RelayResponse(
-            relay,
-            first,
-            headers=scope.headers(
-                **SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
-            ),
-        )
-    return _reply(scope, await scope.unless_disconnected(caller.complete(ctx, body)))
+        return await stream_reply(scope, ctx, body)
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
+async def stream_reply(
+    scope: RequestScope,
+    ctx: CallContext,
+    body: dict[str, Any],
+    translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
+) -> Response:
+    """Open the call's stream and relay it (through ``translate`` for a bridged API)."""
+    deployment, relay, first, limit_headers = await scope.services.caller.open_stream(ctx, body)
+    return RelayResponse(
+        relay,
+        first,
+        headers=scope.headers(
+            **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+        ),
+        translate=translate,
+    )
 
 
 async def _one_shot(

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from llmplane.errors import InvalidRequestError
+from llmplane.gateway.chat_shapes import chat_tool, chat_tool_call, forced_tool, named_event
 from llmplane.gateway.streaming import ChunkTranslator
 
 
@@ -65,14 +66,9 @@ def _items(items: Any) -> list[dict[str, Any]]:
                 }
             )
         elif kind == "function_call":
-            call = {
-                "id": str(item.get("call_id", "")),
-                "type": "function",
-                "function": {
-                    "name": str(item.get("name", "")),
-                    "arguments": str(item.get("arguments", "")),
-                },
-            }
+            call = chat_tool_call(
+                item.get("call_id"), item.get("name"), str(item.get("arguments", ""))
+            )
             if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
                 messages[-1]["tool_calls"].append(call)
             else:
@@ -97,7 +93,7 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, str):
         return choice  # auto, none, required: the same words in chat
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": str(choice.get("name", ""))}}
+        return forced_tool(choice.get("name"))
     raise _bad("'tool_choice' must be auto, none, required or a function.", "tool_choice")
 
 
@@ -128,15 +124,7 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         if len(functions) != len(tools):
             raise _bad("Only function tools are supported.", "tools")
         request["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": str(t.get("name", "")),
-                    "description": str(t.get("description", "")),
-                    "parameters": t.get("parameters") or {"type": "object"},
-                },
-            }
-            for t in functions
+            chat_tool(t.get("name"), t.get("description"), t.get("parameters")) for t in functions
         ]
     if body.get("tool_choice") is not None:
         request["tool_choice"] = _tool_choice(body["tool_choice"])
@@ -255,7 +243,7 @@ class StreamTranslator(ChunkTranslator):
     def _event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        return named_event(kind, data)
 
     def _start(self) -> list[bytes]:
         if self._started:

@@ -263,9 +263,9 @@ class ModelRouter:
         checked = [d for d in every if d.health_check]
         loaded = [d for d in every if d.load_metrics]
         due = [d for d in checked if d.health.next_check <= now]
-        await asyncio.gather(*(self._read_load(d) for d in loaded if d.health.next_load <= now))
-        results = await asyncio.gather(*(self._check(d) for d in due))
-        for deployment, ok in zip(due, results, strict=True):
+        reads = [self._read_load(d) for d in loaded if d.health.next_load <= now]
+        outcomes = await asyncio.gather(*(self._check(d) for d in due), *reads)
+        for deployment, ok in zip(due, outcomes[: len(due)], strict=True):
             if deployment.health.checked_down == ok:
                 log.warning(
                     "deployment %s %s its health check",

@@ -246,13 +246,16 @@ class OpenAICompatibleProvider:
         response = await self._post(endpoint, body, request_id, self._stream_timeout)
         return _SSEEvents(response, self._id)
 
+    def _root_url(self, path: str) -> str:
+        """``path`` on the upstream server's root (health and metrics live there)."""
+        origin = urlsplit(self._base)
+        return f"{origin.scheme}://{origin.netloc}{path}"
+
     async def healthy(self, path: str, timeout_s: float) -> bool:
         """``GET`` ``path`` on the upstream server's root; any answer below 400 is healthy."""
-        origin = urlsplit(self._base)
-        url = f"{origin.scheme}://{origin.netloc}{path}"
         try:
             async with self._client().get(
-                url, timeout=aiohttp.ClientTimeout(total=timeout_s)
+                self._root_url(path), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as response:
                 await response.read()
                 return response.status < 400
@@ -261,11 +264,9 @@ class OpenAICompatibleProvider:
 
     async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
         """vLLM's ``num_requests_waiting`` and KV-cache usage from its Prometheus text."""
-        origin = urlsplit(self._base)
         try:
             async with self._client().get(
-                f"{origin.scheme}://{origin.netloc}{path}",
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                self._root_url(path), timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as response:
                 if response.status >= 400:
                     return None
