@@ -65,3 +65,21 @@ def test_unknown_self_hosted_model_costs_nothing_and_warns(
     )
     assert resolve_rates(model, model.deployments[0]) is None
     assert "price:" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("litellm_model", "source"),
+    [
+        ("anthropic/claude-sonnet-4-5", "genai-prices:anthropic/claude-sonnet-4-5"),
+        ("gemini/gemini-2.5-flash", "genai-prices:google/gemini-2.5-flash"),
+        ("vertex_ai/gemini-2.5-flash", "genai-prices:google/gemini-2.5-flash"),
+        ("mistral/mistral-large-latest", "genai-prices:mistral/mistral-large"),
+    ],
+)
+def test_litellm_models_are_priced_by_their_provider_prefix(
+    litellm_model: str, source: str
+) -> None:
+    model = _model({"name": "m", "deployments": [{"provider": "litellm", "model": litellm_model}]})
+    rates = resolve_rates(model, model.deployments[0])
+    assert rates is not None and rates.source == source
+    assert rates.output > rates.input > 0

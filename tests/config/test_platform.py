@@ -49,6 +49,24 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert config.models[1].price is not None and config.models[1].price.output_per_mtok == 0.1
 
 
+def test_a_litellm_deployment_keeps_its_params_secret(tmp_path: Path) -> None:
+    text = (
+        "models:\n  - name: claude-on-bedrock\n    deployments:\n"
+        "      - provider: litellm\n"
+        "        model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0\n"
+        "        litellm_params:\n"
+        "          aws_region_name: eu-west-1\n"
+        "          aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}\n"
+        "          drop_params: true\n"
+    )
+    config = load_platform_config(_write(tmp_path, text), {"AWS_SECRET_ACCESS_KEY": "aws-s3cret"})
+    params = config.models[0].deployments[0].litellm_params
+    assert params["drop_params"] is True
+    secret = params["aws_secret_access_key"]
+    assert hasattr(secret, "get_secret_value") and secret.get_secret_value() == "aws-s3cret"
+    assert "aws-s3cret" not in repr(config)
+
+
 def test_env_default_is_overridden_by_the_environment(tmp_path: Path) -> None:
     config = load_platform_config(
         _write(tmp_path, EXAMPLE),
@@ -76,7 +94,18 @@ def test_defaults_without_a_file() -> None:
         (
             "models:\n  - name: a\n    deployments:\n      - provider: bedrock-ish\n",
             "models[0].deployments[0].provider",
-            "'openai', 'azure' or 'mock'",
+            "'openai', 'azure', 'litellm' or 'mock'",
+        ),
+        (
+            "models:\n  - name: a\n    deployments:\n      - {provider: litellm, model: gemini}\n",
+            "models[0].deployments[0]",
+            "provider 'litellm' needs model: LiteLLM's provider/model string",
+        ),
+        (
+            "models:\n  - name: a\n    deployments:\n"
+            "      - {provider: mock, litellm_params: {aws_region_name: eu-west-1}}\n",
+            "models[0].deployments[0]",
+            "litellm_params is for provider 'litellm'",
         ),
         (
             "models:\n  - name: a\n    deployments:\n      - {provider: mock, colour: red}\n",

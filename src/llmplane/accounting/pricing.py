@@ -44,15 +44,47 @@ def _per_mtok(value: Any) -> float | None:
     return float(base) if isinstance(base, Decimal | int | float) else None
 
 
-def _from_table(upstream_model: str, api_base: str | None) -> Rates | None:
+# LiteLLM's provider prefixes (``gemini/gemini-2.5-flash``) as genai-prices' provider ids.
+_LITELLM_PROVIDERS = {
+    "anthropic": "anthropic",
+    "azure": "azure",
+    "bedrock": "aws",
+    "cerebras": "cerebras",
+    "cohere": "cohere",
+    "cohere_chat": "cohere",
+    "deepseek": "deepseek",
+    "fireworks_ai": "fireworks",
+    "gemini": "google",
+    "groq": "groq",
+    "mistral": "mistral",
+    "openai": "openai",
+    "openrouter": "openrouter",
+    "perplexity": "perplexity",
+    "together_ai": "together",
+    "vertex_ai": "google",
+    "xai": "x-ai",
+}
+
+
+def _litellm_ref(model: str) -> tuple[str, str | None]:
+    """LiteLLM's ``provider/model`` as genai-prices' model ref and provider id."""
+    prefix, _, rest = model.partition("/")
+    if prefix == "bedrock" and rest.startswith(("converse/", "invoke/")):
+        rest = rest.partition("/")[2]
+    return rest, _LITELLM_PROVIDERS.get(prefix)
+
+
+def _from_table(
+    upstream_model: str, api_base: str | None, provider_id: str | None = None
+) -> Rates | None:
     from genai_prices import Usage, calc_price
 
+    usage = Usage(input_tokens=1, output_tokens=1)
     try:
-        found = calc_price(
-            Usage(input_tokens=1, output_tokens=1),
-            model_ref=upstream_model,
-            provider_api_url=api_base,
-        )
+        if provider_id is not None:
+            found = calc_price(usage, model_ref=upstream_model, provider_id=provider_id)
+        else:
+            found = calc_price(usage, model_ref=upstream_model, provider_api_url=api_base)
     except LookupError:
         return None
     price = found.model_price
@@ -82,7 +114,11 @@ def resolve_rates(model: ModelConfig, deployment: DeploymentConfig) -> Rates | N
         )
     if deployment.provider == "mock":
         return None
-    rates = _from_table(deployment.model or model.name, deployment.api_base)
+    if deployment.provider == "litellm" and deployment.model:
+        ref, provider_id = _litellm_ref(deployment.model)
+        rates = _from_table(ref, None, provider_id)
+    else:
+        rates = _from_table(deployment.model or model.name, deployment.api_base)
     if rates is None:
         log.warning(
             "no price known for model %r (deployment model %r): its calls cost 0 until "

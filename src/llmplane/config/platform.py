@@ -66,7 +66,7 @@ class LoadMetrics(_Strict):
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
-    provider: Literal["openai", "azure", "mock"]
+    provider: Literal["openai", "azure", "litellm", "mock"]
     name: str | None = None
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -81,16 +81,31 @@ class DeploymentConfig(_Strict):
     # Azure OpenAI: the resource's deployment name (default: ``model``) and API version.
     azure_deployment: str | None = None
     api_version: str = "2024-10-21"
+    # LiteLLM (``provider: litellm``, ``model: gemini/gemini-2.5-flash``): more of its
+    # keyword arguments, e.g. ``aws_region_name`` or ``vertex_project`` (``${ENV}`` refs).
+    litellm_params: dict[str, SecretStr | bool | int | float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
-        if self.provider in ("openai", "azure"):
-            if not self.api_base:
-                raise ValueError(f"api_base is required for provider {self.provider!r}")
-            if not re.match(r"^https?://[^/\s]+", self.api_base):
-                raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
-        elif self.health_check is not None or self.load_metrics is not None:
-            raise ValueError("health_check and load_metrics are for deployments with an api_base")
+        if self.provider in ("openai", "azure") and not self.api_base:
+            raise ValueError(f"api_base is required for provider {self.provider!r}")
+        if self.api_base is not None and not re.match(r"^https?://[^/\s]+", self.api_base):
+            raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
+        if self.provider not in ("openai", "azure") and (
+            self.health_check is not None or self.load_metrics is not None
+        ):
+            raise ValueError(
+                "health_check and load_metrics are for OpenAI-compatible deployments "
+                "(provider openai or azure)"
+            )
+        if self.provider == "litellm":
+            if not self.model or "/" not in self.model:
+                raise ValueError(
+                    "provider 'litellm' needs model: LiteLLM's provider/model string, "
+                    "e.g. 'gemini/gemini-2.5-flash'"
+                )
+        elif self.litellm_params:
+            raise ValueError("litellm_params is for provider 'litellm'")
         return self
 
     def upstream_key(self) -> str | None:

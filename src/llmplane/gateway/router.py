@@ -36,10 +36,11 @@ from llmplane.config.platform import (
     ModelConfig,
     PlatformConfig,
 )
-from llmplane.errors import NotFoundError
+from llmplane.errors import NotFoundError, UpstreamUnavailableError
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
+from llmplane.gateway.providers.via_litellm import LiteLLMProvider, load_litellm
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,13 @@ class Deployment:
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
     deployment_id = config.name or f"{model.name}[{index}]"
-    provider: Provider = (
-        MockProvider()
-        if config.provider == "mock"
-        else OpenAICompatibleProvider(deployment_id, config, model.timeouts)
-    )
+    provider: Provider
+    if config.provider == "mock":
+        provider = MockProvider()
+    elif config.provider == "litellm":
+        provider = LiteLLMProvider(deployment_id, config, model.timeouts)
+    else:
+        provider = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
     return Deployment(
         id=deployment_id,
         model=model.name,
@@ -293,6 +296,15 @@ class ModelRouter:
         assert check is not None
         deployment.health.next_check = time.monotonic() + check.interval_s
         return await deployment.provider.healthy(check.path, check.timeout_s)
+
+    async def warm(self) -> None:
+        """Import what the configured providers load lazily (LiteLLM takes seconds), in the
+        background at start-up, so that the first call to such a deployment does not wait."""
+        if any(d.provider_name == "litellm" for ds in self._deployments.values() for d in ds):
+            try:
+                await load_litellm()
+            except UpstreamUnavailableError as exc:
+                log.warning("%s", exc.message)
 
     async def aclose(self) -> None:
         """Close every deployment's connections."""
