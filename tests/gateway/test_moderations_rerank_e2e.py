@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import openai
 import pytest
@@ -20,6 +21,25 @@ def test_moderations_with_the_openai_sdk(gateway: GatewayProcess) -> None:
             assert [r.flagged for r in result.results] == [False, True]
             assert result.results[1].categories.violence
             assert result.results[1].categories.harassment
+
+
+def test_moderations_without_a_model_use_the_platforms_default(tmp_path: Path) -> None:
+    """OpenAI's API lets a moderation name no model; the built-in config's default is mock."""
+    with GatewayProcess(tmp_path) as gateway:
+        with openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as client:
+            result = client.moderations.create(input="I will attack you")
+        assert result.results[0].flagged
+        http("GET", f"{gateway.url}/admin/spend")  # waits for the ledger
+        assert gateway.sql("SELECT model, endpoint FROM usage_ledger") == [("mock", "moderations")]
+
+
+def test_without_a_default_moderation_model_the_model_is_required(
+    gateway: GatewayProcess,
+) -> None:
+    status, _, answer = http("POST", f"{gateway.base_url}/moderations", {"input": "hello"})
+    assert status == 400
+    assert answer["error"]["param"] == "model"
+    assert "defaults.moderation_model" in answer["error"]["message"]
 
 
 @pytest.mark.parametrize("model", ["mock", "sim"])

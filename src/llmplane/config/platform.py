@@ -166,10 +166,18 @@ class ModelConfig(_Strict):
     content_policy_fallbacks: list[str] = Field(default_factory=list)
 
 
+class Defaults(_Strict):
+    """What a request that names no model gets, where OpenAI's API lets it name none."""
+
+    # ``/v1/moderations`` without ``model`` (OpenAI's default is omni-moderation-latest).
+    moderation_model: str | None = None
+
+
 class PlatformConfig(_Strict):
     """The whole ``llmplane.yaml``."""
 
     models: list[ModelConfig] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PlatformConfig:
@@ -188,6 +196,11 @@ class PlatformConfig(_Strict):
                         )
                     if target == model.name:
                         raise ValueError(f"model {model.name!r} cannot fall back to itself")
+        default = self.defaults.moderation_model
+        if default is not None and default not in seen:
+            raise ValueError(
+                f"defaults.moderation_model names {default!r}, which is not a configured model"
+            )
         return self
 
     def model(self, name: str) -> ModelConfig | None:
@@ -288,7 +301,11 @@ def default_platform_config(env: Mapping[str, str]) -> PlatformConfig:
             }
             for name in DEFAULT_OPENAI_MODELS
         ]
-    return parse_platform_config({"models": models}, file="<built-in defaults>", env=env)
+    return parse_platform_config(
+        {"models": models, "defaults": {"moderation_model": "mock"}},
+        file="<built-in defaults>",
+        env=env,
+    )
 
 
 def config_path_from(explicit: Path | None, env: Mapping[str, str]) -> Path | None:

@@ -151,12 +151,17 @@ async def stream_reply(
 
 
 async def _one_shot(
-    scope: RequestScope, check: Callable[[dict[str, Any]], str], kind: Endpoint
+    scope: RequestScope,
+    check: Callable[[dict[str, Any]], str],
+    kind: Endpoint,
+    default_model: str | None = None,
 ) -> Response:
     """A non-streaming call whose answer is passed on as the upstream sent it."""
     principal = await scope.principal()
     raw = await scope.body()
     body = parse_json_object(raw)
+    if default_model is not None and body.get("model") is None:
+        body["model"] = default_model
     ctx = call_context(scope, principal, check(body), kind, body, len(raw))
     return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
 
@@ -173,8 +178,10 @@ async def embeddings(scope: RequestScope) -> Response:
 @documented("Moderation", request="ModerationRequest")
 @endpoint
 async def moderations(scope: RequestScope) -> Response:
-    """Moderation of one or many inputs by a model that serves it."""
-    return await _one_shot(scope, check_moderations, Endpoint.MODERATIONS)
+    """Moderation of one or many inputs by a model that serves it (without ``model``: the
+    platform's ``defaults.moderation_model``)."""
+    default = scope.services.platform.defaults.moderation_model
+    return await _one_shot(scope, check_moderations, Endpoint.MODERATIONS, default)
 
 
 @requires(Policy.KEY)

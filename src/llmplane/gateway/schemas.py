@@ -192,7 +192,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         closed=False,
     ),
     "ModerationRequest": _object(
-        {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
+        {"model": _STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
     ),
     "Moderation": _object(
         {"id": _STR, "model": _STR, "results": {"type": "array"}},
@@ -224,7 +224,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         closed=False,
     ),
     "EmbeddingRequest": _object(
-        {"model": _STR, "input": {"type": ["string", "array"]}}, ("model", "input"), closed=False
+        {"model": _STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
     ),
     "EmbeddingList": _object(
         {"object": {"const": "list"}, "data": {"type": "array"}, "model": _STR},

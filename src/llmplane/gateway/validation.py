@@ -189,6 +189,12 @@ def check_embeddings(body: dict[str, Any]) -> str:
 
 def check_moderations(body: dict[str, Any]) -> str:
     """Check a moderations body; return the requested model."""
+    if body.get("model") is None:  # the platform's default was filled in where it has one
+        raise _bad(
+            "'model' is required: this platform has no default moderation model "
+            "(defaults.moderation_model in llmplane.yaml).",
+            "model",
+        )
     model = _common(body)
     value = body.get("input")
     valid = (isinstance(value, str) and value != "") or (
