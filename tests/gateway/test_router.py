@@ -50,6 +50,39 @@ def test_lowest_latency_measures_each_then_prefers_the_fastest() -> None:
     assert [d.id for d in router.candidates("m")] == ["c", "b", "a"]  # c is unmeasured
 
 
+def test_lowest_latency_ranks_by_time_to_first_token_not_whole_answers() -> None:
+    """A long non-streaming answer says little about how soon a deployment starts: once a
+    stream measured a deployment's time to first token, that is what ranks it."""
+    router = _router(strategy="lowest_latency")
+    a, b, c = router.deployments("m")
+    router.started(a)
+    router.ended(a, 200, latency_s=4.0)  # a long answer, not streamed
+    router.started(a)
+    router.ended(a, 200, ttft_s=0.05)  # its streams start fast
+    router.started(b)
+    router.ended(b, 200, ttft_s=0.3)
+    router.started(c)
+    router.ended(c, 200, latency_s=0.2)  # only whole answers measured: an upper bound
+    assert [d.id for d in router.candidates("m")] == ["a", "c", "b"]
+
+
+def test_a_client_error_ends_only_its_own_probe() -> None:
+    """During half-open one call probes; another call (started before the cooldown) ending
+    in a client error must not let a second probe in."""
+    router = _router(cooldown={"failures": 1, "window_s": 10, "cooldown_s": 0.1})
+    a = router.deployments("m")[0]
+    assert router.started(a) is False  # in flight before the failure below
+    router.started(a)
+    router.failed(a, None)
+    time.sleep(0.15)
+    probe = router.started(a)
+    assert probe is True
+    router.ended(a, 400)  # the older call: the client's own error, not the probe
+    assert "a" not in [d.id for d in router.candidates("m")]  # still one probe at a time
+    router.ended(a, 400, probe=probe)
+    assert "a" in [d.id for d in router.candidates("m")]  # the probe ended: another may try
+
+
 def test_lowest_cost_uses_each_deployments_price() -> None:
     upstream = {"provider": "openai", "api_base": "https://api.openai.com/v1"}  # never called
     router = _router(

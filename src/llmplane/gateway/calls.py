@@ -189,18 +189,18 @@ class ModelCaller:
             )
 
         router = self._router
-        router.started(deployment)
+        probe = router.started(deployment)
         try:
             reply = await deployment.provider.complete(ctx.endpoint, upstream_body, ctx.request_id)
         except LLMPlaneError as exc:
             settle(exc.http_status, None, exc.code)
-            router.ended(deployment, exc.http_status, retry_after_s=retry_after_s(exc))
+            router.ended(deployment, exc.http_status, retry_after_s=retry_after_s(exc), probe=probe)
             raise
         except asyncio.CancelledError:
             settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
-            router.ended(deployment, CLIENT_CLOSED)
+            router.ended(deployment, CLIENT_CLOSED, probe=probe)
             raise
-        router.ended(deployment, 200, time.perf_counter() - started)
+        router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
         cost = settle(200, reply.usage or _estimate(body, reply.body))
         return CallResult(reply, deployment, cost, reservation.headers)
 
@@ -253,10 +253,14 @@ class ModelCaller:
                 attempt=attempt,
             )
             router.ended(
-                deployment, status, ttft - started if ttft is not None else None, retry_after
+                deployment,
+                status,
+                ttft - started if ttft is not None else None,
+                retry_after,
+                probe=probe,
             )
 
-        router.started(deployment)
+        probe = router.started(deployment)
         ttft_s = router.config(deployment.model).timeouts.ttft_s
         try:
             # The time to first token runs from here: until the upstream answers, then until

@@ -44,7 +44,7 @@ from llmplane.gateway.providers.via_litellm import LiteLLMProvider, load_litellm
 
 log = logging.getLogger(__name__)
 
-_EWMA_WEIGHT = 0.2  # of the newest time-to-first-token sample
+_EWMA_WEIGHT = 0.2  # of the newest latency sample
 
 
 @dataclass(slots=True)
@@ -52,7 +52,8 @@ class Health:
     """What the router knows about one deployment, in this process."""
 
     in_flight: int = 0
-    ttft_ewma_s: float | None = None
+    ttft_ewma_s: float | None = None  # streams: time to first token
+    latency_ewma_s: float | None = None  # non-streaming calls: time to the whole answer
     failures: deque[float] = field(default_factory=deque)
     cooldown_until: float = 0.0
     probing: bool = False
@@ -83,6 +84,17 @@ class Deployment:
     def cost_rank(self) -> float:
         """Price of a typical call (1,000 tokens in, 1,000 out), for ``lowest_cost``."""
         return self.rates.cost_nanousd(1_000, 1_000, 0) if self.rates is not None else 0.0
+
+
+def _ewma(previous: float | None, sample: float) -> float:
+    return sample if previous is None else previous + _EWMA_WEIGHT * (sample - previous)
+
+
+def _latency_rank(deployment: Deployment) -> float:
+    health = deployment.health
+    if health.ttft_ewma_s is not None:
+        return health.ttft_ewma_s
+    return health.latency_ewma_s or 0.0
 
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
@@ -176,8 +188,10 @@ class ModelRouter:
             random.shuffle(healthy)  # ties go to a random one, not always the first
             return sorted(healthy, key=lambda d: d.health.in_flight)
         if strategy == "lowest_latency":
-            # Unmeasured deployments go first, so that each gets measured.
-            return sorted(healthy, key=lambda d: d.health.ttft_ewma_s or 0.0)
+            # Time to first token where streams measured it; else the time to a whole
+            # answer (an upper bound of it). Unmeasured deployments go first, so that each
+            # gets measured.
+            return sorted(healthy, key=_latency_rank)
         if strategy == "lowest_cost":
             return sorted(healthy, key=lambda d: (d.cost_rank(), d.health.in_flight))
         return _weighted_order(healthy)
@@ -193,22 +207,26 @@ class ModelRouter:
             return False
         return not health.probing  # half open: one probe at a time
 
-    def started(self, deployment: Deployment) -> None:
-        """A call to ``deployment`` begins."""
+    def started(self, deployment: Deployment) -> bool:
+        """A call to ``deployment`` begins; ``True`` when it is the half-open circuit's probe
+        (to be passed back to :meth:`ended`)."""
         health = deployment.health
         health.in_flight += 1
         if health.cooldown_until and time.monotonic() >= health.cooldown_until:
             health.probing = True
+            return True
+        return False
 
-    def succeeded(self, deployment: Deployment, ttft_s: float | None) -> None:
-        """A call to ``deployment`` ended well (closing its circuit if it was a probe)."""
+    def succeeded(
+        self, deployment: Deployment, ttft_s: float | None, latency_s: float | None = None
+    ) -> None:
+        """A call to ``deployment`` ended well (closing its circuit if it was cooled down)."""
         health = deployment.health
         health.in_flight -= 1
         if ttft_s is not None:
-            previous = health.ttft_ewma_s
-            health.ttft_ewma_s = (
-                ttft_s if previous is None else previous + _EWMA_WEIGHT * (ttft_s - previous)
-            )
+            health.ttft_ewma_s = _ewma(health.ttft_ewma_s, ttft_s)
+        if latency_s is not None:
+            health.latency_ewma_s = _ewma(health.latency_ewma_s, latency_s)
         if health.cooldown_until:
             health.cooldown_until, health.probing = 0.0, False
             health.failures.clear()
@@ -234,12 +252,13 @@ class ModelRouter:
         health.probing = False
         health.cooldowns += 1
 
-    def finished(self, deployment: Deployment) -> None:
+    def finished(self, deployment: Deployment, probe: bool = False) -> None:
         """A call ended in a way that says nothing about the deployment (client error,
-        client gone)."""
+        client gone); if it was the probe, another call may probe."""
         health = deployment.health
         health.in_flight -= 1
-        health.probing = False
+        if probe:
+            health.probing = False
 
     def ended(
         self,
@@ -247,16 +266,20 @@ class ModelRouter:
         status: int,
         ttft_s: float | None = None,
         retry_after_s: float | None = None,
+        *,
+        latency_s: float | None = None,
+        probe: bool = False,
     ) -> None:
         """A call to ``deployment`` ended with HTTP ``status``: a success, a failure of the
         deployment (429, 5xx, timeouts: counted towards its cooldown) or neither (the
-        client's own error, or the client left)."""
+        client's own error, or the client left). ``ttft_s`` is a stream's time to first
+        token, ``latency_s`` a non-streaming call's time to its answer."""
         if status < 400:
-            self.succeeded(deployment, ttft_s)
+            self.succeeded(deployment, ttft_s, latency_s)
         elif status == 429 or (500 <= status < 600):
             self.failed(deployment, retry_after_s)
         else:
-            self.finished(deployment)
+            self.finished(deployment, probe)
 
     async def run_health_checks(self) -> float:
         """Run every health check and load reading that is due; return the seconds until
