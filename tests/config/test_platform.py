@@ -125,6 +125,12 @@ def test_defaults_without_a_file() -> None:
             "models[0].price.input_per_mtok",
             "greater than or equal to 0",
         ),
+        (
+            "models:\n  - {name: a, deployments: [{provider: mock, name: eu}]}\n"
+            "  - {name: b, deployments: [{provider: mock, name: eu}]}\n",
+            None,
+            "deployment name 'eu' is used twice (models 'a' and 'b')",
+        ),
         ("models: [unclosed\n", None, "invalid YAML at line 2"),
         ("- just\n- a list\n", None, "must contain a mapping"),
     ],

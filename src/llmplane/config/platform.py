@@ -196,6 +196,17 @@ class PlatformConfig(_Strict):
                         )
                     if target == model.name:
                         raise ValueError(f"model {model.name!r} cannot fall back to itself")
+        owners: dict[str, str] = {}
+        for model in self.models:
+            for index, deployment in enumerate(model.deployments):
+                name = deployment.name or f"{model.name}[{index}]"
+                if name in owners:
+                    raise ValueError(
+                        f"deployment name {name!r} is used twice (models {owners[name]!r} and "
+                        f"{model.name!r}): it names the deployment in the ledger, metrics and "
+                        "x-llmplane-deployment, so it must be unique"
+                    )
+                owners[name] = model.name
         default = self.defaults.moderation_model
         if default is not None and default not in seen:
             raise ValueError(
