@@ -51,6 +51,17 @@ def routed(
         ),
         _model("breaker", url, "up-breaker", retries=0, cooldown={"failures": 2, "cooldown_s": 60}),
         {
+            "name": "pair",
+            "retries": 1,
+            "backoff": FAST_BACKOFF,
+            "cooldown": {"failures": 2, "window_s": 30, "cooldown_s": 3},
+            "deployments": [
+                {"provider": "openai", "name": n, "api_base": url, "model": f"up-{n}"}
+                for n in ("pair-a", "pair-b")
+            ],
+            "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        },
+        {
             "name": "checked",
             "retries": 0,
             "deployments": [
@@ -261,6 +272,41 @@ def test_a_failing_deployment_is_cooled_down_then_probed(
     # and the probe's success closes the circuit.
     client.chat.completions.create(model="breaker", messages=[{"role": "user", "content": "x"}])
     assert len(_upstream_models(sim)) == 3
+
+
+def test_a_cooled_down_deployment_gets_no_calls_until_its_probe_succeeds(
+    routed: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    """Two failures open pair-a's circuit: its calls fail over to pair-b unseen by the client,
+    pair-a gets no call for cooldown_s, then one probe whose success puts it back."""
+    sim.add_faults({"kind": "status", "status": 500, "model": "up-pair-a", "count": 2})
+    client = _client(routed)
+
+    def call() -> str:
+        raw = client.chat.completions.with_raw_response.create(
+            model="pair", messages=[{"role": "user", "content": "x"}]
+        )
+        return raw.headers["x-llmplane-deployment"]
+
+    for _ in range(40):  # weighted at random: pair-a is tried (and fails) now and then
+        call()
+        if _upstream_models(sim).count("up-pair-a") == 2:
+            break
+    assert _upstream_models(sim).count("up-pair-a") == 2
+    opened = time.monotonic()
+    sim.clear_requests()
+    served = []
+    for _ in range(20):
+        began = time.monotonic() - opened
+        served.append((began, call()))
+    within = [deployment for began, deployment in served if began < 2.9]
+    assert len(within) >= 10 and set(within) == {"pair-b"}
+    if len(within) == len(served):
+        assert "up-pair-a" not in _upstream_models(sim)
+    time.sleep(max(3.1 - (time.monotonic() - opened), 0))
+    back = [call() for _ in range(40)]
+    assert "pair-a" in back  # probed, succeeded, and back in rotation
+    assert back.count("pair-a") >= 5
 
 
 def test_unit_routing_config_is_validated(tmp_path: Path) -> None:
