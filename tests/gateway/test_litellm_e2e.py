@@ -8,10 +8,12 @@ are the gateway's alone, and a client that cannot steer the call elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -251,3 +253,26 @@ def test_embeddings_go_through_litellm_too(gateway: GatewayProcess, sim: Upstrea
     assert len(reply.data) == 2 and len(reply.data[0].embedding) > 0
     [sent] = _sent(sim, "lt-tail")
     assert sent["path"] == "/v1/embeddings"
+
+
+def test_a_client_leaving_cancels_the_litellm_call(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "delay", "ms": 3_000, "model": "lt-tail"})
+    body = {"model": "tail", "messages": [{"role": "user", "content": "leave"}]}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "x-request-id": "litellm-leaver"}
+
+    async def leave_early() -> float:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await session.post(f"{gateway.base_url}/chat/completions", json=body)
+        return time.time()
+
+    left_at = asyncio.run(leave_early())
+    deadline = time.monotonic() + 2
+    while not sim.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sim.disconnects, "the upstream call was not cancelled"
+    assert sim.disconnects[0][1] - left_at < 1.0
+    assert [row[3] for row in _ledger(gateway, "litellm-leaver")] == [499]  # billed once
