@@ -9,6 +9,7 @@ are the gateway's alone, and a client that cannot steer the call elsewhere.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -276,3 +277,19 @@ def test_a_client_leaving_cancels_the_litellm_call(
     assert sim.disconnects, "the upstream call was not cancelled"
     assert sim.disconnects[0][1] - left_at < 1.0
     assert [row[3] for row in _ledger(gateway, "litellm-leaver")] == [499]  # billed once
+
+
+def test_a_litellm_stream_broken_after_its_first_byte_ends_with_an_error_event(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "break_stream", "after_chunks": 3, "model": "lt-tail"})
+    with _client(gateway).chat.completions.with_streaming_response.create(
+        model="tail", stream=True, messages=[{"role": "user", "content": "break me please"}]
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        raw = response.read().decode()
+    events = [e.removeprefix("data: ") for e in raw.split("\n\n") if e.strip()]
+    assert "error" in json.loads(events[-1])  # a clean final error event
+    assert '"content":"This"' in raw  # what arrived before the break was relayed
+    [row] = _ledger(gateway, request_id)
+    assert row[3] >= 500 and row[5] > 0  # billed for the tokens it sent
