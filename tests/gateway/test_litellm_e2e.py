@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -293,3 +295,28 @@ def test_a_litellm_stream_broken_after_its_first_byte_ends_with_an_error_event(
     assert '"content":"This"' in raw  # what arrived before the break was relayed
     [row] = _ledger(gateway, request_id)
     assert row[3] >= 500 and row[5] > 0  # billed for the tokens it sent
+
+
+GUARDED_IMPORT = """
+import asyncio, os, socket
+
+def refuse(*args, **kwargs):
+    raise SystemExit(f"network use while loading LiteLLM: {args[1:]}")
+
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.getaddrinfo = refuse
+os.environ.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
+from llmplane.gateway.providers.via_litellm import load_litellm
+asyncio.run(load_litellm())
+print("loaded offline")
+"""
+
+
+def test_loading_litellm_never_reaches_the_network() -> None:
+    """LiteLLM fetches its model cost map at import unless told not to; the adapter tells it."""
+    result = subprocess.run(
+        [sys.executable, "-c", GUARDED_IMPORT], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded offline" in result.stdout
