@@ -76,7 +76,7 @@ def test_defaults_without_a_file() -> None:
         (
             "models:\n  - name: a\n    deployments:\n      - provider: bedrock-ish\n",
             "models[0].deployments[0].provider",
-            "'openai', 'azure' or 'mock'",
+            "'openai', 'azure', 'anthropic' or 'mock'",
         ),
         (
             "models:\n  - name: a\n    deployments:\n      - {provider: mock, colour: red}\n",

@@ -63,10 +63,14 @@ class LoadMetrics(_Strict):
     timeout_s: float = Field(default=1.0, gt=0)
 
 
+ANTHROPIC_API_BASE = "https://api.anthropic.com"
+"""Where ``provider: anthropic`` deployments go when they set no ``api_base``."""
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
-    provider: Literal["openai", "azure", "mock"]
+    provider: Literal["openai", "azure", "anthropic", "mock"]
     name: str | None = None
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -81,10 +85,23 @@ class DeploymentConfig(_Strict):
     # Azure OpenAI: the resource's deployment name (default: ``model``) and API version.
     azure_deployment: str | None = None
     api_version: str = "2024-10-21"
+    # Anthropic: the Messages API version sent as the anthropic-version header.
+    anthropic_version: str = "2023-06-01"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_api_base(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("provider") == "anthropic"
+            and not data.get("api_base")
+        ):
+            return {**data, "api_base": ANTHROPIC_API_BASE}
+        return data
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
-        if self.provider in ("openai", "azure"):
+        if self.provider in ("openai", "azure", "anthropic"):
             if not self.api_base:
                 raise ValueError(f"api_base is required for provider {self.provider!r}")
             if not re.match(r"^https?://[^/\s]+", self.api_base):

@@ -37,6 +37,7 @@ from llmplane.config.platform import (
     PlatformConfig,
 )
 from llmplane.errors import NotFoundError
+from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
@@ -86,11 +87,13 @@ class Deployment:
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
     deployment_id = config.name or f"{model.name}[{index}]"
-    provider: Provider = (
-        MockProvider()
-        if config.provider == "mock"
-        else OpenAICompatibleProvider(deployment_id, config, model.timeouts)
-    )
+    provider: Provider
+    if config.provider == "mock":
+        provider = MockProvider()
+    elif config.provider == "anthropic":
+        provider = AnthropicProvider(deployment_id, config, model.timeouts)
+    else:
+        provider = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
     return Deployment(
         id=deployment_id,
         model=model.name,
