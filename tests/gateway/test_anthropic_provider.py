@@ -328,14 +328,14 @@ def test_stream_events_become_chat_chunks() -> None:
     assert all(c["id"] == "chatcmpl-1" for c in chunks[:-1])
 
 
-def test_an_error_event_is_raised() -> None:
+def test_an_error_event_stops_the_translation_after_what_came_before() -> None:
     translator = ChunkTranslator("claude-eu")
-    event = _event(
-        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    )
-    with pytest.raises(UpstreamError) as failed:
-        translator.feed([event])
-    assert failed.value.http_status == 503 and "claude-eu" in failed.value.message
+    start = _event({"type": "message_start", "message": {"id": "msg_2", "usage": {}}})
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    late = _event({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "x"}})
+    assert len(translator.feed([start, _event(error), late])) == 1  # the role chunk only
+    assert isinstance(translator.error, UpstreamError)
+    assert translator.error.http_status == 503 and "claude-eu" in translator.error.message
 
 
 def test_prompt_too_long_is_a_context_window_refusal() -> None:

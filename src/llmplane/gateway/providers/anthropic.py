@@ -54,10 +54,13 @@ class _ChatStream:
         self._translator = translator
 
     async def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        translator = self._translator
         async for batch in self._events:
-            translated = self._translator.feed(batch)
+            translated = translator.feed(batch)
             if translated:
                 yield translated
+            if translator.error is not None:
+                raise translator.error
 
     async def aclose(self) -> None:
         await self._events.aclose()

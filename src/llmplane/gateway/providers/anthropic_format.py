@@ -335,15 +335,20 @@ class ChunkTranslator:
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
+        self.error: LLMPlaneError | None = None
+        """The error of an ``error`` event, once one came; nothing after it is read."""
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return b"data: " + orjson.dumps({**self._base, "choices": [choice]}) + b"\n\n"
 
     def feed(self, events: list[bytes]) -> list[bytes]:
-        """Translate a batch of whole Anthropic events; an ``error`` event is raised."""
+        """Translate a batch of whole Anthropic events, up to an ``error`` event (which is
+        kept in :attr:`error`, to be raised once what came before it is passed on)."""
         out: list[bytes] = []
         for event in events:
+            if self.error is not None:
+                break
             try:
                 data = orjson.loads(_data(event))
             except orjson.JSONDecodeError:
@@ -391,7 +396,7 @@ class ChunkTranslator:
             out.append(b"data: [DONE]\n\n")
             return out
         if kind == "error":
-            raise stream_error(data.get("error"), self._deployment)
+            self.error = stream_error(data.get("error"), self._deployment)
         return []  # ping, content_block_stop and event types added later
 
     def _block_start(self, data: dict[str, Any]) -> list[bytes]:
