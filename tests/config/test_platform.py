@@ -94,7 +94,7 @@ def test_defaults_without_a_file() -> None:
         (
             "models:\n  - name: a\n    deployments:\n      - provider: bedrock-ish\n",
             "models[0].deployments[0].provider",
-            "'openai', 'azure', 'litellm' or 'mock'",
+            "'openai', 'azure', 'anthropic', 'litellm' or 'mock'",
         ),
         (
             "models:\n  - name: a\n    deployments:\n      - {provider: litellm, model: gemini}\n",

@@ -63,10 +63,14 @@ class LoadMetrics(_Strict):
     timeout_s: float = Field(default=1.0, gt=0)
 
 
+ANTHROPIC_API_BASE = "https://api.anthropic.com"
+"""Where ``provider: anthropic`` deployments go when they set no ``api_base``."""
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
-    provider: Literal["openai", "azure", "litellm", "mock"]
+    provider: Literal["openai", "azure", "anthropic", "litellm", "mock"]
     name: str | None = None
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -81,9 +85,22 @@ class DeploymentConfig(_Strict):
     # Azure OpenAI: the resource's deployment name (default: ``model``) and API version.
     azure_deployment: str | None = None
     api_version: str = "2024-10-21"
+    # Anthropic: the Messages API version sent as the anthropic-version header.
+    anthropic_version: str = "2023-06-01"
     # LiteLLM (``provider: litellm``, ``model: gemini/gemini-2.5-flash``): more of its
     # keyword arguments, e.g. ``aws_region_name`` or ``vertex_project`` (``${ENV}`` refs).
     litellm_params: dict[str, SecretStr | bool | int | float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_api_base(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("provider") == "anthropic"
+            and not data.get("api_base")
+        ):
+            return {**data, "api_base": ANTHROPIC_API_BASE}
+        return data
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
@@ -91,13 +108,10 @@ class DeploymentConfig(_Strict):
             raise ValueError(f"api_base is required for provider {self.provider!r}")
         if self.api_base is not None and not re.match(r"^https?://[^/\s]+", self.api_base):
             raise ValueError(f"api_base must be an http(s) URL, got {self.api_base!r}")
-        if self.provider not in ("openai", "azure") and (
-            self.health_check is not None or self.load_metrics is not None
-        ):
-            raise ValueError(
-                "health_check and load_metrics are for OpenAI-compatible deployments "
-                "(provider openai or azure)"
-            )
+        if self.health_check is not None and self.provider not in ("openai", "azure", "anthropic"):
+            raise ValueError("health_check is for deployments with their own server (api_base)")
+        if self.load_metrics is not None and self.provider not in ("openai", "azure"):
+            raise ValueError("load_metrics is for OpenAI-compatible servers (vLLM's /metrics)")
         if self.provider == "litellm":
             if not self.model or "/" not in self.model:
                 raise ValueError(

@@ -169,6 +169,11 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         ]
     if body.get("tool_choice") is not None:
         request["tool_choice"] = _tool_choice(body["tool_choice"])
+    output = body.get("output_config")
+    wanted = output.get("format") if isinstance(output, dict) else None
+    if isinstance(wanted, dict) and wanted.get("type") == "json_schema":
+        schema = {"name": "output", "schema": wanted.get("schema") or {}}
+        request["response_format"] = {"type": "json_schema", "json_schema": schema}
     if body.get("stream") is True:
         request["stream"] = True
     return request
@@ -179,6 +184,19 @@ def _tool_input(arguments: Any) -> Any:
         return orjson.loads(arguments) if arguments else {}
     except orjson.JSONDecodeError:
         return {"_raw": arguments}
+
+
+def anthropic_usage(usage: Any) -> dict[str, int]:
+    """OpenAI's ``usage`` as Anthropic's, where ``input_tokens`` leaves out cache reads."""
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("prompt_tokens_details")
+    cached = int((details.get("cached_tokens") if isinstance(details, dict) else 0) or 0)
+    return {
+        "input_tokens": max(int(usage.get("prompt_tokens") or 0) - cached, 0),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": int(usage.get("completion_tokens") or 0),
+    }
 
 
 def from_chat_reply(reply: bytes, model: str) -> dict[str, Any]:
@@ -199,7 +217,6 @@ def from_chat_reply(reply: bytes, model: str) -> dict[str, Any]:
                 "input": _tool_input(function.get("arguments")),
             }
         )
-    usage = data.get("usage") or {}
     return {
         "id": "msg_" + str(data.get("id", "")).removeprefix("chatcmpl-"),
         "type": "message",
@@ -208,10 +225,7 @@ def from_chat_reply(reply: bytes, model: str) -> dict[str, Any]:
         "content": content,
         "stop_reason": _STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": int(usage.get("prompt_tokens") or 0),
-            "output_tokens": int(usage.get("completion_tokens") or 0),
-        },
+        "usage": anthropic_usage(data.get("usage")),
     }
 
 
@@ -226,7 +240,7 @@ def error_body(exc: LLMPlaneError) -> bytes:
 class StreamTranslator(ChunkTranslator):
     """OpenAI ``chat.completion.chunk`` events in, Anthropic stream events out."""
 
-    def __init__(self, model: str, request_id: str) -> None:
+    def __init__(self, model: str, request_id: str, usage: dict[str, int] | None = None) -> None:
         self._model = model
         self._id = "msg_" + request_id
         self._started = False
@@ -234,7 +248,8 @@ class StreamTranslator(ChunkTranslator):
         self._block_kind: str | None = None
         self._tool_blocks: dict[int, int] = {}  # OpenAI tool call index -> block index
         self._stop_reason = "end_turn"
-        self._usage = {"input_tokens": 0, "output_tokens": 0}
+        # What message_start reports; the chat usage chunk (at the end) replaces it.
+        self._usage = usage or anthropic_usage(None)
         self._finished = False
 
     def _start(self) -> list[bytes]:
@@ -277,10 +292,7 @@ class StreamTranslator(ChunkTranslator):
         out = self._start()
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self._usage = {
-                "input_tokens": int(usage.get("prompt_tokens") or 0),
-                "output_tokens": int(usage.get("completion_tokens") or 0),
-            }
+            self._usage = anthropic_usage(usage)
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             text = delta.get("content")
@@ -342,7 +354,7 @@ class StreamTranslator(ChunkTranslator):
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": self._usage["output_tokens"]},
+                    "usage": dict(self._usage),
                 },
             )
         )

@@ -37,6 +37,7 @@ from llmplane.config.platform import (
     PlatformConfig,
 )
 from llmplane.errors import NotFoundError, UpstreamUnavailableError
+from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
@@ -102,6 +103,8 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
     provider: Provider
     if config.provider == "mock":
         provider = MockProvider()
+    elif config.provider == "anthropic":
+        provider = AnthropicProvider(deployment_id, config, model.timeouts)
     elif config.provider == "litellm":
         provider = LiteLLMProvider(deployment_id, config, model.timeouts)
     else:

@@ -1,4 +1,5 @@
-"""The upstream simulator's ASGI app: the OpenAI endpoints, answered by the mock model.
+"""The upstream simulator's ASGI app: the OpenAI endpoints and Anthropic's Messages API,
+answered by the mock model.
 
 Every request goes the same way: read the body, record the request, pick a
 fault (the ``x-sim-fault`` header, else the first matching queued rule), wait
@@ -23,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from llmplane.errors import LLMPlaneError
+from llmplane.gateway.anthropic import to_chat_request
 from llmplane.gateway.providers.mock import (
     chat_chunks,
     chat_completion,
@@ -31,6 +34,7 @@ from llmplane.gateway.providers.mock import (
     rerank,
     sse_event,
 )
+from llmplane.testing import _anthropic
 from llmplane.testing._asgi import (
     Receive,
     Scope,
@@ -88,6 +92,7 @@ class SimulatorApp:
         self._id_prefix = secrets.token_hex(4)
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", _anthropic.MESSAGES_PATH): self._messages,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/moderations"): self._moderations,
             ("POST", "/v1/rerank"): self._rerank,
@@ -177,12 +182,14 @@ class SimulatorApp:
             return
 
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        authorization = fault_header = None
+        authorization = fault_header = version = None
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
-            elif name == b"api-key":  # Azure OpenAI's header
+            elif name in (b"api-key", b"x-api-key"):  # Azure OpenAI's and Anthropic's header
                 authorization = b"Bearer " + value
+            elif name == b"anthropic-version":
+                version = value
             elif name == b"x-sim-fault":
                 fault_header = value
         if path.startswith("/openai/deployments/"):
@@ -207,7 +214,7 @@ class SimulatorApp:
                 fault = Fault.parse(orjson.loads(fault_header))
             except (orjson.JSONDecodeError, FaultSpecError) as exc:
                 message = f"Invalid x-sim-fault header: {exc}"
-                await send_error(send, 400, message, param="x-sim-fault")
+                await self._error(send, path, 400, message, param="x-sim-fault")
                 return
         behaviour = self.behaviour
         delay_ms = behaviour.latency_ms
@@ -220,7 +227,7 @@ class SimulatorApp:
                 await abort_connection(scope, receive)
                 return
             if fault.kind == "status":
-                await send_status_fault(send, fault)
+                await send_status_fault(send, fault, anthropic=path == _anthropic.MESSAGES_PATH)
                 return
 
         expected = self._authorization
@@ -230,7 +237,7 @@ class SimulatorApp:
             and not hmac.compare_digest(authorization or b"", expected)
         ):
             message = "Incorrect API key provided."
-            await send_error(send, 401, message, code="invalid_api_key")
+            await self._error(send, path, 401, message, code="invalid_api_key")
             return
         handler = self._routes.get((method, path))
         if handler is None:
@@ -241,9 +248,28 @@ class SimulatorApp:
             return
         if method == "POST" and (malformed or not isinstance(body, dict)):
             message = "We could not parse the JSON body of your request: expected a JSON object."
-            await send_error(send, 400, message)
+            await self._error(send, path, 400, message)
+            return
+        if path == _anthropic.MESSAGES_PATH and version is None:
+            await _anthropic.send_error(send, 400, "anthropic-version: header is required")
             return
         await handler(Exchange(scope, receive, send, body, fault, behaviour))
+
+    @staticmethod
+    async def _error(
+        send: Send,
+        path: str,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        """An error in the shape of the API that ``path`` belongs to."""
+        if path == _anthropic.MESSAGES_PATH:
+            await _anthropic.send_error(send, status, message)
+        else:
+            await send_error(send, status, message, code=code, param=param)
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -266,6 +292,22 @@ class SimulatorApp:
         if exchange.hides_usage:
             del reply["usage"]
         await exchange.reply(orjson.dumps(reply))
+
+    async def _messages(self, exchange: Exchange) -> None:
+        """Anthropic's Messages API (see :mod:`llmplane.testing._anthropic`)."""
+        body = exchange.body
+        try:
+            chat = to_chat_request(body)
+        except LLMPlaneError as exc:
+            await _anthropic.send_error(exchange.send, 400, exc.message)
+            return
+        completion_id = f"chatcmpl-{self._id_prefix}{next(self._ids):06x}"
+        if body.get("stream") is True:
+            events = _anthropic.message_events(body, chat, completion_id)
+            if await exchange.stream(events, anthropic=True):
+                self.disconnects.append((exchange.scope["path"], time.time()))
+            return
+        await exchange.reply(_anthropic.message_reply(body, chat, completion_id))
 
     async def _embeddings(self, exchange: Exchange) -> None:
         if exchange.body.get("input") is None:

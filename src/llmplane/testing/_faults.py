@@ -20,7 +20,14 @@ goes before the queue, which it leaves untouched. The kinds:
 - ``sloppy_stream``: a stream without ``usage`` and without ``[DONE]``, each event
   sent in two writes split in the middle of its bytes (mid-character for
   multibyte text);
+- ``stream_error``: send ``after_chunks`` events of a stream, then an error event
+  (OpenAI: ``data: {"error": ...}``; Anthropic: ``event: error``, typed after
+  ``status``, default 529 ``overloaded_error``) and end the stream there;
 - ``delay``: wait ``ms`` more before answering.
+
+On Anthropic's ``/v1/messages`` errors have Anthropic's shape (a 529 is an
+``overloaded_error``), and ``no_usage`` does not apply (the real API always
+reports usage).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from typing import Any, Literal, cast
 
 __all__ = ["Fault", "FaultKind", "FaultQueue", "FaultSpecError"]
 
-FaultKind = Literal["status", "drop", "break_stream", "no_usage", "sloppy_stream", "delay"]
+FaultKind = Literal[
+    "status", "drop", "break_stream", "no_usage", "sloppy_stream", "stream_error", "delay"
+]
 
 _COMMON_FIELDS = frozenset({"kind", "count", "path", "model", "probability"})
 _KIND_FIELDS: dict[str, frozenset[str]] = {
@@ -42,6 +51,7 @@ _KIND_FIELDS: dict[str, frozenset[str]] = {
     "break_stream": frozenset({"after_chunks"}),
     "no_usage": frozenset(),
     "sloppy_stream": frozenset(),
+    "stream_error": frozenset({"after_chunks", "status", "message"}),
     "delay": frozenset({"ms"}),
 }
 
@@ -108,7 +118,7 @@ class Fault:
         message = spec.get("message")
         if message is not None and not isinstance(message, str):
             raise FaultSpecError("fault field 'message' must be a string")
-        status = _integer(spec, "status", 503, minimum=400)
+        status = _integer(spec, "status", 529 if kind == "stream_error" else 503, minimum=400)
         if status > 599:
             raise FaultSpecError("fault field 'status' must be an HTTP error status (400-599)")
         retry_after = spec.get("retry_after")

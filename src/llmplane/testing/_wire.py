@@ -15,7 +15,16 @@ from http import HTTPStatus
 from typing import Any
 
 from llmplane.gateway.providers.mock import sse_event
-from llmplane.testing._asgi import Receive, Scope, Send, abort_connection, send_error, send_json
+from llmplane.testing import _anthropic
+from llmplane.testing._asgi import (
+    Receive,
+    Scope,
+    Send,
+    abort_connection,
+    error_payload,
+    send_error,
+    send_json,
+)
 from llmplane.testing._faults import Fault
 
 __all__ = ["Behaviour", "Exchange", "send_status_fault"]
@@ -67,20 +76,40 @@ def _fault_error(status: int) -> tuple[str, str | None]:
     return "invalid_request_error", None
 
 
-async def send_status_fault(send: Send, fault: Fault) -> None:
-    """The OpenAI-shaped error a ``status`` fault asks for, with its retry headers."""
-    error_type, code = _fault_error(fault.status)
+def _fault_message(fault: Fault) -> str:
+    if fault.message:
+        return fault.message
+    if fault.status == 529:
+        return "Overloaded"
     try:
         phrase = HTTPStatus(fault.status).phrase
     except ValueError:
         phrase = "Error"
-    message = fault.message or f"Simulated upstream failure: {fault.status} {phrase}."
+    return f"Simulated upstream failure: {fault.status} {phrase}."
+
+
+async def send_status_fault(send: Send, fault: Fault, *, anthropic: bool = False) -> None:
+    """The error a ``status`` fault asks for, with its retry headers, in OpenAI's shape or
+    (``anthropic``) Anthropic's."""
+    message = _fault_message(fault)
     headers: list[tuple[bytes, bytes]] = []
     if fault.retry_after is not None:
         headers.append((b"retry-after", b"%g" % fault.retry_after))
     if fault.retry_after_ms is not None:
         headers.append((b"retry-after-ms", b"%d" % fault.retry_after_ms))
+    if anthropic:
+        await _anthropic.send_error(send, fault.status, message, headers)
+        return
+    error_type, code = _fault_error(fault.status)
     await send_error(send, fault.status, message, error_type, code=code, headers=headers)
+
+
+def _stream_error_event(fault: Fault, anthropic: bool) -> bytes:
+    message = _fault_message(fault)
+    if anthropic:
+        return _anthropic.error_event(fault.status, message)
+    error_type, code = _fault_error(fault.status)
+    return b"data: " + error_payload(message, error_type, code=code) + b"\n\n"
 
 
 @dataclass(slots=True)
@@ -123,16 +152,20 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": half, "more_body": True})
         await abort_connection(self.scope, self.receive)
 
-    async def stream(self, events: list[bytes]) -> bool:
-        """SSE ``events`` then ``[DONE]``, paced as configured, or cut after ``after_chunks``;
-        under ``sloppy_stream``, no ``[DONE]`` and every event split in two writes in the
-        middle of its bytes. Returns whether the client left while a paced stream was
-        being sent."""
-        if self.fault is not None and self.breaks:
-            del events[self.fault.after_chunks :]
+    async def stream(self, events: list[bytes], *, anthropic: bool = False) -> bool:
+        """SSE ``events`` then ``[DONE]`` (not in an ``anthropic`` stream), paced as
+        configured, or cut after ``after_chunks``; under ``sloppy_stream``, no ``[DONE]``
+        and every event split in two writes in the middle of its bytes; under
+        ``stream_error``, an error event after ``after_chunks``. Returns whether the
+        client left while a paced stream was being sent."""
+        fault = self.fault
+        if fault is not None and (self.breaks or fault.kind == "stream_error"):
+            del events[fault.after_chunks :]
+            if fault.kind == "stream_error":
+                events.append(_stream_error_event(fault, anthropic))
         elif self.sloppy:
             events = [part for e in events for part in (e[: len(e) // 2 + 1], e[len(e) // 2 + 1 :])]
-        else:
+        elif not anthropic:
             events.append(_DONE)
         send = self.send
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})

@@ -1,4 +1,5 @@
-"""The upstream simulator: a real HTTP server speaking the OpenAI protocol, with faults.
+"""The upstream simulator: a real HTTP server speaking the OpenAI protocol (and Anthropic's
+Messages API at ``/v1/messages``), with faults.
 
 It is the test double of the whole project (gateway tests point OpenAI-compatible
 deployments at it) and the upstream of the performance benchmark::
