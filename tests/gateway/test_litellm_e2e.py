@@ -55,6 +55,19 @@ def gateway(
         _litellm_model("tail-retried", sim, "lt-retried", retries=2),
         _litellm_model("tail-falls-back", sim, "lt-primary", retries=1, fallbacks=["native"]),
         {
+            "name": "tail-claude",
+            "retries": 0,
+            "deployments": [
+                {
+                    "provider": "litellm",
+                    "model": "anthropic/claude-sonnet-4-5",
+                    "api_base": sim.base,  # LiteLLM adds /v1/messages
+                    "api_key": SECRET,
+                }
+            ],
+            "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+        },
+        {
             "name": "native",
             "retries": 0,
             "deployments": [
@@ -320,3 +333,34 @@ def test_loading_litellm_never_reaches_the_network() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loaded offline" in result.stdout
+
+
+def test_a_non_openai_adapter_translates_both_ways(
+    gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    """LiteLLM's anthropic/ adapter against the simulator's Messages API: OpenAI in, Anthropic
+    on the wire, OpenAI out, usage billed."""
+    client = _client(gateway)
+    raw = client.chat.completions.with_raw_response.create(
+        model="tail-claude", messages=[{"role": "user", "content": "hello claude"}]
+    )
+    reply = raw.parse()
+    assert reply.choices[0].message.content == "This is a mock reply to: hello claude"
+    [sent] = [r for r in sim.requests if r["path"] == "/v1/messages"]
+    assert sent["headers"]["x-api-key"] == SECRET
+    assert sent["body"]["model"] == "claude-sonnet-4-5"
+    assert sent["body"]["messages"][0]["role"] == "user"
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    [row] = _ledger(gateway, raw.headers["x-request-id"])
+    assert row[3:6] == (200, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+    chunks = list(
+        client.chat.completions.create(
+            model="tail-claude",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "stream claude"}],
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "This is a mock reply to: stream claude"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
