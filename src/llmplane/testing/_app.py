@@ -1,4 +1,5 @@
-"""The upstream simulator's ASGI app: the OpenAI endpoints, answered by the mock model.
+"""The upstream simulator's ASGI app: the OpenAI endpoints, answered by the mock model
+(``/v1/responses`` through the gateway's Responses bridge).
 
 Every request goes the same way: read the body, record the request, pick a
 fault (the ``x-sim-fault`` header, else the first matching queued rule), wait
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from llmplane.errors import InvalidRequestError
 from llmplane.gateway.providers.mock import (
     chat_chunks,
     chat_completion,
@@ -31,6 +33,7 @@ from llmplane.gateway.providers.mock import (
     rerank,
     sse_event,
 )
+from llmplane.gateway.responses import StreamTranslator, from_chat_reply, to_chat_request
 from llmplane.testing._asgi import (
     Receive,
     Scope,
@@ -88,6 +91,7 @@ class SimulatorApp:
         self._id_prefix = secrets.token_hex(4)
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/moderations"): self._moderations,
             ("POST", "/v1/rerank"): self._rerank,
@@ -191,6 +195,8 @@ class SimulatorApp:
                 await send_error(send, 404, "Resource not found (no api-version).")
                 return
             path = "/v1/" + path.split("/", 4)[4]
+        elif path.startswith("/openai/v1/"):
+            path = path[len("/openai") :]  # Azure OpenAI's v1 surface (the Responses API)
         body: Any = None
         malformed = False
         if raw:
@@ -263,6 +269,40 @@ class SimulatorApp:
                 self.disconnects.append((exchange.scope["path"], time.time()))
             return
         reply = chat_completion(body, completion_id, created)
+        if exchange.hides_usage:
+            del reply["usage"]
+        await exchange.reply(orjson.dumps(reply))
+
+    async def _responses(self, exchange: Exchange) -> None:
+        """The Responses API, generated as chat and translated by the gateway's own bridge
+        (one generation logic): the same text, tools, usage and faults as chat."""
+        body = exchange.body
+        try:
+            chat = to_chat_request(body)
+        except InvalidRequestError as exc:
+            await send_error(exchange.send, 400, exc.message, param=exc.param)
+            return
+        request_id = f"{self._id_prefix}{next(self._ids):06x}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            if not exchange.hides_usage:
+                chat["stream_options"] = {"include_usage": True}
+            translator = StreamTranslator(chat["model"], body, request_id)
+            events = [
+                e
+                for c in chat_chunks(chat, request_id, created)
+                for e in translator.feed_events(sse_event(c))
+            ]
+            events += translator.end()
+            if await exchange.stream(events, done=False):
+                self.disconnects.append((exchange.scope["path"], time.time()))
+            return
+        reply = from_chat_reply(
+            orjson.dumps(chat_completion(chat, request_id, created)),
+            chat["model"],
+            body,
+            request_id,
+        )
         if exchange.hides_usage:
             del reply["usage"]
         await exchange.reply(orjson.dumps(reply))

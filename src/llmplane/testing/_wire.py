@@ -123,8 +123,9 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": half, "more_body": True})
         await abort_connection(self.scope, self.receive)
 
-    async def stream(self, events: list[bytes]) -> bool:
-        """SSE ``events`` then ``[DONE]``, paced as configured, or cut after ``after_chunks``;
+    async def stream(self, events: list[bytes], *, done: bool = True) -> bool:
+        """SSE ``events`` then ``[DONE]`` (unless not ``done``: the Responses API sends none),
+        paced as configured, or cut after ``after_chunks``;
         under ``sloppy_stream``, no ``[DONE]`` and every event split in two writes in the
         middle of its bytes. Returns whether the client left while a paced stream was
         being sent."""
@@ -132,7 +133,7 @@ class Exchange:
             del events[self.fault.after_chunks :]
         elif self.sloppy:
             events = [part for e in events for part in (e[: len(e) // 2 + 1], e[len(e) // 2 + 1 :])]
-        else:
+        elif done:
             events.append(_DONE)
         send = self.send
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})

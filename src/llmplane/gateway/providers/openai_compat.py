@@ -34,6 +34,7 @@ _PATHS = {
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.MODERATIONS: "/moderations",
     Endpoint.RERANK: "/rerank",  # vLLM, TEI, Jina and Cohere-style servers
+    Endpoint.RESPONSES: "/responses",
 }
 
 
@@ -173,10 +174,15 @@ class OpenAICompatibleProvider:
             root = f"{self._base}/openai/deployments/{deployment}"
             query = f"?api-version={config.api_version}"
             self._urls = {endpoint: root + path + query for endpoint, path in _PATHS.items()}
+            # The Responses API lives only on Azure's OpenAI-compatible v1 surface: no
+            # deployment in the path, no api-version; the deployment goes in the body's model.
+            self._urls[Endpoint.RESPONSES] = f"{self._base}/openai/v1/responses"
+            self._azure_deployment: str | None = deployment
             if key is not None:
                 self._headers["api-key"] = key
         else:
             self._urls = {endpoint: self._base + path for endpoint, path in _PATHS.items()}
+            self._azure_deployment = None
             if key is not None:
                 self._headers["Authorization"] = f"Bearer {key}"
         limits = timeouts or Timeouts()
@@ -210,6 +216,8 @@ class OpenAICompatibleProvider:
         request_id: str,
         limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
+        if endpoint is Endpoint.RESPONSES and self._azure_deployment is not None:
+            body = {**body, "model": self._azure_deployment}
         try:
             response = await self._client().post(
                 self._urls[endpoint],
