@@ -100,7 +100,13 @@ class StreamRelay:
         except orjson.JSONDecodeError:
             pass
         error = orjson.loads(error_body(exc))["error"]
-        data = {"type": "error", "sequence_number": sequence, **error}
+        data = {
+            "type": "error",
+            "code": error["code"],
+            "message": error["message"],
+            "param": error["param"],
+            "sequence_number": sequence,
+        }
         return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def _keep(self, events: list[bytes]) -> bytes:

@@ -275,10 +275,11 @@ class SimulatorApp:
 
     async def _responses(self, exchange: Exchange) -> None:
         """The Responses API, generated as chat and translated by the gateway's own bridge
-        (one generation logic): the same text, tools, usage and faults as chat."""
+        (one generation logic): the same text, tools, usage and faults as chat. Stateless:
+        a ``previous_response_id`` is recorded and otherwise ignored."""
         body = exchange.body
         try:
-            chat = to_chat_request(body)
+            chat = to_chat_request({**body, "previous_response_id": None})
         except InvalidRequestError as exc:
             await send_error(exchange.send, 400, exc.message, param=exc.param)
             return
