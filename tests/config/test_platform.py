@@ -131,6 +131,17 @@ def test_defaults_without_a_file() -> None:
             None,
             "deployment name 'eu' is used twice (models 'a' and 'b')",
         ),
+        (
+            "models:\n  - name: a\n    deployments: [{provider: mock, responses_api: native}]\n",
+            "models[0].deployments[0]",
+            "only as a bridge",
+        ),
+        (
+            "models:\n  - name: a\n    deployments:\n      - {provider: openai, "
+            "api_base: 'http://x/v1', responses_api: sometimes}\n",
+            "models[0].deployments[0].responses_api",
+            "'native' or 'bridge'",
+        ),
         ("models: [unclosed\n", None, "invalid YAML at line 2"),
         ("- just\n- a list\n", None, "must contain a mapping"),
     ],

@@ -96,6 +96,89 @@ async def test_stream_is_sse_without_usage_unless_asked(
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_a_response_is_answered_with_usage(client: openai.OpenAI, sim: UpstreamSimulator) -> None:
+    response = client.responses.create(model="sim-model", input=QUESTION)
+    assert response.output_text == ANSWER and response.status == "completed"
+    usage = response.usage
+    assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert usage.input_tokens_details.cached_tokens == 0
+    assert usage.output_tokens_details.reasoning_tokens == 0
+    assert sim.requests[-1]["path"] == "/v1/responses"
+
+
+def test_a_response_stream_has_the_real_event_sequence(client: openai.OpenAI) -> None:
+    events = list(client.responses.create(model="sim-model", input=QUESTION, stream=True))
+    kinds = [e.type for e in events]
+    deltas = kinds.count("response.output_text.delta")
+    assert deltas > 1
+    assert [k for i, k in enumerate(kinds) if k != kinds[i - 1] or i == 0] == RESPONSE_EVENTS
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == ANSWER
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.output_tokens > 0
+
+
+def test_a_response_can_call_a_function(client: openai.OpenAI) -> None:
+    tool = {
+        "type": "function",
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    }
+    events = list(
+        client.responses.create(
+            model="sim-model",
+            input="lookup this",
+            tools=[tool],  # type: ignore[list-item]
+            tool_choice={"type": "function", "name": "lookup"},
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" in kinds
+    call = events[-1].response.output[0]  # type: ignore[union-attr]
+    assert call.type == "function_call" and call.name == "lookup"
+
+
+async def test_response_faults_are_those_of_chat(
+    sim: UpstreamSimulator, http: aiohttp.ClientSession
+) -> None:
+    body = {"model": "sim-model", "input": QUESTION, "stream": True}
+    sim.add_faults({"kind": "status", "status": 503, "path": "/v1/responses"})
+    status, reply, _ = await post(http, f"{sim.url}/responses", body)
+    assert status == 503 and set(reply["error"]) == ERROR_KEYS
+    sim.add_faults({"kind": "no_usage"}, {"kind": "break_stream", "after_chunks": 3})
+    async with http.post(f"{sim.url}/responses", json=body) as resp:
+        data = [orjson.loads(d) for d in sse_data(await resp.text())]
+    assert data[-1]["type"] == "response.completed" and data[-1]["response"]["usage"] is None
+    received: list[bytes] = []
+    async with http.post(f"{sim.url}/responses", json=body) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for line in resp.content:
+                if line.startswith(b"data: "):
+                    received.append(line)
+    assert len(received) == 3
+
+
+async def test_azure_responses_path(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
+    body = {"model": "my-deployment", "input": QUESTION}
+    status, reply, _ = await post(http, f"{sim.base}/openai/v1/responses", body)
+    assert status == 200 and reply["output"][0]["content"][0]["text"] == ANSWER
+    assert sim.requests[-1]["path"] == "/v1/responses"
+
+
 async def test_embeddings_as_floats(sim: UpstreamSimulator, http: aiohttp.ClientSession) -> None:
     body = {"model": "sim-embed", "input": ["one text", "another"], "encoding_format": "float"}
     status, reply, _ = await post(http, f"{sim.url}/embeddings", body)

@@ -90,6 +90,11 @@ class DeploymentConfig(_Strict):
     # LiteLLM (``provider: litellm``, ``model: gemini/gemini-2.5-flash``): more of its
     # keyword arguments, e.g. ``aws_region_name`` or ``vertex_project`` (``${ENV}`` refs).
     litellm_params: dict[str, SecretStr | bool | int | float] = Field(default_factory=dict)
+    # How ``POST /v1/responses`` reaches this deployment: passed through to its own
+    # ``/responses`` (``native``, the default of openai and azure) or translated to chat
+    # (``bridge``: the default of mock and litellm, and for OpenAI-compatible servers
+    # without the Responses API).
+    responses_api: Literal["native", "bridge"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -120,7 +125,18 @@ class DeploymentConfig(_Strict):
                 )
         elif self.litellm_params:
             raise ValueError("litellm_params is for provider 'litellm'")
+        if self.provider not in ("openai", "azure") and self.responses_api == "native":
+            raise ValueError(
+                f"provider {self.provider!r} serves the Responses API only as a bridge"
+            )
         return self
+
+    @property
+    def serves_responses_natively(self) -> bool:
+        """Whether ``/v1/responses`` calls are passed through to the upstream's own API."""
+        if self.responses_api is not None:
+            return self.responses_api == "native"
+        return self.provider in ("openai", "azure")
 
     def upstream_key(self) -> str | None:
         """The provider key to send, or ``None`` (absent, empty or the literal ``none``)."""

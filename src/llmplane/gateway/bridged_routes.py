@@ -1,11 +1,12 @@
-"""APIs bridged onto the chat path: ``POST /v1/messages`` and ``POST /v1/responses``.
+"""APIs bridged onto the chat path: ``POST /v1/messages``.
 
 ``/v1/messages`` is Anthropic's Messages API, for Claude clients and coding
-agents (:mod:`llmplane.gateway.anthropic`); ``/v1/responses`` is OpenAI's
-Responses API (:mod:`llmplane.gateway.responses`). Each request becomes a chat
+agents (:mod:`llmplane.gateway.anthropic`). Each request becomes a chat
 request and takes the chat path — key (``x-api-key`` or bearer), model
 allowlist, ``max_tokens`` ceiling, limits, budgets, routing, retries, ledger —
 and the answer and stream events come back in the API's own shapes.
+(OpenAI's ``/v1/responses`` is bridged per deployment instead, below the router:
+:mod:`llmplane.gateway.providers.responses_bridge`.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.accounting.keys import Principal
-from llmplane.gateway import anthropic, responses
+from llmplane.gateway import anthropic
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -78,31 +79,6 @@ async def messages(scope: RequestScope) -> Response:
     )
 
 
-@requires(Policy.KEY)
-@documented(
-    "Response",
-    request="ResponseRequest",
-    other_media={"text/event-stream": "Responses API stream events when stream is true."},
-)
-@endpoint
-async def create_response(scope: RequestScope) -> Response:
-    """OpenAI Responses API (stateless), JSON or server-sent events."""
-    principal = await scope.principal()
-    raw = await scope.body()
-    request = parse_json_object(raw)
-    body = responses.to_chat_request(request)
-    model: str = body["model"]
-    return await _bridge(
-        scope,
-        principal,
-        len(raw),
-        body,
-        lambda: responses.StreamTranslator(model, request, scope.request_id),
-        lambda reply: responses.from_chat_reply(reply, model, request, scope.request_id),
-    )
-
-
 routes = [
     Route("/v1/messages", messages, methods=["POST"]),
-    Route("/v1/responses", create_response, methods=["POST"]),
 ]

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible routes: chat completions, embeddings, moderations, rerank, models."""
+"""The OpenAI-compatible routes: chat completions, responses, embeddings, moderations, rerank,
+models."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.routing import Route
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.gateway import responses
 from llmplane.gateway.calls import CallContext, CallResult
 from llmplane.gateway.http import (
     Policy,
@@ -46,9 +48,15 @@ def _parse_tags(header: str) -> dict[str, str]:
     return tags
 
 
-def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
-    """Hold a chat request to its team's ``max_tokens`` ceiling: refuse more, default to it."""
-    for name in ("max_completion_tokens", "max_tokens"):
+_OUTPUT_LIMITS = {
+    Endpoint.CHAT: ("max_completion_tokens", "max_tokens"),
+    Endpoint.RESPONSES: ("max_output_tokens",),
+}
+
+
+def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int, names: tuple[str, ...]) -> None:
+    """Hold a request to its team's ``max_tokens`` ceiling: refuse more, default to it."""
+    for name in names:
         asked = body.get(name)
         if asked is not None and asked > ceiling:
             raise InvalidRequestError(
@@ -56,8 +64,8 @@ def _apply_max_tokens_ceiling(body: dict[str, Any], ceiling: int) -> None:
                 param=name,
                 code="max_tokens_above_ceiling",
             )
-    if body.get("max_completion_tokens") is None and body.get("max_tokens") is None:
-        body["max_tokens"] = ceiling
+    if all(body.get(name) is None for name in names):
+        body[names[-1]] = ceiling
 
 
 def call_context(
@@ -72,8 +80,8 @@ def call_context(
     if not principal.may_use(model):
         raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
     ceiling = principal.team_max_tokens
-    if ceiling is not None and endpoint_kind is Endpoint.CHAT:
-        _apply_max_tokens_ceiling(body, ceiling)
+    if ceiling is not None and endpoint_kind in _OUTPUT_LIMITS:
+        _apply_max_tokens_ceiling(body, ceiling, _OUTPUT_LIMITS[endpoint_kind])
     user = body.get("user") or scope.request.headers.get("x-llmplane-user")
     if user is not None:
         user = user[:_MAX_USER_LENGTH]
@@ -127,6 +135,26 @@ async def chat_completions(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_chat(body)
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    if body.get("stream") is True:
+        return await stream_reply(scope, ctx, body)
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
+@requires(Policy.KEY)
+@documented(
+    "Response",
+    request="ResponseRequest",
+    other_media={"text/event-stream": "Responses API stream events when stream is true."},
+)
+@endpoint
+async def create_response(scope: RequestScope) -> Response:
+    """OpenAI Responses API, JSON or server-sent events: passed through to deployments that
+    serve it, bridged through chat for the others (see ``responses_api``)."""
+    principal = await scope.principal()
+    raw = await scope.body()
+    body = parse_json_object(raw)
+    model = responses.check_request(body)
+    ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw))
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
@@ -210,6 +238,7 @@ async def list_models(scope: RequestScope) -> Response:
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/embeddings", embeddings, methods=["POST"]),
     Route("/v1/moderations", moderations, methods=["POST"]),

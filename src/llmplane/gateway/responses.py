@@ -1,12 +1,15 @@
-"""OpenAI's Responses API bridged onto the chat path: request, reply and stream.
+"""OpenAI's Responses API: the request check, and the bridge onto chat.
 
-``POST /v1/responses`` is translated into a chat request and takes the same
-governed path as ``/v1/chat/completions`` (keys, limits, budgets, routing,
-ledger) against any deployment, the ``mock`` model included; the answer and the
-stream events are translated back. Stateless only: ``previous_response_id``
-and stored responses are refused with a clear 400, as nothing is stored.
-These are pure functions of JSON values; the route lives in
-:mod:`llmplane.gateway.bridged_routes`.
+``POST /v1/responses`` is passed through as-is to deployments that serve the
+Responses API natively (OpenAI, Azure OpenAI; see
+:mod:`llmplane.gateway.providers.responses_bridge`); for the others (the
+``mock`` model, OpenAI-compatible servers without ``/v1/responses``) each
+attempt is translated into a chat request here and its answer and stream
+events are translated back. Either way the call takes the same governed path
+as ``/v1/chat/completions`` (keys, limits, budgets, routing, ledger). The
+bridge is stateless: ``previous_response_id`` is refused with a clear 400 on
+a bridged attempt, as nothing is stored. These are pure functions of JSON
+values.
 """
 
 from __future__ import annotations
@@ -97,6 +100,30 @@ def _tool_choice(choice: Any) -> Any:
     raise _bad("'tool_choice' must be auto, none, required or a function.", "tool_choice")
 
 
+def check_request(body: dict[str, Any]) -> str:
+    """Check what every attempt needs of a Responses API request; return its model.
+
+    The rest is the upstream's to judge (native) or the bridge's (:func:`to_chat_request`).
+    ``background`` is refused: a background response is billed after the call returns,
+    where no usage would reach the ledger."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("'model' is required.", "model")
+    if body.get("background"):
+        raise _bad(
+            "background responses are not supported: the platform accounts for usage "
+            "when the call returns.",
+            "background",
+        )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("'stream' must be a boolean.", "stream")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise _bad("'max_output_tokens' must be a positive integer.", "max_output_tokens")
+    return model
+
+
 def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """A Responses API request as an OpenAI chat request."""
     model = body.get("model")
@@ -104,7 +131,8 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
         raise _bad("'model' is required.", "model")
     if body.get("previous_response_id"):
         raise _bad(
-            "previous_response_id is not supported: the platform does not store responses; "
+            "previous_response_id needs a deployment that serves the Responses API "
+            "natively; this model's deployment is bridged through chat and stores nothing: "
             "send the whole conversation in 'input'.",
             "previous_response_id",
         )

@@ -41,6 +41,7 @@ from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
+from llmplane.gateway.providers.responses_bridge import ResponsesAdapter
 from llmplane.gateway.providers.via_litellm import LiteLLMProvider, load_litellm
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,16 @@ def _latency_rank(deployment: Deployment) -> float:
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
     deployment_id = config.name or f"{model.name}[{index}]"
-    provider: Provider
+    inner: Provider
     if config.provider == "mock":
-        provider = MockProvider()
+        inner = MockProvider()
     elif config.provider == "anthropic":
-        provider = AnthropicProvider(deployment_id, config, model.timeouts)
+        inner = AnthropicProvider(deployment_id, config, model.timeouts)
     elif config.provider == "litellm":
-        provider = LiteLLMProvider(deployment_id, config, model.timeouts)
+        inner = LiteLLMProvider(deployment_id, config, model.timeouts)
     else:
-        provider = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
+        inner = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
+    provider = ResponsesAdapter(inner, deployment_id, native=config.serves_responses_natively)
     return Deployment(
         id=deployment_id,
         model=model.name,

@@ -4,7 +4,9 @@ The relay reads the first events before the response starts, so an upstream
 that fails before its first event gets a normal error response (and, later,
 a fallback); after that, a failure becomes a final OpenAI-shaped error event.
 Usage comes from the upstream's final usage chunk (added upstream, hidden from
-a client that did not ask for it), else it is estimated. :meth:`StreamRelay.finish`
+a client that did not ask for it) or, for a Responses API stream, from its final
+``response.completed`` / ``response.incomplete`` / ``response.failed`` event;
+else it is estimated. :meth:`StreamRelay.finish`
 settles once, whichever comes first: the end of the stream, an error, the
 client leaving mid-stream, or the client leaving before the first byte.
 """
@@ -27,6 +29,7 @@ from llmplane.gateway.tokens import request_prompt_tokens
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 _DONE = b"data: [DONE]"
+_RESPONSES_DELTA = b'.delta"'  # response.output_text.delta, …function_call_arguments.delta
 
 # settle(status, usage, ttft, error_code)
 Settle = Callable[[int, Usage, float | None, str | None], None]
@@ -46,20 +49,69 @@ class StreamRelay:
     """One upstream stream on its way to one client."""
 
     def __init__(
-        self, stream: EventStream, body: dict[str, Any], *, wants_usage: bool, settle: Settle
+        self,
+        stream: EventStream,
+        body: dict[str, Any],
+        *,
+        wants_usage: bool,
+        settle: Settle,
+        responses: bool = False,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()
         self._body = body
         self._wants_usage = wants_usage
         self._settle = settle
+        # A Responses API stream: usage in the final response event, always shown; no
+        # [DONE]; content in *.delta events; errors as an ``error`` event.
+        self._responses = responses
         self._usage: Usage | None = None
         self._ttft: float | None = None
         self._chunks = 0
         self._settled = False
         self._done = False  # the upstream sent its [DONE]
+        self._last = b""  # the latest Responses event, for the sequence number of an error
+
+    def _keep_responses(self, events: list[bytes]) -> bytes:
+        for event in events:
+            # Only the final response object carries a usage object; in a delta it would be
+            # escaped text.
+            if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
+                try:
+                    parsed = orjson.loads(_data(event))
+                except orjson.JSONDecodeError:
+                    continue
+                final = parsed.get("response") if isinstance(parsed, dict) else None
+                if isinstance(final, dict):
+                    self._usage = Usage.from_openai(final.get("usage")) or self._usage
+            elif _RESPONSES_DELTA in event:
+                self._chunks += 1
+        if events:
+            self._last = events[-1]
+        return b"".join(events)
+
+    def _responses_error(self, exc: LLMPlaneError) -> bytes:
+        """The Responses API's ``error`` event, numbered after the last event relayed."""
+        sequence = 0
+        try:
+            last = orjson.loads(_data(self._last)) if self._last else None
+            if isinstance(last, dict) and isinstance(last.get("sequence_number"), int):
+                sequence = last["sequence_number"] + 1
+        except orjson.JSONDecodeError:
+            pass
+        error = orjson.loads(error_body(exc))["error"]
+        data = {
+            "type": "error",
+            "code": error["code"],
+            "message": error["message"],
+            "param": error["param"],
+            "sequence_number": sequence,
+        }
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def _keep(self, events: list[bytes]) -> bytes:
+        if self._responses:
+            return self._keep_responses(events)
         kept: list[bytes] = []
         for event in events:
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
@@ -115,11 +167,14 @@ class StreamRelay:
             while data is not None:
                 yield data
                 data = await self._next()
-            if not self._done:
+            if not self._done and not self._responses:
                 yield _DONE + b"\n\n"  # an upstream that forgot it: clients wait for it
         except LLMPlaneError as exc:
             status, error_code = exc.http_status, exc.code
-            yield b"data: " + error_body(exc) + b"\n\n"
+            if self._responses:
+                yield self._responses_error(exc)
+            else:
+                yield b"data: " + error_body(exc) + b"\n\n"
         except (asyncio.CancelledError, GeneratorExit):
             status, error_code = CLIENT_CLOSED, "client_disconnected"
             raise
@@ -134,10 +189,10 @@ class StreamRelay:
         await self._stream.aclose()
         usage = self._usage
         if usage is None:
-            # Roughly one token per content chunk, less the role and finish chunks.
-            usage = Usage(
-                request_prompt_tokens(self._body), max(self._chunks - 2, 0), 0, estimated=True
-            )
+            # Roughly one token per content chunk (a Responses delta), less the role and
+            # finish chunks of chat.
+            content = self._chunks if self._responses else max(self._chunks - 2, 0)
+            usage = Usage(request_prompt_tokens(self._body), content, 0, estimated=True)
         self._settle(status, usage, self._ttft, error_code)
 
 
@@ -185,6 +240,10 @@ class ChunkTranslator:
 
     def feed(self, data: bytes) -> bytes:
         """Translate a batch of whole OpenAI SSE events."""
+        return b"".join(self.feed_events(data))
+
+    def feed_events(self, data: bytes) -> list[bytes]:
+        """Translate a batch of whole OpenAI SSE events into whole events of the other API."""
         out: list[bytes] = []
         for event in data.split(b"\n\n"):
             payload = _data(event)
@@ -203,7 +262,11 @@ class ChunkTranslator:
                 out += self._error(parsed["error"])
             else:
                 out += self._chunk(parsed)
-        return b"".join(out)
+        return out
+
+    def end(self) -> list[bytes]:
+        """The closing events of a stream whose upstream ended (nothing if it was closed)."""
+        return self._finish()
 
     async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The translated stream of an OpenAI byte stream, ended properly even if the
@@ -212,6 +275,6 @@ class ChunkTranslator:
             translated = self.feed(data)
             if translated:
                 yield translated
-        tail = b"".join(self._finish())
+        tail = b"".join(self.end())
         if tail:
             yield tail

@@ -42,8 +42,20 @@ def prompt_text(messages: list[Any]) -> str:
     return "\n".join(parts)
 
 
+def _input_item_tokens(item: Any) -> int:
+    """An embeddings input (a string, else one token) or a Responses API input item."""
+    if isinstance(item, str):
+        return count_tokens(item)
+    if not isinstance(item, dict):
+        return 1
+    text = content_text(item.get("content")) + " " + str(item.get("arguments") or "")
+    output = item.get("output")
+    return count_tokens(text + " " + output if isinstance(output, str) else text) + 3
+
+
 def request_prompt_tokens(body: dict[str, Any]) -> int:
-    """Estimated prompt tokens of a chat, embeddings, moderation or rerank request."""
+    """Estimated prompt tokens of a chat, Responses, embeddings, moderation or rerank
+    request."""
     if "messages" in body:
         messages = body["messages"]
         return count_tokens(prompt_text(messages)) + 3 * len(messages)
@@ -52,11 +64,13 @@ def request_prompt_tokens(body: dict[str, Any]) -> int:
         query = count_tokens(str(body["query"]))
         return sum(query + count_tokens(d) for d in documents)
     value = body.get("input")
+    instructions = body.get("instructions")
+    tokens = count_tokens(instructions) if isinstance(instructions, str) else 0
     if isinstance(value, str):
-        return count_tokens(value)
+        return tokens + count_tokens(value)
     if isinstance(value, list):
-        return sum(count_tokens(v) if isinstance(v, str) else 1 for v in value)
-    return 0
+        return tokens + sum(_input_item_tokens(v) for v in value)
+    return tokens
 
 
 def extract_usage(body: bytes) -> Usage | None:
@@ -83,8 +97,13 @@ def extract_usage(body: bytes) -> Usage | None:
 
 
 def completion_text(reply: dict[str, Any]) -> str:
-    """The generated text of a chat completion or chunk (content, deltas and tool arguments)."""
+    """The generated text of a chat completion or chunk, or of a Responses API response
+    (content, deltas and tool arguments)."""
     parts: list[str] = []
+    for item in reply.get("output") or ():
+        if isinstance(item, dict):
+            parts.append(content_text(item.get("content")))
+            parts.append(str(item.get("name") or "") + str(item.get("arguments") or ""))
     for choice in reply.get("choices") or ():
         if not isinstance(choice, dict):
             continue

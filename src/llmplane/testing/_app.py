@@ -1,5 +1,5 @@
-"""The upstream simulator's ASGI app: the OpenAI endpoints and Anthropic's Messages API,
-answered by the mock model.
+"""The upstream simulator's ASGI app: the OpenAI endpoints (``/v1/responses`` through the
+gateway's Responses bridge) and Anthropic's Messages API, answered by the mock model.
 
 Every request goes the same way: read the body, record the request, pick a
 fault (the ``x-sim-fault`` header, else the first matching queued rule), wait
@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from llmplane.errors import LLMPlaneError
-from llmplane.gateway.anthropic import to_chat_request
+from llmplane.errors import InvalidRequestError, LLMPlaneError
+from llmplane.gateway.anthropic import to_chat_request as messages_to_chat
 from llmplane.gateway.providers.mock import (
     chat_chunks,
     chat_completion,
@@ -34,6 +34,8 @@ from llmplane.gateway.providers.mock import (
     rerank,
     sse_event,
 )
+from llmplane.gateway.responses import StreamTranslator, from_chat_reply
+from llmplane.gateway.responses import to_chat_request as responses_to_chat
 from llmplane.testing import _anthropic
 from llmplane.testing._asgi import (
     Receive,
@@ -93,6 +95,7 @@ class SimulatorApp:
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", _anthropic.MESSAGES_PATH): self._messages,
+            ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/moderations"): self._moderations,
             ("POST", "/v1/rerank"): self._rerank,
@@ -198,6 +201,8 @@ class SimulatorApp:
                 await send_error(send, 404, "Resource not found (no api-version).")
                 return
             path = "/v1/" + path.split("/", 4)[4]
+        elif path.startswith("/openai/v1/"):
+            path = path[len("/openai") :]  # Azure OpenAI's v1 surface (the Responses API)
         body: Any = None
         malformed = False
         if raw:
@@ -297,7 +302,7 @@ class SimulatorApp:
         """Anthropic's Messages API (see :mod:`llmplane.testing._anthropic`)."""
         body = exchange.body
         try:
-            chat = to_chat_request(body)
+            chat = messages_to_chat(body)
         except LLMPlaneError as exc:
             await _anthropic.send_error(exchange.send, 400, exc.message)
             return
@@ -308,6 +313,41 @@ class SimulatorApp:
                 self.disconnects.append((exchange.scope["path"], time.time()))
             return
         await exchange.reply(_anthropic.message_reply(body, chat, completion_id))
+
+    async def _responses(self, exchange: Exchange) -> None:
+        """The Responses API, generated as chat and translated by the gateway's own bridge
+        (one generation logic): the same text, tools, usage and faults as chat. Stateless:
+        a ``previous_response_id`` is recorded and otherwise ignored."""
+        body = exchange.body
+        try:
+            chat = responses_to_chat({**body, "previous_response_id": None})
+        except InvalidRequestError as exc:
+            await send_error(exchange.send, 400, exc.message, param=exc.param)
+            return
+        request_id = f"{self._id_prefix}{next(self._ids):06x}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            if not exchange.hides_usage:
+                chat["stream_options"] = {"include_usage": True}
+            translator = StreamTranslator(chat["model"], body, request_id)
+            events = [
+                e
+                for c in chat_chunks(chat, request_id, created)
+                for e in translator.feed_events(sse_event(c))
+            ]
+            events += translator.end()
+            if await exchange.stream(events, done=False):
+                self.disconnects.append((exchange.scope["path"], time.time()))
+            return
+        reply = from_chat_reply(
+            orjson.dumps(chat_completion(chat, request_id, created)),
+            chat["model"],
+            body,
+            request_id,
+        )
+        if exchange.hides_usage:
+            del reply["usage"]
+        await exchange.reply(orjson.dumps(reply))
 
     async def _embeddings(self, exchange: Exchange) -> None:
         if exchange.body.get("input") is None:

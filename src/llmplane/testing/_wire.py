@@ -152,12 +152,15 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": half, "more_body": True})
         await abort_connection(self.scope, self.receive)
 
-    async def stream(self, events: list[bytes], *, anthropic: bool = False) -> bool:
-        """SSE ``events`` then ``[DONE]`` (not in an ``anthropic`` stream), paced as
-        configured, or cut after ``after_chunks``; under ``sloppy_stream``, no ``[DONE]``
-        and every event split in two writes in the middle of its bytes; under
-        ``stream_error``, an error event after ``after_chunks``. Returns whether the
-        client left while a paced stream was being sent."""
+    async def stream(
+        self, events: list[bytes], *, anthropic: bool = False, done: bool = True
+    ) -> bool:
+        """SSE ``events`` then ``[DONE]`` (not in an ``anthropic`` stream, nor unless
+        ``done``: the Responses API sends none), paced as configured, or cut after
+        ``after_chunks``; under ``sloppy_stream``, no ``[DONE]`` and every event split in two
+        writes in the middle of its bytes; under ``stream_error``, an error event after
+        ``after_chunks``. Returns whether the client left while a paced stream was being
+        sent."""
         fault = self.fault
         if fault is not None and (self.breaks or fault.kind == "stream_error"):
             del events[fault.after_chunks :]
@@ -165,7 +168,7 @@ class Exchange:
                 events.append(_stream_error_event(fault, anthropic))
         elif self.sloppy:
             events = [part for e in events for part in (e[: len(e) // 2 + 1], e[len(e) // 2 + 1 :])]
-        elif not anthropic:
+        elif done and not anthropic:
             events.append(_DONE)
         send = self.send
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})

@@ -22,6 +22,7 @@ class Endpoint(StrEnum):
     EMBEDDINGS = "embeddings"
     MODERATIONS = "moderations"
     RERANK = "rerank"
+    RESPONSES = "responses"
 
 
 @dataclass(slots=True)
@@ -35,14 +36,26 @@ class Usage:
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
-        """Read OpenAI's ``usage`` object; ``None`` when it is absent or malformed."""
+        """Read OpenAI's ``usage`` object, of chat and the others (``prompt_tokens``) or of
+        the Responses API (``input_tokens``); ``None`` when it is absent or malformed."""
         if not isinstance(usage, dict):
             return None
         prompt = usage.get("prompt_tokens")
+        if prompt is None and "input_tokens" in usage:  # checked only after chat's name
+            return cls._from_responses(usage)
         completion = usage.get("completion_tokens", 0)
         if not isinstance(prompt, int) or not isinstance(completion, int):
             return None
         details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(prompt, completion, cached if isinstance(cached, int) else 0)
+
+    @classmethod
+    def _from_responses(cls, usage: dict[str, Any]) -> Usage | None:
+        prompt, completion = usage.get("input_tokens"), usage.get("output_tokens", 0)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        details = usage.get("input_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
         return cls(prompt, completion, cached if isinstance(cached, int) else 0)
 

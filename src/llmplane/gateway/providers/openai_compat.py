@@ -21,6 +21,7 @@ _PATHS = {
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.MODERATIONS: "/moderations",
     Endpoint.RERANK: "/rerank",  # vLLM, TEI, Jina and Cohere-style servers
+    Endpoint.RESPONSES: "/responses",
 }
 
 
@@ -67,19 +68,31 @@ class OpenAICompatibleProvider:
             root = f"{base}/openai/deployments/{deployment}"
             query = f"?api-version={config.api_version}"
             self._urls = {endpoint: root + path + query for endpoint, path in _PATHS.items()}
+            # The Responses API lives only on Azure's OpenAI-compatible v1 surface: no
+            # deployment in the path, no api-version; the deployment goes in the body's model.
+            self._urls[Endpoint.RESPONSES] = f"{base}/openai/v1/responses"
+            self._azure_deployment: str | None = deployment
             if key is not None:
                 headers["api-key"] = key
         else:
             self._urls = {endpoint: base + path for endpoint, path in _PATHS.items()}
+            self._azure_deployment = None
             if key is not None:
                 headers["Authorization"] = f"Bearer {key}"
         self._http = UpstreamHTTP(deployment_id, config, timeouts, headers)
+
+    def _body(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        if endpoint is Endpoint.RESPONSES and self._azure_deployment is not None:
+            return {**body, "model": self._azure_deployment}  # Azure's v1 surface
+        return body
 
     async def complete(
         self, endpoint: Endpoint, body: dict[str, Any], request_id: str
     ) -> UpstreamReply:
         """Send the request and return the upstream's body untouched, with its usage."""
-        response = await self._http.post(self._urls[endpoint], body, request_id)
+        response = await self._http.post(
+            self._urls[endpoint], self._body(endpoint, body), request_id
+        )
         payload = await self._http.read(response)
         return UpstreamReply(payload, extract_usage(payload))
 
@@ -87,7 +100,9 @@ class OpenAICompatibleProvider:
         self, endpoint: Endpoint, body: dict[str, Any], request_id: str
     ) -> SSEEvents:
         """Start a streaming request; events are read as the client consumes them."""
-        response = await self._http.post(self._urls[endpoint], body, request_id, stream=True)
+        response = await self._http.post(
+            self._urls[endpoint], self._body(endpoint, body), request_id, stream=True
+        )
         return SSEEvents(response, self._http.deployment_id)
 
     async def healthy(self, path: str, timeout_s: float) -> bool:
