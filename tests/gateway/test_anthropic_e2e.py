@@ -326,5 +326,104 @@ def test_the_anthropic_sdk_through_the_gateway_to_an_anthropic_upstream(
     assert final.usage.output_tokens > 0
     upstream = _sent(sim)
     assert len(upstream) == 2
-    assert upstream[0]["body"]["system"] == [{"type": "text", "text": "Be brief."}]
+    assert upstream[0]["body"]["system"] == "Be brief."  # passed through as sent
     assert upstream[0]["headers"]["x-api-key"] == KEY
+
+
+RICH_REQUEST: dict[str, Any] = {
+    "model": "claude",
+    "max_tokens": 300,
+    "top_k": 5,
+    "thinking": {"type": "enabled", "budget_tokens": 200},
+    "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {"role": "user", "content": "what is 2+2?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Simple sum.", "signature": "sig-abc"},
+                {"type": "text", "text": "4"},
+            ],
+        },
+        {"role": "user", "content": "and 3+3?"},
+    ],
+}
+
+
+def test_messages_reach_an_anthropic_deployment_as_sent(
+    claude_gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    """What the chat shape cannot carry (thinking and its signed blocks, cache_control on
+    the system prompt, top_k) reaches Claude intact, and its answer comes back unchanged."""
+    status, headers, reply = http("POST", f"{claude_gateway.url}/v1/messages", RICH_REQUEST)
+    assert status == 200, reply
+    (sent,) = _sent(sim)
+    assert sent["body"] == {**RICH_REQUEST, "model": "claude-sim"}
+    assert reply["id"].startswith("msg_") and reply["model"] == "claude-sim"  # upstream's own
+    assert reply["content"][0]["text"] == "This is a mock reply to: and 3 + 3 ?"
+    row = _ledger_row(claude_gateway, headers["x-request-id"])
+    usage = reply["usage"]
+    prompt = usage["input_tokens"] + usage["cache_read_input_tokens"]
+    assert row[:6] == ("anthropic", "claude[0]", 200, False, prompt, usage["output_tokens"])
+    assert row[6] == usage["cache_read_input_tokens"] > 0  # the cached system prompt
+
+
+def test_a_messages_stream_is_relayed_as_anthropic_sent_it(
+    claude_gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    with (
+        anthropic.Anthropic(
+            base_url=claude_gateway.url, api_key=ADMIN_KEY, max_retries=0, timeout=30
+        ) as sdk,
+        sdk.messages.stream(
+            model="claude",
+            max_tokens=64,
+            messages=HELLO,  # type: ignore[arg-type]
+            extra_body={"top_k": 3},
+        ) as stream,
+    ):
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    assert text == "This is a mock reply to: hello claude"
+    (sent,) = _sent(sim)
+    assert sent["body"]["stream"] is True and sent["body"]["top_k"] == 3
+    row = _ledger_row(claude_gateway, request_id)
+    assert row[2:6] == (200, True, final.usage.input_tokens, final.usage.output_tokens)
+    assert row[7] is False or row[7] == 0  # counted from the stream, not estimated
+
+
+def test_a_messages_stream_falls_back_from_claude_to_a_bridged_model(
+    claude_gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    """The anthropic deployment fails before its first event; the fallback is an OpenAI
+    deployment, bridged through chat, and the client still gets Anthropic's events."""
+    sim.add_faults({"kind": "status", "status": 529, "path": MESSAGES})
+    body = {**RICH_REQUEST, "model": "claude-fallback", "stream": True}
+    status, headers, raw = http("POST", f"{claude_gateway.url}/v1/messages", body)
+    assert status == 200
+    assert headers["x-llmplane-deployment"] == "gpt-backup[0]"
+    names = [line.removeprefix("event: ") for line in raw.splitlines() if line.startswith("event:")]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    deltas = [
+        json.loads(line.removeprefix("data: "))["delta"]
+        for line in raw.splitlines()
+        if line.startswith("data: ") and '"content_block_delta"' in line
+    ]
+    assert "".join(d.get("text", "") for d in deltas) == "This is a mock reply to: and 3 + 3 ?"
+
+
+def test_an_error_in_a_messages_stream_after_its_first_event_ends_it_cleanly(
+    claude_gateway: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    sim.add_faults({"kind": "stream_error", "after_chunks": 4, "path": MESSAGES})
+    body = {**RICH_REQUEST, "stream": True}
+    status, headers, raw = http("POST", f"{claude_gateway.url}/v1/messages", body)
+    assert status == 200
+    events = [e for e in raw.split("\n\n") if e.strip()]
+    assert events[-1].startswith("event: error")
+    error = json.loads(events[-1].split("data: ", 1)[1])
+    assert error["type"] == "error" and error["error"]["type"]
+    assert sum(e.startswith("event: error") for e in events) == 1  # not the upstream's and ours
+    row = _ledger_row(claude_gateway, headers["x-request-id"])
+    assert row[2] >= 500 and row[5] > 0  # failed, billed for what it sent

@@ -133,8 +133,9 @@ def _tool_choice(choice: Any) -> Any:
     raise _bad("'tool_choice.type' must be auto, any, tool or none.", "tool_choice")
 
 
-def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages request as an OpenAI chat request."""
+def check_request(body: dict[str, Any]) -> str:
+    """What every Messages request needs, whoever serves it; return the model. (Content
+    blocks are checked where the request is bridged: Anthropic itself takes them all.)"""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("'model' is required.", "model")
@@ -144,6 +145,15 @@ def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' must be a non-empty array.", "messages")
+    if body.get("stream") not in (None, True, False):
+        raise _bad("'stream' must be a boolean.", "stream")
+    return model
+
+
+def to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Messages request as an OpenAI chat request."""
+    model = check_request(body)
+    max_tokens, messages = body["max_tokens"], body["messages"]
     chat: list[dict[str, Any]] = []
     if body.get("system") is not None:
         chat.append({"role": "system", "content": _text_of(body["system"], "system")})

@@ -83,6 +83,8 @@ class ModelCaller:
             output = (limit or deployment.max_output_tokens) * (body.get("n") or 1)
         elif ctx.endpoint is Endpoint.RESPONSES:
             output = body.get("max_output_tokens") or deployment.max_output_tokens
+        elif ctx.endpoint is Endpoint.MESSAGES:
+            output = body.get("max_tokens") or deployment.max_output_tokens
         # Every prompt token is at least one byte of the request body.
         rates = deployment.rates
         worst = rates.cost_nanousd(ctx.body_bytes, output, 0) if rates is not None else 0
@@ -226,11 +228,10 @@ class ModelCaller:
     ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
         reservation = await self._reserve(ctx, deployment, body)
         started = time.perf_counter()
-        responses = ctx.endpoint is Endpoint.RESPONSES
         options = body.get("stream_options")
         client_options = options if isinstance(options, dict) else {}
         upstream_body = {**body, "model": deployment.upstream_model}
-        if not responses:  # a Responses stream always ends with its usage
+        if ctx.endpoint is Endpoint.CHAT:  # Responses and Messages streams carry usage
             upstream_body["stream_options"] = {**client_options, "include_usage": True}
         router = self._router
 
@@ -286,7 +287,7 @@ class ModelCaller:
             body,
             wants_usage=client_options.get("include_usage") is True,
             settle=settle,
-            responses=responses,
+            api=ctx.endpoint,
         )
         left = None if ttft_s is None else max(ttft_s - (time.perf_counter() - started), 0.001)
         first = await relay.start(left)

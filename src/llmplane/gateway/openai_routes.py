@@ -3,7 +3,7 @@ models."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -51,6 +51,7 @@ def _parse_tags(header: str) -> dict[str, str]:
 _OUTPUT_LIMITS = {
     Endpoint.CHAT: ("max_completion_tokens", "max_tokens"),
     Endpoint.RESPONSES: ("max_output_tokens",),
+    Endpoint.MESSAGES: ("max_tokens",),
 }
 
 
@@ -110,6 +111,11 @@ def reply_headers(result: CallResult) -> dict[str, str]:
     return headers
 
 
+async def one_reply(scope: RequestScope, ctx: CallContext, body: dict[str, Any]) -> Response:
+    """Make the (non-streaming) call and answer with what the upstream answered."""
+    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+
+
 def _reply(scope: RequestScope, result: CallResult) -> Response:
     """The upstream's body, untouched, with the deployment and (when priced) the cost."""
     return Response(
@@ -137,7 +143,7 @@ async def chat_completions(scope: RequestScope) -> Response:
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await one_reply(scope, ctx, body)
 
 
 @requires(Policy.KEY)
@@ -157,16 +163,15 @@ async def create_response(scope: RequestScope) -> Response:
     ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw))
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await one_reply(scope, ctx, body)
 
 
 async def stream_reply(
     scope: RequestScope,
     ctx: CallContext,
     body: dict[str, Any],
-    translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
 ) -> Response:
-    """Open the call's stream and relay it (through ``translate`` for a bridged API)."""
+    """Open the call's stream and relay it."""
     deployment, relay, first, limit_headers = await scope.services.caller.open_stream(ctx, body)
     return RelayResponse(
         relay,
@@ -174,7 +179,6 @@ async def stream_reply(
         headers=scope.headers(
             **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
         ),
-        translate=translate,
     )
 
 
@@ -191,7 +195,7 @@ async def _one_shot(
     if default_model is not None and body.get("model") is None:
         body["model"] = default_model
     ctx = call_context(scope, principal, check(body), kind, body, len(raw))
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    return await one_reply(scope, ctx, body)
 
 
 @requires(Policy.KEY)

@@ -39,6 +39,7 @@ from llmplane.config.platform import (
 from llmplane.errors import NotFoundError, UpstreamUnavailableError
 from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
+from llmplane.gateway.providers.messages_bridge import MessagesAdapter
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
 from llmplane.gateway.providers.responses_bridge import ResponsesAdapter
@@ -110,7 +111,10 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         inner = LiteLLMProvider(deployment_id, config, model.timeouts)
     else:
         inner = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
-    provider = ResponsesAdapter(inner, deployment_id, native=config.serves_responses_natively)
+    provider = MessagesAdapter(
+        ResponsesAdapter(inner, deployment_id, native=config.serves_responses_natively),
+        native=config.provider == "anthropic",
+    )
     return Deployment(
         id=deployment_id,
         model=model.name,

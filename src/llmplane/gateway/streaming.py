@@ -4,8 +4,9 @@ The relay reads the first events before the response starts, so an upstream
 that fails before its first event gets a normal error response (and, later,
 a fallback); after that, a failure becomes a final OpenAI-shaped error event.
 Usage comes from the upstream's final usage chunk (added upstream, hidden from
-a client that did not ask for it) or, for a Responses API stream, from its final
-``response.completed`` / ``response.incomplete`` / ``response.failed`` event;
+a client that did not ask for it), for a Responses API stream from its final
+``response.completed`` / ``response.incomplete`` / ``response.failed`` event,
+for an Anthropic Messages stream from ``message_start`` and ``message_delta``;
 else it is estimated. :meth:`StreamRelay.finish`
 settles once, whichever comes first: the end of the stream, an error, the
 client leaving mid-stream, or the client leaving before the first byte.
@@ -23,7 +24,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llmplane.errors import LLMPlaneError, UpstreamTimeoutError, error_body
-from llmplane.gateway.providers.base import EventStream, Usage
+from llmplane.gateway.providers.anthropic_format import usage_of
+from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
 from llmplane.gateway.tokens import request_prompt_tokens
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
@@ -55,7 +57,7 @@ class StreamRelay:
         *,
         wants_usage: bool,
         settle: Settle,
-        responses: bool = False,
+        api: Endpoint = Endpoint.CHAT,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()
@@ -64,7 +66,11 @@ class StreamRelay:
         self._settle = settle
         # A Responses API stream: usage in the final response event, always shown; no
         # [DONE]; content in *.delta events; errors as an ``error`` event.
-        self._responses = responses
+        self._responses = api is Endpoint.RESPONSES
+        # An Anthropic Messages stream: usage in message_start and message_delta, no [DONE],
+        # content in content_block_delta events, errors as Anthropic's ``error`` event.
+        self._messages = api is Endpoint.MESSAGES
+        self._anthropic_usage: dict[str, int] = {}
         self._usage: Usage | None = None
         self._ttft: float | None = None
         self._chunks = 0
@@ -109,9 +115,35 @@ class StreamRelay:
         }
         return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
 
+    def _keep_messages(self, events: list[bytes]) -> bytes:
+        for event in events:
+            if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
+                try:
+                    parsed = orjson.loads(_data(event))
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(parsed, dict):
+                    continue
+                kind = parsed.get("type")
+                if kind == "message_start":
+                    message = parsed.get("message")
+                    usage = message.get("usage") if isinstance(message, dict) else None
+                else:
+                    usage = parsed.get("usage") if kind == "message_delta" else None
+                if isinstance(usage, dict):
+                    self._anthropic_usage.update(
+                        (k, v) for k, v in usage.items() if isinstance(v, int)
+                    )
+                    self._usage = usage_of(self._anthropic_usage) or self._usage
+            elif b"content_block_delta" in event:
+                self._chunks += 1
+        return b"".join(events)
+
     def _keep(self, events: list[bytes]) -> bytes:
         if self._responses:
             return self._keep_responses(events)
+        if self._messages:
+            return self._keep_messages(events)
         kept: list[bytes] = []
         for event in events:
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
@@ -167,12 +199,16 @@ class StreamRelay:
             while data is not None:
                 yield data
                 data = await self._next()
-            if not self._done and not self._responses:
+            if not self._done and not self._responses and not self._messages:
                 yield _DONE + b"\n\n"  # an upstream that forgot it: clients wait for it
         except LLMPlaneError as exc:
             status, error_code = exc.http_status, exc.code
             if self._responses:
                 yield self._responses_error(exc)
+            elif self._messages:
+                from llmplane.gateway.anthropic import error_body as anthropic_error
+
+                yield b"event: error\ndata: " + anthropic_error(exc) + b"\n\n"
             else:
                 yield b"data: " + error_body(exc) + b"\n\n"
         except (asyncio.CancelledError, GeneratorExit):
@@ -191,7 +227,8 @@ class StreamRelay:
         if usage is None:
             # Roughly one token per content chunk (a Responses delta), less the role and
             # finish chunks of chat.
-            content = self._chunks if self._responses else max(self._chunks - 2, 0)
+            chat = not self._responses and not self._messages
+            content = max(self._chunks - 2, 0) if chat else self._chunks
             usage = Usage(request_prompt_tokens(self._body), content, 0, estimated=True)
         self._settle(status, usage, self._ttft, error_code)
 
@@ -205,14 +242,8 @@ class RelayResponse(StreamingResponse):
         relay: StreamRelay,
         first: bytes | None,
         headers: dict[str, str],
-        translate: Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]] | None = None,
     ) -> None:
-        events = relay.events(first)
-        super().__init__(
-            translate(events) if translate is not None else events,
-            media_type="text/event-stream",
-            headers=headers,
-        )
+        super().__init__(relay.events(first), media_type="text/event-stream", headers=headers)
         self._relay = relay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,10 +268,6 @@ class ChunkTranslator:
 
     def _error(self, error: dict[str, Any]) -> list[bytes]:
         raise NotImplementedError
-
-    def feed(self, data: bytes) -> bytes:
-        """Translate a batch of whole OpenAI SSE events."""
-        return b"".join(self.feed_events(data))
 
     def feed_events(self, data: bytes) -> list[bytes]:
         """Translate a batch of whole OpenAI SSE events into whole events of the other API."""
@@ -267,14 +294,3 @@ class ChunkTranslator:
     def end(self) -> list[bytes]:
         """The closing events of a stream whose upstream ended (nothing if it was closed)."""
         return self._finish()
-
-    async def translate(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The translated stream of an OpenAI byte stream, ended properly even if the
-        upstream did not end it."""
-        async for data in events:
-            translated = self.feed(data)
-            if translated:
-                yield translated
-        tail = b"".join(self.end())
-        if tail:
-            yield tail

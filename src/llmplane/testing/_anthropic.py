@@ -107,6 +107,5 @@ def message_events(body: dict[str, Any], chat: dict[str, Any], completion_id: st
     translator = StreamTranslator(
         str(body["model"]), completion_id.removeprefix("chatcmpl-"), start
     )
-    events = [translator.feed(sse_event(chunk)) for chunk in chunks]
-    events.append(translator.feed(sse_event("[DONE]")))
-    return [event + b"\n\n" for batch in events for event in batch.split(b"\n\n") if event]
+    events = [e for chunk in chunks for e in translator.feed_events(sse_event(chunk))]
+    return events + translator.feed_events(sse_event("[DONE]"))

@@ -1,8 +1,11 @@
-"""``provider: anthropic``: chat calls to Anthropic's Messages API.
+"""``provider: anthropic``: chat and Messages calls to Anthropic's Messages API.
 
-The request is translated into a Messages request and the reply or stream back
+A chat request is translated into a Messages request and the reply or stream back
 into OpenAI's shapes (:mod:`llmplane.gateway.providers.anthropic_format`), so
-everything above the provider layer sees an OpenAI-compatible upstream. The
+everything above the provider layer sees an OpenAI-compatible upstream. A Messages
+request (the gateway's ``/v1/messages``) is passed through as it came, and its reply
+and events come back unchanged; an ``error`` event in its stream is raised, so that
+one before the first event relayed still falls back. The
 HTTP side (pooled session, timeouts, error mapping, SSE) is the one every
 network provider shares (:mod:`llmplane.gateway.providers._http`). Only the
 deployment's key and the configured ``anthropic-version`` go upstream, never a
@@ -21,8 +24,10 @@ from llmplane.errors import InvalidRequestError, UpstreamError
 from llmplane.gateway.providers._http import ErrorDetails, SSEEvents, UpstreamHTTP
 from llmplane.gateway.providers.anthropic_format import (
     ChunkTranslator,
+    stream_error,
     to_chat_completion,
     to_messages_request,
+    usage_of,
 )
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply
 
@@ -66,6 +71,31 @@ class _ChatStream:
         await self._events.aclose()
 
 
+class _MessagesStream:
+    """An Anthropic stream passed through as it came, up to an ``error`` event, which is
+    raised (after the events before it) as the gateway's error."""
+
+    def __init__(self, events: SSEEvents, deployment: str) -> None:
+        self._events = events
+        self._deployment = deployment
+
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        async for batch in self._events:
+            for index, event in enumerate(batch):
+                if event.startswith(b"event: error") or b'"type":"error"' in event[:200]:
+                    if index:
+                        yield batch[:index]
+                    try:
+                        error = orjson.loads(event[event.find(b"data:") + 5 :]).get("error")
+                    except (orjson.JSONDecodeError, AttributeError):
+                        error = None
+                    raise stream_error(error, self._deployment)
+            yield batch
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
 class AnthropicProvider:
     """Calls one Anthropic deployment (chat only) over a pooled aiohttp session."""
 
@@ -88,6 +118,8 @@ class AnthropicProvider:
         )
 
     def _request(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+        if endpoint is Endpoint.MESSAGES:
+            return body  # the client's Messages request, with the deployment's model
         if endpoint is not Endpoint.CHAT:
             raise InvalidRequestError(
                 f"Deployment {self._id!r} is an Anthropic model: it serves chat completions, "
@@ -113,15 +145,20 @@ class AnthropicProvider:
                 "than a message.",
                 code="upstream_error",
             )
+        if endpoint is Endpoint.MESSAGES:
+            return UpstreamReply(payload, usage_of(reply.get("usage")))
         completion, usage = to_chat_completion(reply)
         return UpstreamReply(orjson.dumps(completion), usage)
 
     async def open_stream(
         self, endpoint: Endpoint, body: dict[str, Any], request_id: str
-    ) -> _ChatStream:
-        """Start a streamed Messages request; its events arrive as chat chunk events."""
+    ) -> _ChatStream | _MessagesStream:
+        """Start a streamed Messages request; for a chat call its events arrive as chat
+        chunk events, for a Messages call as they came."""
         request = {**self._request(endpoint, body), "stream": True}
         response = await self._http.post(self._url, request, request_id, stream=True)
+        if endpoint is Endpoint.MESSAGES:
+            return _MessagesStream(SSEEvents(response, self._id), self._id)
         return _ChatStream(SSEEvents(response, self._id), ChunkTranslator(self._id))
 
     async def healthy(self, path: str, timeout_s: float) -> bool:

@@ -23,6 +23,7 @@ class Endpoint(StrEnum):
     MODERATIONS = "moderations"
     RERANK = "rerank"
     RESPONSES = "responses"
+    MESSAGES = "messages"  # Anthropic's Messages API
 
 
 @dataclass(slots=True)

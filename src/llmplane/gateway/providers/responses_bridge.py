@@ -28,6 +28,7 @@ import orjson
 from llmplane.errors import UpstreamRejectedError
 from llmplane.gateway import responses
 from llmplane.gateway.providers.base import Endpoint, EventStream, Provider, UpstreamReply
+from llmplane.gateway.streaming import ChunkTranslator
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ def _lacks_responses_api(exc: UpstreamRejectedError) -> bool:
     return exc.upstream_status in _NO_SUCH_API and exc.code != "model_not_found"
 
 
-class _BridgedStream:
-    """A chat stream read as Responses API events."""
+class BridgedStream:
+    """A chat stream read as another API's events (Responses, Anthropic Messages) through
+    that API's chunk translator."""
 
-    def __init__(self, chat: EventStream, translator: responses.StreamTranslator) -> None:
+    def __init__(self, chat: EventStream, translator: ChunkTranslator) -> None:
         self._chat = chat
         self._translator = translator
 
@@ -113,7 +115,7 @@ class ResponsesAdapter:
         chat["stream_options"] = {"include_usage": True}
         stream = await self._inner.open_stream(Endpoint.CHAT, chat, request_id)
         translator = responses.StreamTranslator(chat["model"], body, request_id)
-        return _BridgedStream(stream, translator)
+        return BridgedStream(stream, translator)
 
     async def healthy(self, path: str, timeout_s: float) -> bool:
         """The wrapped provider's health."""
