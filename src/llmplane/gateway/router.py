@@ -36,10 +36,11 @@ from llmplane.config.platform import (
     ModelConfig,
     PlatformConfig,
 )
-from llmplane.errors import NotFoundError
+from llmplane.errors import ConfigError, NotFoundError
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
+from llmplane.gateway.token_counters import TokenCounter, counter_for
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Deployment:
     max_output_tokens: int
     weight: float
     health: Health = field(compare=False)
+    counter: TokenCounter = field(compare=False)  # its prompts, for budgets and limits
     health_check: HealthCheck | None = None
     load_metrics: LoadMetrics | None = None
 
@@ -86,6 +88,11 @@ class Deployment:
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
     deployment_id = config.name or f"{model.name}[{index}]"
+    upstream_model = config.model or model.name
+    try:
+        counter = counter_for(config.provider, upstream_model, config.tokenizer or model.tokenizer)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, key_path=f"{deployment_id}.tokenizer") from None
     provider: Provider = (
         MockProvider()
         if config.provider == "mock"
@@ -95,7 +102,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         id=deployment_id,
         model=model.name,
         provider_name=config.provider,
-        upstream_model=config.model or model.name,
+        upstream_model=upstream_model,
         provider=provider,
         rates=resolve_rates(model, config),
         max_output_tokens=model.max_output_tokens,
@@ -103,6 +110,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         health=Health(),
         health_check=config.health_check,
         load_metrics=config.load_metrics,
+        counter=counter,
     )
 
 

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from llmplane.errors import LLMPlaneError, UpstreamTimeoutError, error_body
 from llmplane.gateway.providers.base import EventStream, Usage
+from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import request_prompt_tokens
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
@@ -46,11 +47,18 @@ class StreamRelay:
     """One upstream stream on its way to one client."""
 
     def __init__(
-        self, stream: EventStream, body: dict[str, Any], *, wants_usage: bool, settle: Settle
+        self,
+        stream: EventStream,
+        body: dict[str, Any],
+        counter: TokenCounter,
+        *,
+        wants_usage: bool,
+        settle: Settle,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()
         self._body = body
+        self._counter = counter
         self._wants_usage = wants_usage
         self._settle = settle
         self._usage: Usage | None = None
@@ -136,7 +144,10 @@ class StreamRelay:
         if usage is None:
             # Roughly one token per content chunk, less the role and finish chunks.
             usage = Usage(
-                request_prompt_tokens(self._body), max(self._chunks - 2, 0), 0, estimated=True
+                request_prompt_tokens(self._body, self._counter),
+                max(self._chunks - 2, 0),
+                0,
+                estimated=True,
             )
         self._settle(status, usage, self._ttft, error_code)
 
