@@ -192,6 +192,18 @@ def test_long_prompts_past_the_threshold_are_bounded_by_bytes() -> None:
     assert full < reserved  # the bound over-reserves, never under
 
 
+def test_one_long_message_is_counted_up_to_the_threshold() -> None:
+    counter = counter_for("openai", "gpt-4o")
+    text = " ".join(["hello world"] * 4_000)  # 47,999 characters, 8,000 tokens
+    body = {"messages": [{"role": "user", "content": text}]}
+    reserved, bounded = count_prompt(body, counter)
+    full, _ = count_prompt(body, counter, None)
+    assert bounded and full == 3 + 3 + 1 + 8_000
+    cut = text.rfind(" ", 0, EXACT_COUNT_CHARS - len("user"))
+    assert reserved == 3 + 3 + 1 + counter.count(text[:cut]) + len(text) - cut
+    assert full < reserved < len(text)
+
+
 def test_embeddings_count_text_and_token_ids() -> None:
     counter = counter_for("openai", "text-embedding-3-small")
     assert count_prompt({"input": "hello world"}, counter)[0] == 2
@@ -218,6 +230,7 @@ def test_nothing_reaches_the_network_at_import_start_or_count() -> None:
         for model in ("gpt-4o", "gpt-4", "claude-3-5-sonnet", "gemini-2.0-flash", "x"):
             assert counter_for("openai", model).count("hello world") >= 2
         assert "tiktoken" not in sys.modules, "tiktoken downloads its files on first use"
+        assert "bpe_openai" not in sys.modules, "its wrapper costs ~64 MiB at import"
         print("ok")
         """
     )

@@ -56,9 +56,10 @@ REPLY_PRIMING = 3
 DEFINITIONS_OVERHEAD = 12
 
 EXACT_COUNT_CHARS = 16_384
-"""Characters of one request counted exactly when reserving (~4,000 tokens, ~0.4 ms with
-o200k here); text past them is reserved at one token per UTF-8 byte, an upper bound on any
-byte-level BPE that costs nothing to compute (see bench/token_counting.py)."""
+"""Characters of one request counted exactly when reserving (~4,000 tokens of English,
+~0.4 ms with o200k here); text past them is reserved at one token per UTF-8 byte, an upper
+bound on any byte-level BPE that costs nothing to compute (see bench/token_counting.py).
+Context-window decisions and usage estimates count the whole prompt."""
 
 
 class _Tally:
@@ -79,6 +80,12 @@ class _Tally:
             self.left -= len(text)
             self.total += self.counter.count(text)
         else:
+            # Count what the allowance covers, up to a space (where BPE pre-tokenizers split
+            # anyway), and bound the rest by its bytes.
+            cut = text.rfind(" ", 0, self.left)
+            if cut > 0:
+                self.total += self.counter.count(text[:cut])
+                text = text[cut:]
             self.left = 0
             self.bounded = True
             self.total += len(text.encode("utf-8", "surrogatepass"))
