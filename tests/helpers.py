@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,9 @@ from typing import Any
 
 import yaml
 
+from llmplane.gateway.token_counters import counter_for
+from llmplane.gateway.tokens import count_prompt
+
 ADMIN_KEY = "sk-lp-admin-test-0123456789"
 
 
@@ -22,6 +26,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reserved_prompt_tokens(body: bytes, provider: str = "openai", model: str = "sim-model") -> int:
+    """Prompt tokens the gateway reserves for ``body`` on a deployment of ``model`` (the
+    simulator's ``sim-model`` is an unknown model: the documented estimate)."""
+    return count_prompt(json.loads(body), counter_for(provider, model))[0]
 
 
 def simulator_model(

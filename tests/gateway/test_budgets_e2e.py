@@ -12,11 +12,12 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, cli, http, openai_client
+from tests.helpers import GatewayProcess, cli, http, openai_client, reserved_prompt_tokens
 
 # The shared gateway prices "sim" at $1 / $2 per million input / output tokens:
 # 1,000 and 2,000 nano-USD per token. A request's worst case is one input token
-# per body byte plus max_tokens output tokens.
+# the gateway reserves for the prompt (its estimate for an unknown model) plus max_tokens
+# output tokens.
 IN_NANO, OUT_NANO = 1_000, 2_000
 
 
@@ -32,7 +33,7 @@ def _body(text: str, max_tokens: int = 10, **extra: Any) -> bytes:
 
 
 def _worst_nano(body: bytes, max_tokens: int = 10) -> int:
-    return len(body) * IN_NANO + max_tokens * OUT_NANO
+    return reserved_prompt_tokens(body) * IN_NANO + max_tokens * OUT_NANO
 
 
 async def _fire(gateway: GatewayProcess, key: str, bodies: list[bytes]) -> list[tuple[int, Any]]:
@@ -229,13 +230,15 @@ def test_tpm_limit_through_the_gateway(gateway: GatewayProcess) -> None:
     body = json.dumps(
         {"model": "mock", "max_tokens": 500, "messages": [{"role": "user", "content": "hi"}]}
     ).encode()
-    # worst case = body bytes + 500 output tokens; room for exactly one at a time
-    key = _key(gateway, "tpm-1", "--tpm", str(len(body) + 500 + 100))
+    # worst case = the mock's prompt count (8) + 500 output tokens; room for one at a time
+    prompt = reserved_prompt_tokens(body, "mock", "mock")
+    assert prompt == 8  # "hi" (1), its role (1), the message's 3 and the reply's 3
+    key = _key(gateway, "tpm-1", "--tpm", str(prompt + 500 + 100))
     status, headers, _ = http("POST", f"{gateway.base_url}/chat/completions", body, key=key["key"])
     assert status == 200
     limit = int(headers["x-ratelimit-limit-tokens"])
     remaining = int(headers["x-ratelimit-remaining-tokens"])
-    assert remaining == limit - len(body) - 500  # the worst case, before settlement
+    assert remaining == limit - prompt - 500  # the worst case, before settlement
     # Settled at ~20 real tokens, so a second worst case fits after all.
     assert http("POST", f"{gateway.base_url}/chat/completions", body, key=key["key"])[0] == 200
     big = json.dumps(

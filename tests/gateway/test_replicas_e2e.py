@@ -14,7 +14,7 @@ import pytest
 from redis import Redis
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, cli, simulator_model
+from tests.helpers import GatewayProcess, cli, reserved_prompt_tokens, simulator_model
 from tests.postgres import fresh_database
 
 
@@ -66,7 +66,7 @@ def test_budget_for_ten_holds_across_two_replicas(
             "messages": [{"role": "user", "content": "two replicas"}],
         }
     ).encode()
-    worst_nano = len(body) * 1_000 + 10 * 2_000  # $1 / $2 per million tokens
+    worst_nano = reserved_prompt_tokens(body) * 1_000 + 10 * 2_000  # $1 / $2 per million tokens
     budget_usd = 10 * worst_nano / 1e9
     key = _key(replicas[0], "--name", "shared-budget", "--budget-usd", repr(budget_usd))
     upstream_simulator.configure(latency_ms=300)

@@ -7,6 +7,7 @@ naming the file, the key path (``models[1].deployments[0].api_base``) and the re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -14,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmplane.errors import ConfigError
 
@@ -67,6 +76,26 @@ ANTHROPIC_API_BASE = "https://api.anthropic.com"
 """Where ``provider: anthropic`` deployments go when they set no ``api_base``."""
 
 
+BUNDLED_TOKENIZERS = ("o200k_base", "cl100k_base")
+
+
+def _check_tokenizer(value: str | None) -> str | None:
+    """A bundled encoding's name, or a Hugging Face ``tokenizer.json`` that exists (and the
+    optional ``tokenizers`` package to read it)."""
+    if value is None or value in BUNDLED_TOKENIZERS:
+        return value
+    if not Path(value).is_file():
+        raise ValueError(
+            f"tokenizer must be one of {', '.join(BUNDLED_TOKENIZERS)} or the path of a "
+            f"tokenizer.json; no file {value!r}"
+        )
+    if importlib.util.find_spec("tokenizers") is None:
+        raise ValueError(
+            "a tokenizer.json needs the tokenizers package: pip install 'llmplane[tokenizers]'"
+        )
+    return value
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
@@ -106,6 +135,11 @@ class DeploymentConfig(_Strict):
         ):
             return {**data, "api_base": ANTHROPIC_API_BASE}
         return data
+
+    # How prompts are counted for budgets and limits (default: by model name).
+    tokenizer: str | None = None
+
+    _tokenizer = field_validator("tokenizer")(_check_tokenizer)
 
     @model_validator(mode="after")
     def _check_upstream(self) -> DeploymentConfig:
@@ -186,6 +220,7 @@ class ModelConfig(_Strict):
     price: Price | None = None
     max_output_tokens: int = Field(default=16_384, ge=1)
     context_window: int | None = Field(default=None, ge=1)
+    tokenizer: str | None = None  # for every deployment that does not set its own
     strategy: Strategy = "weighted"
     retries: int = Field(default=2, ge=0, le=10)
     backoff: Backoff = Field(default_factory=Backoff)
@@ -194,6 +229,8 @@ class ModelConfig(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+
+    _tokenizer = field_validator("tokenizer")(_check_tokenizer)
 
 
 class Defaults(_Strict):

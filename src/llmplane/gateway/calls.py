@@ -1,6 +1,7 @@
 """One model call: pick a deployment, call it, retry or fall back, account for it.
 
-Each attempt reserves its worst case under the caller's budgets, calls one
+Each attempt reserves its worst case under the caller's budgets (the prompt as the
+deployment's token counter counts it, plus the most output the call may produce), calls one
 deployment and settles in :meth:`ModelCaller._settle`, which prices the usage
 and queues exactly one ledger row per upstream call (``attempt`` 0, 1, …),
 whether it succeeded, failed or was abandoned by the client. Streams are
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -26,7 +27,8 @@ from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
 from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_token
-from llmplane.gateway.tokens import completion_text, count_tokens, request_prompt_tokens
+from llmplane.gateway.token_counters import TokenCounter
+from llmplane.gateway.tokens import completion_text, count_prompt, request_prompt_tokens
 
 _T = TypeVar("_T")
 
@@ -42,6 +44,9 @@ class CallContext:
     user: str | None
     tags: dict[str, Any] | None
     body_bytes: int = 0
+    # Prompt tokens as each counter reserves them, counted once per call (retries and
+    # fallbacks to deployments with the same counter reuse it).
+    prompt_counts: dict[TokenCounter, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
@@ -54,14 +59,23 @@ class CallResult:
     limit_headers: dict[str, str]
 
 
-def _estimate(body: dict[str, Any], reply: bytes | None) -> Usage:
+def _estimate(body: dict[str, Any], reply: bytes | None, counter: TokenCounter) -> Usage:
     completion = 0
     if reply:
         try:
-            completion = count_tokens(completion_text(orjson.loads(reply)))
+            completion = counter.count(completion_text(orjson.loads(reply)))
         except (orjson.JSONDecodeError, AttributeError):
             completion = 0
-    return Usage(request_prompt_tokens(body), completion, 0, estimated=True)
+    return Usage(request_prompt_tokens(body, counter), completion, 0, estimated=True)
+
+
+def reserved_prompt_tokens(ctx: CallContext, counter: TokenCounter, body: dict[str, Any]) -> int:
+    """The prompt tokens a call reserves under ``counter``: counted, never fewer than the
+    upstream will bill for an exact counter (long text is bounded by its bytes)."""
+    tokens = ctx.prompt_counts.get(counter)
+    if tokens is None:
+        tokens = ctx.prompt_counts[counter] = count_prompt(body, counter)[0]
+    return tokens
 
 
 class ModelCaller:
@@ -85,11 +99,11 @@ class ModelCaller:
             output = body.get("max_output_tokens") or deployment.max_output_tokens
         elif ctx.endpoint is Endpoint.MESSAGES:
             output = body.get("max_tokens") or deployment.max_output_tokens
-        # Every prompt token is at least one byte of the request body.
+        prompt = reserved_prompt_tokens(ctx, deployment.counter, body)
         rates = deployment.rates
-        worst = rates.cost_nanousd(ctx.body_bytes, output, 0) if rates is not None else 0
+        worst = rates.cost_nanousd(prompt, output, 0) if rates is not None else 0
         reservation: Reservation = await self._admission.admit(
-            ctx.principal, worst, ctx.body_bytes + output, ctx.model
+            ctx.principal, worst, prompt + output, ctx.model
         )
         return reservation
 
@@ -201,17 +215,23 @@ class ModelCaller:
             router.ended(deployment, exc.http_status, retry_after_s=retry_after_s(exc), probe=probe)
             raise
         except asyncio.CancelledError:
-            settle(CLIENT_CLOSED, _estimate(body, None), "client_disconnected")
+            settle(CLIENT_CLOSED, _estimate(body, None, deployment.counter), "client_disconnected")
             router.ended(deployment, CLIENT_CLOSED, probe=probe)
             raise
         router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
-        cost = settle(200, reply.usage or _estimate(body, reply.body))
+        cost = settle(200, reply.usage or _estimate(body, reply.body, deployment.counter))
         return CallResult(reply, deployment, cost, reservation.headers)
 
     def _plan(self, ctx: CallContext, body: dict[str, Any]) -> AttemptPlan:
         config = self._router.config(ctx.model)
-        # Counting the prompt costs CPU; only a model with a known context window needs it.
-        tokens = request_prompt_tokens(body) if config.context_window is not None else 0
+        window = config.context_window
+        tokens = 0
+        if window is not None:  # only a model with a known context window needs the count
+            counter = self._router.deployments(ctx.model)[0].counter
+            tokens = reserved_prompt_tokens(ctx, counter, body)
+            if tokens > window:
+                # Too long, or long text only bounded by its bytes: the full count decides.
+                tokens, _ = count_prompt(body, counter, None)
         return AttemptPlan(self._router, ctx.principal, config, tokens)
 
     async def open_stream(
@@ -285,6 +305,7 @@ class ModelCaller:
         relay = StreamRelay(
             stream,
             body,
+            deployment.counter,
             wants_usage=client_options.get("include_usage") is True,
             settle=settle,
             api=ctx.endpoint,

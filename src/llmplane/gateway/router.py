@@ -36,7 +36,7 @@ from llmplane.config.platform import (
     ModelConfig,
     PlatformConfig,
 )
-from llmplane.errors import NotFoundError, UpstreamUnavailableError
+from llmplane.errors import ConfigError, NotFoundError, UpstreamUnavailableError
 from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
 from llmplane.gateway.providers.messages_bridge import MessagesAdapter
@@ -44,6 +44,7 @@ from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
 from llmplane.gateway.providers.responses_bridge import ResponsesAdapter
 from llmplane.gateway.providers.via_litellm import LiteLLMProvider, load_litellm
+from llmplane.gateway.token_counters import TokenCounter, counter_for
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Deployment:
     max_output_tokens: int
     weight: float
     health: Health = field(compare=False)
+    counter: TokenCounter = field(compare=False)  # its prompts, for budgets and limits
     health_check: HealthCheck | None = None
     load_metrics: LoadMetrics | None = None
 
@@ -102,6 +104,11 @@ def _latency_rank(deployment: Deployment) -> float:
 
 def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployment:
     deployment_id = config.name or f"{model.name}[{index}]"
+    upstream_model = config.model or model.name
+    try:
+        counter = counter_for(config.provider, upstream_model, config.tokenizer or model.tokenizer)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, key_path=f"{deployment_id}.tokenizer") from None
     inner: Provider
     if config.provider == "mock":
         inner = MockProvider()
@@ -119,7 +126,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         id=deployment_id,
         model=model.name,
         provider_name=config.provider,
-        upstream_model=config.model or model.name,
+        upstream_model=upstream_model,
         provider=provider,
         rates=resolve_rates(model, config),
         max_output_tokens=model.max_output_tokens,
@@ -127,6 +134,7 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         health=Health(),
         health_check=config.health_check,
         load_metrics=config.load_metrics,
+        counter=counter,
     )
 
 

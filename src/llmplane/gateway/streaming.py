@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from llmplane.errors import LLMPlaneError, UpstreamTimeoutError, error_body
 from llmplane.gateway.providers.anthropic_format import usage_of
 from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
+from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import request_prompt_tokens
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
@@ -54,6 +55,7 @@ class StreamRelay:
         self,
         stream: EventStream,
         body: dict[str, Any],
+        counter: TokenCounter,
         *,
         wants_usage: bool,
         settle: Settle,
@@ -62,6 +64,7 @@ class StreamRelay:
         self._stream = stream
         self._upstream = stream.__aiter__()
         self._body = body
+        self._counter = counter
         self._wants_usage = wants_usage
         self._settle = settle
         # A Responses API stream: usage in the final response event, always shown; no
@@ -229,7 +232,9 @@ class StreamRelay:
             # finish chunks of chat.
             chat = not self._responses and not self._messages
             content = max(self._chunks - 2, 0) if chat else self._chunks
-            usage = Usage(request_prompt_tokens(self._body), content, 0, estimated=True)
+            usage = Usage(
+                request_prompt_tokens(self._body, self._counter), content, 0, estimated=True
+            )
         self._settle(status, usage, self._ttft, error_code)
 
 
