@@ -26,7 +26,7 @@ _STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-_ERROR_TYPES = {
+ERROR_TYPES = {  # Anthropic's error type for an HTTP status
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
@@ -241,7 +241,7 @@ def from_chat_reply(reply: bytes, model: str) -> dict[str, Any]:
 
 def error_body(exc: LLMPlaneError) -> bytes:
     """Anthropic's error shape for ``exc``."""
-    kind = _ERROR_TYPES.get(exc.http_status)
+    kind = ERROR_TYPES.get(exc.http_status)
     if kind is None:
         kind = "overloaded_error" if exc.http_status in (503, 529) else "api_error"
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": exc.message}})

@@ -17,7 +17,12 @@ from typing import Any
 
 import orjson
 
-from llmplane.gateway.anthropic import StreamTranslator, anthropic_usage, from_chat_reply
+from llmplane.gateway.anthropic import (
+    ERROR_TYPES,
+    StreamTranslator,
+    anthropic_usage,
+    from_chat_reply,
+)
 from llmplane.gateway.providers.mock import chat_chunks, chat_completion, sse_event
 from llmplane.gateway.tokens import count_tokens
 from llmplane.testing._asgi import Headers, Send, send_json
@@ -33,16 +38,7 @@ __all__ = [
 
 MESSAGES_PATH = "/v1/messages"
 
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+_ERROR_TYPES = {**ERROR_TYPES, 529: "overloaded_error"}
 
 
 def error_payload(status: int, message: str) -> bytes:

@@ -21,14 +21,14 @@ import orjson
 
 from llmplane.gateway import anthropic
 from llmplane.gateway.providers.base import Endpoint, EventStream, Provider, UpstreamReply
-from llmplane.gateway.providers.responses_bridge import BridgedStream
+from llmplane.gateway.providers.responses_bridge import BridgedStream, ProviderWrapper
 
 
-class MessagesAdapter:
+class MessagesAdapter(ProviderWrapper):
     """A deployment's provider, serving Messages calls natively (Anthropic) or via chat."""
 
     def __init__(self, inner: Provider, *, native: bool) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.native = native
 
     async def complete(
@@ -53,15 +53,3 @@ class MessagesAdapter:
         chat["stream_options"] = {"include_usage": True}
         stream = await self._inner.open_stream(Endpoint.CHAT, chat, request_id)
         return BridgedStream(stream, anthropic.StreamTranslator(chat["model"], request_id))
-
-    async def healthy(self, path: str, timeout_s: float) -> bool:
-        """The wrapped provider's health."""
-        return await self._inner.healthy(path, timeout_s)
-
-    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
-        """The wrapped provider's load."""
-        return await self._inner.load(path, timeout_s)
-
-    async def aclose(self) -> None:
-        """Close the wrapped provider."""
-        await self._inner.aclose()

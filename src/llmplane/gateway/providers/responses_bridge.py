@@ -62,11 +62,31 @@ class BridgedStream:
         await self._chat.aclose()
 
 
-class ResponsesAdapter:
+class ProviderWrapper:
+    """A provider around another that serves one API its own way; health, load and closing
+    are the wrapped provider's."""
+
+    def __init__(self, inner: Provider) -> None:
+        self._inner = inner
+
+    async def healthy(self, path: str, timeout_s: float) -> bool:
+        """The wrapped provider's health."""
+        return await self._inner.healthy(path, timeout_s)
+
+    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
+        """The wrapped provider's load."""
+        return await self._inner.load(path, timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the wrapped provider."""
+        await self._inner.aclose()
+
+
+class ResponsesAdapter(ProviderWrapper):
     """A deployment's provider, serving Responses calls natively or through chat."""
 
     def __init__(self, inner: Provider, deployment_id: str, *, native: bool) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._id = deployment_id
         self.native = native
 
@@ -116,15 +136,3 @@ class ResponsesAdapter:
         stream = await self._inner.open_stream(Endpoint.CHAT, chat, request_id)
         translator = responses.StreamTranslator(chat["model"], body, request_id)
         return BridgedStream(stream, translator)
-
-    async def healthy(self, path: str, timeout_s: float) -> bool:
-        """The wrapped provider's health."""
-        return await self._inner.healthy(path, timeout_s)
-
-    async def load(self, path: str, timeout_s: float) -> tuple[float, float] | None:
-        """The wrapped provider's load."""
-        return await self._inner.load(path, timeout_s)
-
-    async def aclose(self) -> None:
-        """Close the wrapped provider."""
-        await self._inner.aclose()
