@@ -83,3 +83,34 @@ def test_litellm_models_are_priced_by_their_provider_prefix(
     rates = resolve_rates(model, model.deployments[0])
     assert rates is not None and rates.source == source
     assert rates.output > rates.input > 0
+
+
+def test_cache_writes_cost_their_own_price() -> None:
+    """Anthropic bills input written to its prompt cache at 1.25x input: genai-prices knows
+    it, and a config price may say it."""
+    model = _model(
+        {"name": "c", "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]}
+    )
+    rates = resolve_rates(model, model.deployments[0])
+    assert rates is not None and rates.cache_write == 3_750  # nano-USD per token
+    # 1,000 prompt tokens: 100 read from the cache, 600 written to it, 300 fresh.
+    assert rates.cost_nanousd(1_000, 0, 100, 600) == 300 * 3_000 + 100 * 300 + 600 * 3_750
+    priced = _model(
+        {
+            "name": "p",
+            "deployments": [{"provider": "mock"}],
+            "price": {"input_per_mtok": 1, "output_per_mtok": 2, "cache_write_per_mtok": 5},
+        }
+    )
+    config_rates = resolve_rates(priced, priced.deployments[0])
+    assert config_rates is not None
+    assert config_rates.cost_nanousd(10, 0, 0, 4) == 6 * 1_000 + 4 * 5_000
+    plain = _model(
+        {
+            "name": "q",
+            "deployments": [{"provider": "mock"}],
+            "price": {"input_per_mtok": 1, "output_per_mtok": 2},
+        }
+    )
+    plain_rates = resolve_rates(plain, plain.deployments[0])
+    assert plain_rates is not None and plain_rates.cost_nanousd(10, 0, 0, 4) == 10 * 1_000

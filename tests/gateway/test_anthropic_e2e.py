@@ -46,7 +46,12 @@ def _claude(name: str, api_base: str, **routing: Any) -> dict[str, Any]:
                 "anthropic_version": "2023-06-01",
             }
         ],
-        "price": {"input_per_mtok": 3.0, "cached_input_per_mtok": 0.3, "output_per_mtok": 15.0},
+        "price": {
+            "input_per_mtok": 3.0,
+            "cached_input_per_mtok": 0.3,
+            "cache_write_per_mtok": 3.75,
+            "output_per_mtok": 15.0,
+        },
     }
 
 
@@ -170,26 +175,30 @@ def test_tool_calls_round_trip(client: openai.OpenAI, sim: UpstreamSimulator) ->
 
 
 def test_usage_and_cost_reach_the_ledger(
-    client: openai.OpenAI, claude_gateway: GatewayProcess
+    client: openai.OpenAI, claude_gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
+    """The first call writes the marked preamble to the prompt cache (billed at the cache
+    write price, 1.25x input here), the second reads it (at the cached price)."""
     preamble = "a long shared preamble " * 20  # 80 tokens, marked for prompt caching
-    raw = client.chat.completions.with_raw_response.create(
-        model="claude",
-        messages=[
-            {
-                "role": "system",
-                "content": [
-                    {"type": "text", "text": preamble, "cache_control": {"type": "ephemeral"}}
-                ],
-            },
-            *HELLO,
-        ],  # type: ignore[list-item]
-    )
-    reply = raw.parse()
-    assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
-    assert reply.usage.prompt_tokens_details.cached_tokens == 80
-    row = _ledger_row(claude_gateway, raw.headers["x-request-id"])
-    provider, deployment, status, stream, prompt, completion, cached, estimated, cost = row
+    messages = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": preamble, "cache_control": {"type": "ephemeral"}}],
+        },
+        *HELLO,
+    ]
+    rows = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(
+            model="claude",
+            messages=messages,  # type: ignore[arg-type]
+        )
+        rows.append((raw.parse(), _ledger_row(claude_gateway, raw.headers["x-request-id"])))
+    (written, first), (read, second) = rows
+    assert written.usage is not None and read.usage is not None
+    assert read.usage.prompt_tokens_details is not None
+    assert read.usage.prompt_tokens_details.cached_tokens == 80
+    provider, deployment, status, stream, prompt, completion, cached, estimated, cost = first
     assert (provider, deployment, status, bool(stream), bool(estimated)) == (
         "anthropic",
         "claude[0]",
@@ -198,10 +207,13 @@ def test_usage_and_cost_reach_the_ledger(
         False,
     )
     assert (prompt, completion, cached) == (
-        reply.usage.prompt_tokens,
-        reply.usage.completion_tokens,
-        80,
+        written.usage.prompt_tokens,
+        written.usage.completion_tokens,
+        0,
     )
+    assert cost == (prompt - 80) * 3000 + 80 * 3750 + completion * 15000
+    prompt, completion, cached, cost = second[4], second[5], second[6], second[8]
+    assert cached == 80
     assert cost == (prompt - 80) * 3000 + 80 * 300 + completion * 15000
 
 
@@ -363,9 +375,10 @@ def test_messages_reach_an_anthropic_deployment_as_sent(
     assert reply["content"][0]["text"] == "This is a mock reply to: and 3 + 3 ?"
     row = _ledger_row(claude_gateway, headers["x-request-id"])
     usage = reply["usage"]
-    prompt = usage["input_tokens"] + usage["cache_read_input_tokens"]
+    written = usage["cache_creation_input_tokens"]
+    prompt = usage["input_tokens"] + usage["cache_read_input_tokens"] + written
     assert row[:6] == ("anthropic", "claude[0]", 200, False, prompt, usage["output_tokens"])
-    assert row[6] == usage["cache_read_input_tokens"] > 0  # the cached system prompt
+    assert row[6] == usage["cache_read_input_tokens"] == 0 and written > 0  # cached from now on
 
 
 def test_a_messages_stream_is_relayed_as_anthropic_sent_it(

@@ -220,8 +220,10 @@ def test_a_reply_becomes_a_chat_completion_with_cache_tokens_in_the_prompt() -> 
         "completion_tokens": 7,
         "total_tokens": 122,
         "prompt_tokens_details": {"cached_tokens": 100},
+        "cache_creation_input_tokens": 5,
     }
-    assert usage is not None and (usage.prompt_tokens, usage.cached_tokens) == (115, 100)
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_write_tokens) == (115, 100, 5)
 
 
 @pytest.mark.parametrize(

@@ -60,18 +60,22 @@ def test_max_tokens_cuts_the_reply(client: anthropic.Anthropic) -> None:
     assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 2
 
 
-def test_cache_control_blocks_are_reported_as_cache_reads(client: anthropic.Anthropic) -> None:
+def test_a_cached_prefix_is_written_once_then_read(client: anthropic.Anthropic) -> None:
     system = [{"type": "text", "text": "a long shared preamble " * 20}]
     plain = client.messages.create(model="claude-sim", max_tokens=64, system=system, messages=HELLO)
-    cached = client.messages.create(
-        model="claude-sim",
-        max_tokens=64,
-        system=[{**system[0], "cache_control": {"type": "ephemeral"}}],
-        messages=HELLO,
+    marked = [{**system[0], "cache_control": {"type": "ephemeral"}}]
+    first = client.messages.create(model="claude-sim", max_tokens=64, system=marked, messages=HELLO)
+    second = client.messages.create(
+        model="claude-sim", max_tokens=64, system=marked, messages=HELLO
     )
-    assert plain.usage.cache_read_input_tokens == 0
-    assert cached.usage.cache_read_input_tokens == 80
-    assert cached.usage.input_tokens + 80 == plain.usage.input_tokens
+    assert (plain.usage.cache_read_input_tokens, plain.usage.cache_creation_input_tokens) == (0, 0)
+    assert (first.usage.cache_read_input_tokens, first.usage.cache_creation_input_tokens) == (0, 80)
+    assert (second.usage.cache_read_input_tokens, second.usage.cache_creation_input_tokens) == (
+        80,
+        0,
+    )
+    assert first.usage.input_tokens + 80 == plain.usage.input_tokens
+    assert second.usage.input_tokens + 80 == plain.usage.input_tokens
 
 
 def test_a_stream_has_the_real_event_sequence(client: anthropic.Anthropic) -> None:

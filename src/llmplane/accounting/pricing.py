@@ -22,19 +22,30 @@ _NANO_PER_MTOK = 1_000  # 1 USD per million tokens = 1,000 nano-USD per token
 
 @dataclass(frozen=True, slots=True)
 class Rates:
-    """Nano-USD per token for fresh input, cached input and output."""
+    """Nano-USD per token for fresh input, cached input, output and input written to the
+    prompt cache (``cache_write``; the input rate where the provider charges nothing more)."""
 
     input: float
     cached_input: float
     output: float
     source: str
+    cache_write: float | None = None
 
-    def cost_nanousd(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> int:
-        """The cost of one call in nano-USD."""
-        fresh = max(prompt_tokens - cached_tokens, 0)
-        return round(
-            fresh * self.input + cached_tokens * self.cached_input + completion_tokens * self.output
-        )
+    def cost_nanousd(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+        cache_write_tokens: int = 0,
+    ) -> int:
+        """The cost of one call in nano-USD (cache reads and writes are among the prompt
+        tokens)."""
+        fresh = max(prompt_tokens - cached_tokens - cache_write_tokens, 0)
+        cost = fresh * self.input + cached_tokens * self.cached_input
+        if cache_write_tokens:
+            write = self.cache_write if self.cache_write is not None else self.input
+            cost += cache_write_tokens * write
+        return round(cost + completion_tokens * self.output)
 
 
 def _per_mtok(value: Any) -> float | None:
@@ -93,11 +104,13 @@ def _from_table(
     if input_rate is None or output_rate is None:
         return None
     cached = _per_mtok(price.cache_read_mtok)
+    written = _per_mtok(price.cache_write_mtok)
     return Rates(
         input_rate * _NANO_PER_MTOK,
         (cached if cached is not None else input_rate) * _NANO_PER_MTOK,
         output_rate * _NANO_PER_MTOK,
         source=f"genai-prices:{found.provider.id}/{found.model.id}",
+        cache_write=written * _NANO_PER_MTOK if written is not None else None,
     )
 
 
@@ -106,11 +119,13 @@ def resolve_rates(model: ModelConfig, deployment: DeploymentConfig) -> Rates | N
     if model.price is not None:
         price = model.price
         cached = price.cached_input_per_mtok
+        written = price.cache_write_per_mtok
         return Rates(
             price.input_per_mtok * _NANO_PER_MTOK,
             (cached if cached is not None else price.input_per_mtok) * _NANO_PER_MTOK,
             price.output_per_mtok * _NANO_PER_MTOK,
             source="config",
+            cache_write=written * _NANO_PER_MTOK if written is not None else None,
         )
     if deployment.provider == "mock":
         return None

@@ -51,6 +51,8 @@ class Price(_Strict):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    # Input written to the prompt cache (Anthropic charges 1.25× input); default: input.
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class HealthCheck(_Strict):

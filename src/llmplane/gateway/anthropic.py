@@ -197,13 +197,15 @@ def _tool_input(arguments: Any) -> Any:
 
 
 def anthropic_usage(usage: Any) -> dict[str, int]:
-    """OpenAI's ``usage`` as Anthropic's, where ``input_tokens`` leaves out cache reads."""
+    """OpenAI's ``usage`` as Anthropic's, where ``input_tokens`` leaves out cache reads and
+    writes (``cache_creation_input_tokens``, where an upstream reported them)."""
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
     cached = int((details.get("cached_tokens") if isinstance(details, dict) else 0) or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
     return {
-        "input_tokens": max(int(usage.get("prompt_tokens") or 0) - cached, 0),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": max(int(usage.get("prompt_tokens") or 0) - cached - written, 0),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": int(usage.get("completion_tokens") or 0),
     }

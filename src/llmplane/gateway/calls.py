@@ -124,7 +124,12 @@ class ModelCaller:
         usage = usage or Usage(estimated=True)
         rates = deployment.rates
         cost = (
-            rates.cost_nanousd(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+            rates.cost_nanousd(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+            )
             if rates is not None
             else None
         )

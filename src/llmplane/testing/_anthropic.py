@@ -5,12 +5,15 @@ request by the gateway's own bridge (:mod:`llmplane.gateway.anthropic`), answere
 by the mock model (:mod:`llmplane.gateway.providers.mock`) and translated back.
 What the simulator adds is what the real API does and the bridge does not need:
 ``msg_`` ids, usage with input tokens from the first event on, and prompt caching
-as if the cache were always warm (text up to the last block carrying
-``cache_control`` is reported as ``cache_read_input_tokens``).
+(:class:`PromptCache`: the text up to the last block carrying ``cache_control`` is
+written to the cache by the first request that sends it,
+``cache_creation_input_tokens``, and read by the later ones,
+``cache_read_input_tokens``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -67,37 +70,75 @@ def _block_texts(content: Any) -> Iterable[tuple[str, bool]]:
                 yield (text if isinstance(text, str) else ""), "cache_control" in block
 
 
-def _cache_read_tokens(body: dict[str, Any]) -> int:
-    """Tokens of the prompt up to its last ``cache_control`` breakpoint (system first)."""
+def _cached_prefix(body: dict[str, Any]) -> tuple[int, str]:
+    """Tokens and text of the prompt up to its last ``cache_control`` breakpoint (system
+    first)."""
     counted = cached = 0
+    seen: list[str] = []
+    prefix = ""
     sources = [body.get("system"), *(m.get("content") for m in body.get("messages") or ())]
     for content in sources:
         for text, breakpoint in _block_texts(content):
             counted += count_tokens(text)
+            seen.append(text)
             if breakpoint:
-                cached = counted
-    return cached
+                cached, prefix = counted, "\x00".join(seen)
+    return cached, prefix
 
 
-def _with_cache(usage: dict[str, Any], cached: int) -> dict[str, Any]:
-    cached = min(cached, int(usage.get("prompt_tokens") or 0))
-    return {**usage, "prompt_tokens_details": {"cached_tokens": cached}}
+class PromptCache:
+    """Anthropic's prompt cache, as the client sees it: the first request with a given
+    cached prefix writes it (``cache_creation_input_tokens``), later ones read it."""
+
+    def __init__(self) -> None:
+        self._prefixes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def split(self, body: dict[str, Any]) -> tuple[int, int]:
+        """Tokens read from and written to the cache by ``body``."""
+        tokens, prefix = _cached_prefix(body)
+        if not tokens:
+            return 0, 0
+        with self._lock:
+            if prefix in self._prefixes:
+                return tokens, 0
+            self._prefixes.add(prefix)
+        return 0, tokens
+
+    def clear(self) -> None:
+        """Forget every cached prefix."""
+        with self._lock:
+            self._prefixes.clear()
 
 
-def message_reply(body: dict[str, Any], chat: dict[str, Any], completion_id: str) -> bytes:
+def _with_cache(usage: dict[str, Any], cache: tuple[int, int]) -> dict[str, Any]:
+    prompt = int(usage.get("prompt_tokens") or 0)
+    read = min(cache[0], prompt)
+    written = min(cache[1], prompt - read)
+    return {
+        **usage,
+        "prompt_tokens_details": {"cached_tokens": read},
+        "cache_creation_input_tokens": written,
+    }
+
+
+def message_reply(
+    body: dict[str, Any], chat: dict[str, Any], completion_id: str, cache: PromptCache
+) -> bytes:
     """The Messages reply to ``body`` (``chat`` is its chat translation)."""
     completion = chat_completion(chat, completion_id, int(time.time()))
-    completion["usage"] = _with_cache(completion["usage"], _cache_read_tokens(body))
+    completion["usage"] = _with_cache(completion["usage"], cache.split(body))
     return orjson.dumps(from_chat_reply(orjson.dumps(completion), str(body["model"])))
 
 
-def message_events(body: dict[str, Any], chat: dict[str, Any], completion_id: str) -> list[bytes]:
+def message_events(
+    body: dict[str, Any], chat: dict[str, Any], completion_id: str, cache: PromptCache
+) -> list[bytes]:
     """The stream events of the Messages reply to ``body``, ``message_stop`` last."""
     stream = {**chat, "stream_options": {"include_usage": True}}
     chunks = list(chat_chunks(stream, completion_id, int(time.time())))
-    cached = _cache_read_tokens(body)
     final = chunks[-1]
-    final["usage"] = _with_cache(final["usage"], cached)
+    final["usage"] = _with_cache(final["usage"], cache.split(body))
     # message_start carries the input tokens and, like the real API, one output token.
     start = anthropic_usage({**final["usage"], "completion_tokens": 1})
     translator = StreamTranslator(

@@ -91,6 +91,7 @@ class SimulatorApp:
         ]
         self._models_payload = orjson.dumps({"object": "list", "data": listing})
         self._ids = itertools.count(1)
+        self.prompt_cache = _anthropic.PromptCache()
         self._id_prefix = secrets.token_hex(4)
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
@@ -134,10 +135,12 @@ class SimulatorApp:
         self._recorded.clear()
 
     def reset(self) -> None:
-        """Back to as constructed: no faults, no overrides, no recorded requests."""
+        """Back to as constructed: no faults, no overrides, no recorded requests, an empty
+        prompt cache."""
         self.reset_behaviour()
         self.clear_requests()
         self.disconnects.clear()
+        self.prompt_cache.clear()
 
     async def _wait_unless_gone(self, receive: Receive, seconds: float, path: str) -> bool:
         """Sleep ``seconds`` before answering; ``False`` (and the time recorded in
@@ -308,11 +311,11 @@ class SimulatorApp:
             return
         completion_id = f"chatcmpl-{self._id_prefix}{next(self._ids):06x}"
         if body.get("stream") is True:
-            events = _anthropic.message_events(body, chat, completion_id)
+            events = _anthropic.message_events(body, chat, completion_id, self.prompt_cache)
             if await exchange.stream(events, anthropic=True):
                 self.disconnects.append((exchange.scope["path"], time.time()))
             return
-        await exchange.reply(_anthropic.message_reply(body, chat, completion_id))
+        await exchange.reply(_anthropic.message_reply(body, chat, completion_id, self.prompt_cache))
 
     async def _responses(self, exchange: Exchange) -> None:
         """The Responses API, generated as chat and translated by the gateway's own bridge

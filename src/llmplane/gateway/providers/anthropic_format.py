@@ -246,7 +246,7 @@ def usage_of(usage: Any) -> Usage | None:
     cached = usage.get("cache_read_input_tokens") or 0
     written = usage.get("cache_creation_input_tokens") or 0
     prompt = usage["input_tokens"] + cached + written
-    return Usage(prompt, int(usage.get("output_tokens") or 0), cached)
+    return Usage(prompt, int(usage.get("output_tokens") or 0), cached, cache_write_tokens=written)
 
 
 def openai_usage(usage: Usage) -> dict[str, Any]:
@@ -256,6 +256,7 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "cache_creation_input_tokens": usage.cache_write_tokens,  # as LiteLLM reports it
     }
 
 

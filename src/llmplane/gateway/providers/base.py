@@ -28,12 +28,17 @@ class Endpoint(StrEnum):
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts of one upstream call (``estimated`` when the upstream sent none)."""
+    """Token counts of one upstream call (``estimated`` when the upstream sent none).
+
+    ``prompt_tokens`` holds every input token: ``cached_tokens`` of them were read from
+    the provider's prompt cache (cheaper), ``cache_write_tokens`` written to it (dearer,
+    Anthropic's ``cache_creation_input_tokens``)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     estimated: bool = False
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
@@ -49,7 +54,13 @@ class Usage:
             return None
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        return cls(prompt, completion, cached if isinstance(cached, int) else 0)
+        written = usage.get("cache_creation_input_tokens")  # Anthropic's, as LiteLLM relays it
+        return cls(
+            prompt,
+            completion,
+            cached if isinstance(cached, int) else 0,
+            cache_write_tokens=written if isinstance(written, int) else 0,
+        )
 
     @classmethod
     def _from_responses(cls, usage: dict[str, Any]) -> Usage | None:
