@@ -230,6 +230,27 @@ def test_a_native_stream_broken_mid_way_ends_with_an_error_event(
     assert [(r[3], r[8]) for r in rows] == [(502, 1)]  # usage estimated
 
 
+def test_an_upstream_error_event_is_a_failure_not_a_success(
+    gw: GatewayProcess, sim: UpstreamSimulator
+) -> None:
+    """An upstream that gives up with its own error event: before the first byte the call
+    falls back; after it the client gets one error event and the ledger a failed attempt."""
+    sim.add_faults({"kind": "stream_error", "after_chunks": 0, "model": "up-rstream"})
+    request_id, events = _raw_stream(
+        gw, {"model": "rstream", "input": "fall back please", "stream": True}
+    )
+    assert events[-1]["type"] == "response.completed"
+    rows = _ledger(gw, request_id)
+    assert [r[3] for r in rows] == [502, 200]  # the failed native attempt, then the backup
+    sim.add_faults({"kind": "stream_error", "after_chunks": 4, "model": "up-rstream"})
+    request_id, events = _raw_stream(
+        gw, {"model": "rstream", "input": "one two three four five six", "stream": True}
+    )
+    assert [e["type"] for e in events].count("error") == 1
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "upstream_stream_failed"
+    assert [r[3] for r in _ledger(gw, request_id)] == [502]
+
+
 def test_a_native_stream_without_usage_is_estimated(
     gw: GatewayProcess, sim: UpstreamSimulator
 ) -> None:

@@ -23,7 +23,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llmplane.errors import LLMPlaneError, UpstreamTimeoutError, error_body
+from llmplane.errors import LLMPlaneError, UpstreamError, UpstreamTimeoutError, error_body
 from llmplane.gateway.providers.anthropic_format import usage_of
 from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
 from llmplane.gateway.token_counters import TokenCounter
@@ -33,6 +33,7 @@ CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 _DONE = b"data: [DONE]"
 _RESPONSES_DELTA = b'.delta"'  # response.output_text.delta, …function_call_arguments.delta
+_RESPONSES_FAILED = b'"type":"response.failed"'
 
 # settle(status, usage, ttft, error_code)
 Settle = Callable[[int, Usage, float | None, str | None], None]
@@ -80,9 +81,10 @@ class StreamRelay:
         self._settled = False
         self._done = False  # the upstream sent its [DONE]
         self._last = b""  # the latest Responses event, for the sequence number of an error
+        self._failure: LLMPlaneError | None = None  # the upstream's own failure event
 
     def _keep_responses(self, events: list[bytes]) -> bytes:
-        for event in events:
+        for index, event in enumerate(events):
             # Only the final response object carries a usage object; in a delta it would be
             # escaped text.
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
@@ -95,6 +97,14 @@ class StreamRelay:
                     self._usage = Usage.from_openai(final.get("usage")) or self._usage
             elif _RESPONSES_DELTA in event:
                 self._chunks += 1
+            if _RESPONSES_FAILED in event[:80] or event.startswith(b"event: error"):
+                # The upstream gave up: the events before it go out, then the call fails
+                # (before the first byte: another deployment may serve it).
+                self._failure = UpstreamError(
+                    "The upstream failed mid-stream.", code="upstream_stream_failed"
+                )
+                events = events[:index]
+                break
         if events:
             self._last = events[-1]
         return b"".join(events)
@@ -165,6 +175,8 @@ class StreamRelay:
         return b"".join(kept)
 
     async def _next(self) -> bytes | None:
+        if self._failure is not None:
+            raise self._failure
         while True:
             try:
                 events = await self._upstream.__anext__()
@@ -175,6 +187,8 @@ class StreamRelay:
             data = self._keep(events)
             if data:
                 return data
+            if self._failure is not None:
+                raise self._failure
 
     async def start(self, timeout_s: float | None = None) -> bytes | None:
         """Read up to the first client-visible bytes, within ``timeout_s`` (the time to first

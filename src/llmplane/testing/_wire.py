@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 
+import orjson
+
 from llmplane.gateway.providers.mock import sse_event
 from llmplane.testing import _anthropic
 from llmplane.testing._asgi import (
@@ -104,11 +106,14 @@ async def send_status_fault(send: Send, fault: Fault, *, anthropic: bool = False
     await send_error(send, fault.status, message, error_type, code=code, headers=headers)
 
 
-def _stream_error_event(fault: Fault, anthropic: bool) -> bytes:
+def _stream_error_event(fault: Fault, anthropic: bool, responses: bool) -> bytes:
     message = _fault_message(fault)
     if anthropic:
         return _anthropic.error_event(fault.status, message)
     error_type, code = _fault_error(fault.status)
+    if responses:  # the Responses API's own error event
+        data = {"type": "error", "code": code, "message": message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
     return b"data: " + error_payload(message, error_type, code=code) + b"\n\n"
 
 
@@ -165,7 +170,7 @@ class Exchange:
         if fault is not None and (self.breaks or fault.kind == "stream_error"):
             del events[fault.after_chunks :]
             if fault.kind == "stream_error":
-                events.append(_stream_error_event(fault, anthropic))
+                events.append(_stream_error_event(fault, anthropic, not done and not anthropic))
         elif self.sloppy:
             events = [part for e in events for part in (e[: len(e) // 2 + 1], e[len(e) // 2 + 1 :])]
         elif done and not anthropic:
