@@ -54,3 +54,32 @@ async def test_a_ttft_timeout_leaves_no_task_behind(
     assert len(asyncio.all_tasks()) == baseline  # nothing left waiting on the upstream
     await ledger.close()
     await router.aclose()
+
+
+async def test_prompts_are_counted_only_where_a_limit_or_budget_looks(
+    engine: Engine, upstream_simulator: UpstreamSimulator
+) -> None:
+    """Counting costs ~0.1 µs a token, so a caller without token limits or budgets skips
+    it; one with a tpm limit reserves the counted prompt (the limit's headers show it)."""
+    config = parse_platform_config(
+        {"models": [simulator_model("m", upstream_simulator.url, model="gpt-4o")]},
+        file="test",
+    )
+    router = ModelRouter(config)
+    ledger = UsageLedger(engine)
+    ledger.start()
+    caller = ModelCaller(router, ledger, LocalAdmissionGuard(engine))
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi " * 50}]}
+    anyone = Principal(key_id="k1", name="k1")
+    free = CallContext("req-free", anyone, "m", Endpoint.CHAT, None, None)
+    await caller.complete(free, dict(body))
+    assert free.prompt_counts == {}  # nothing looked at a count, so none was made
+    limited = CallContext(
+        "req-limited", Principal(key_id="k2", name="k2", tpm=10_000), "m", Endpoint.CHAT, None, None
+    )
+    result = await caller.complete(limited, dict(body))
+    [counted] = limited.prompt_counts.values()
+    assert counted >= 50  # "hi " fifty times, plus the message overhead
+    assert int(result.limit_headers["x-ratelimit-remaining-tokens"]) == 10_000 - counted - 5
+    await ledger.close()
+    await router.aclose()

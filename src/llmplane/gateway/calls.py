@@ -99,8 +99,14 @@ class ModelCaller:
             output = body.get("max_output_tokens") or deployment.max_output_tokens
         elif ctx.endpoint is Endpoint.MESSAGES:
             output = body.get("max_tokens") or deployment.max_output_tokens
-        prompt = reserved_prompt_tokens(ctx, deployment.counter, body)
         rates = deployment.rates
+        # Counting a prompt costs ~0.1 µs a token: only worth it where a token limit or a
+        # priced budget will look at the count.
+        prompt = 0
+        if any(limit.tpm for limit in ctx.principal.limits_for(ctx.model)) or (
+            rates is not None and self._admission.budgets_above(ctx.principal)
+        ):
+            prompt = reserved_prompt_tokens(ctx, deployment.counter, body)
         worst = rates.cost_nanousd(prompt, output, 0) if rates is not None else 0
         reservation: Reservation = await self._admission.admit(
             ctx.principal, worst, prompt + output, ctx.model
