@@ -274,3 +274,23 @@ def test_responses_and_messages_bodies_are_counted_too() -> None:
     bare, _ = count_prompt({**messages, "messages": [{"role": "user", "content": [text]}]}, counter)
     assert bare >= 2 * words  # the system prompt counts
     assert total >= bare + words + counter.images.high  # tool result and image count too
+
+
+def test_an_encoding_is_built_only_when_first_needed() -> None:
+    """o200k holds ~66 MiB: a gateway whose calls are never counted never builds it."""
+    script = textwrap.dedent(
+        """
+        from llmplane.gateway import token_counters
+        counter = token_counters.counter_for("openai", "gpt-4o")
+        lazy = token_counters._ENCODINGS["o200k_base"]
+        assert lazy._count is None, "built at config load"
+        assert counter.count("hello world") == 2
+        assert lazy._count is not None
+        print("lazy")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "lazy" in result.stdout

@@ -258,7 +258,10 @@ def create_app(services: GatewayServices) -> GatewayApp:
             asyncio.create_task(_refresh(services), name="refresh"),
             asyncio.create_task(_watch_budgets(services), name="budget-alerts"),
             asyncio.create_task(_check_deployments(services), name="health-checks"),
-            asyncio.create_task(services.router.warm(), name="warm-providers"),
+            asyncio.create_task(
+                services.router.warm(counting=bool(services.admission.budgets())),
+                name="warm-providers",
+            ),
         ]
         try:
             yield
