@@ -41,6 +41,7 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
+from llmplane.telemetry import Telemetry
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -63,6 +64,7 @@ class GatewayServices:
     teams: TeamService
     admission: AdmissionGuard
     alerts: BudgetAlerts
+    telemetry: Telemetry = field(default_factory=Telemetry)
     started_at: int = field(default_factory=lambda: int(time.time()))
     _budgets_loaded_at: datetime | None = None
     _budgets_full_at: float = 0.0

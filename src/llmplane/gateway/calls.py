@@ -29,6 +29,7 @@ from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_token
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import completion_text, count_prompt, request_prompt_tokens
+from llmplane.telemetry import RequestTrace
 
 _T = TypeVar("_T")
 
@@ -47,6 +48,7 @@ class CallContext:
     # Prompt tokens as each counter reserves them, counted once per call (retries and
     # fallbacks to deployments with the same counter reuse it).
     prompt_counts: dict[TokenCounter, int] = field(default_factory=dict, compare=False)
+    trace: RequestTrace | None = field(default=None, compare=False)  # when telemetry is on
 
 
 @dataclass(slots=True)
@@ -143,32 +145,33 @@ class ModelCaller:
             reservation, cost or 0, usage.prompt_tokens + usage.completion_tokens
         )
         principal = ctx.principal
-        self._ledger.record(
-            UsageRecord(
-                request_id=ctx.request_id,
-                attempt=attempt,
-                created_at=datetime.now(UTC),
-                model=deployment.model,  # the model that served: a fallback is priced as itself
-                deployment=deployment.id,
-                provider=deployment.provider_name,
-                endpoint=ctx.endpoint.value,
-                stream=stream,
-                status=status,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                cost_nanousd=cost or 0,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                ttft_ms=(ttft - started) * 1000 if ttft is not None else None,
-                key_id=principal.key_id,
-                team_id=principal.team_id,
-                service_id=principal.service_id,
-                user_id=ctx.user or principal.user_id,
-                error_code=error_code,
-                usage_estimated=usage.estimated,
-                tags=ctx.tags,
-            )
+        record = UsageRecord(
+            request_id=ctx.request_id,
+            attempt=attempt,
+            created_at=datetime.now(UTC),
+            model=deployment.model,  # the model that served: a fallback is priced as itself
+            deployment=deployment.id,
+            provider=deployment.provider_name,
+            endpoint=ctx.endpoint.value,
+            stream=stream,
+            status=status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_nanousd=cost or 0,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            ttft_ms=(ttft - started) * 1000 if ttft is not None else None,
+            key_id=principal.key_id,
+            team_id=principal.team_id,
+            service_id=principal.service_id,
+            user_id=ctx.user or principal.user_id,
+            error_code=error_code,
+            usage_estimated=usage.estimated,
+            tags=ctx.tags,
         )
+        self._ledger.record(record)
+        if ctx.trace is not None:
+            ctx.trace.attempts.append(record)
         return cost
 
     async def complete(self, ctx: CallContext, body: dict[str, Any]) -> CallResult:

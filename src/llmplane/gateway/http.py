@@ -32,6 +32,7 @@ from llmplane.ids import new_id
 
 if TYPE_CHECKING:
     from llmplane.gateway.app import GatewayServices
+    from llmplane.telemetry import RequestTrace
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -47,6 +48,7 @@ class RequestScope:
     services: GatewayServices
     request: Request
     request_id: str
+    trace: RequestTrace | None = None  # when telemetry is on
 
     async def principal(self) -> Principal:
         """Authenticate the caller from ``Authorization: Bearer <key>``, or ``x-api-key``
@@ -224,19 +226,36 @@ def endpoint(
     @functools.wraps(route)
     async def handle(request: Request) -> Response:
         request_id = request_id_for(request)
-        scope = RequestScope(request.app.state.services, request, request_id)
+        services: GatewayServices = request.app.state.services
+        telemetry = services.telemetry
+        trace = (
+            telemetry.start(
+                request_id,
+                request.method,
+                request.url.path,
+                request.headers.get("traceparent"),
+            )
+            if telemetry.enabled
+            else None
+        )
+        scope = RequestScope(services, request, request_id, trace)
         try:
-            return await route(scope)
+            response = await route(scope)
         except LLMPlaneError as exc:
+            if trace is not None:
+                telemetry.finish(trace, exc.http_status, exc)
             return error_response(exc, request_id, errors)
         except Exception:
             log.exception("unexpected error in %s (request %s)", request.url.path, request_id)
-            return error_response(
-                LLMPlaneError(
-                    f"Internal error; quote request id {request_id} to the platform team."
-                ),
-                request_id,
-                errors,
+            failure = LLMPlaneError(
+                f"Internal error; quote request id {request_id} to the platform team."
             )
+            if trace is not None:
+                telemetry.finish(trace, failure.http_status, failure)
+            return error_response(failure, request_id, errors)
+        # A relayed stream ends later: its relay finishes the trace.
+        if trace is not None and not getattr(response, "finishes_trace", False):
+            telemetry.finish(trace, response.status_code)
+        return response
 
     return handle

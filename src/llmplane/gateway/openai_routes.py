@@ -91,6 +91,10 @@ def call_context(
     header = scope.request.headers.get("x-llmplane-tags")
     if header:
         tags.update(_parse_tags(header))
+    trace = scope.trace
+    if trace is not None:
+        trace.operation, trace.model, trace.principal = endpoint_kind.value, model, principal
+        trace.stream = body.get("stream") is True
     return CallContext(
         request_id=scope.request_id,
         principal=principal,
@@ -99,6 +103,7 @@ def call_context(
         user=user,
         tags=tags or None,
         body_bytes=body_bytes,
+        trace=trace,
     )
 
 
@@ -173,11 +178,17 @@ async def stream_reply(
 ) -> Response:
     """Open the call's stream and relay it."""
     deployment, relay, first, limit_headers = await scope.services.caller.open_stream(ctx, body)
+    trace, telemetry = scope.trace, scope.services.telemetry
     return RelayResponse(
         relay,
         first,
         headers=scope.headers(
             **_SSE_HEADERS, **limit_headers, **{"x-llmplane-deployment": deployment.id}
+        ),
+        on_end=(
+            (lambda status, code: telemetry.finish(trace, status, error_code=code))
+            if trace is not None
+            else None
         ),
     )
 

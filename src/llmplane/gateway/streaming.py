@@ -82,6 +82,8 @@ class StreamRelay:
         self._done = False  # the upstream sent its [DONE]
         self._last = b""  # the latest Responses event, for the sequence number of an error
         self._failure: LLMPlaneError | None = None  # the upstream's own failure event
+        self.status = 200  # how it ended, once settled
+        self.error_code: str | None = None
 
     def _keep_responses(self, events: list[bytes]) -> bytes:
         for index, event in enumerate(events):
@@ -239,6 +241,7 @@ class StreamRelay:
         if self._settled:
             return
         self._settled = True
+        self.status, self.error_code = status, error_code
         await self._stream.aclose()
         usage = self._usage
         if usage is None:
@@ -261,15 +264,21 @@ class RelayResponse(StreamingResponse):
         relay: StreamRelay,
         first: bytes | None,
         headers: dict[str, str],
+        on_end: Callable[[int, str | None], None] | None = None,
     ) -> None:
         super().__init__(relay.events(first), media_type="text/event-stream", headers=headers)
         self._relay = relay
+        self._on_end = on_end
+        # The stream's end, not the handler's return, ends the request's trace.
+        self.finishes_trace = on_end is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self._relay.finish(CLIENT_CLOSED, "client_disconnected")
+            if self._on_end is not None:
+                self._on_end(self._relay.status, self._relay.error_code)
 
 
 class ChunkTranslator:
