@@ -82,7 +82,7 @@ def request_line(trace: RequestTrace) -> bytes:
             "error_code": trace.error_code,
             "stream": trace.stream,
             "duration_ms": round(trace.duration_s * 1000, 3),
-            "ttft_ms": served.ttft_ms if served else None,
+            "ttft_ms": round(served.ttft_ms, 3) if served and served.ttft_ms is not None else None,
             "attempts": len(attempts),
             "failed": failed,
             "prompt_tokens": prompt,
