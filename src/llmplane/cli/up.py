@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ from llmplane.accounting.admin_key import ADMIN_KEY_FILE, ensure_admin_key
 from llmplane.config.platform import config_path_from, load_platform_config
 from llmplane.config.settings import Settings
 from llmplane.errors import ConfigError
+from llmplane.telemetry.log_output import configure_logging, known_secrets
 
 
 @click.command()
@@ -45,10 +47,11 @@ def up(host: str | None, port: int | None, config_file: Path | None, data_dir: P
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
     admin_key, created = ensure_admin_key(settings.data_dir, configured)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    listener = configure_logging(
+        settings.log_level, settings.log_format, known_secrets(settings, platform, admin_key)
     )
+    atexit.register(listener.stop)  # writes what is still queued
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"llmplane gateway on {url}/v1")

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     key_refresh_interval_s: float = Field(default=0.5, gt=0)
     graceful_shutdown_s: float = Field(default=30.0, ge=0)
     log_level: str = "info"
+    # json: every log line a JSON object; text: "time LEVEL logger: message" lines.
+    log_format: Literal["json", "text"] = "json"
+    # One JSON line per finished request on the llmplane.requests logger (at INFO).
+    request_log: bool = True
     redis_url: str | None = None
     redis_failure_mode: Literal["closed", "open"] = "closed"
     reservation_ttl_s: float = Field(default=900.0, gt=0)

@@ -42,6 +42,7 @@ from llmplane.gateway.http import (
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
 from llmplane.telemetry import Telemetry
+from llmplane.telemetry.request_log import RequestLogObserver
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -121,6 +122,7 @@ def build_services(
         teams=TeamService(engine),
         admission=admission,
         alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
+        telemetry=Telemetry([RequestLogObserver()] if settings.request_log else []),
     )
 
 

@@ -35,7 +35,10 @@ def run_gateway(settings: Settings, platform: PlatformConfig, admin_key: str) ->
         http="httptools",
         lifespan="on",
         proxy_headers=False,
+        # One line per request is the JSON request log's (llmplane.requests); uvicorn's
+        # records propagate to the handler of `llmplane up` (formatted and scrubbed).
         access_log=False,
+        log_config=None,
         log_level="warning",
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
