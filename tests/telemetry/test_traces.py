@@ -12,12 +12,12 @@ from pathlib import Path
 import openai
 import pytest
 import uvicorn
-from llmplane.store.db import migrate
 from sqlalchemy import create_engine
 
 from llmplane.config.platform import parse_platform_config
 from llmplane.config.settings import Settings
 from llmplane.gateway.app import build_services, create_app
+from llmplane.store.db import migrate
 from llmplane.telemetry import RequestTrace, Telemetry
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import ADMIN_KEY, free_port, openai_client, simulator_model
