@@ -210,6 +210,14 @@ def test_a_slow_collector_drops_spans_instead_of_slowing_requests() -> None:
     assert 16 <= len(_spans(observer, exporter)) < 100
 
 
+def test_health_probes_are_not_traced(
+    exported: tuple[SpanObserver, InMemorySpanExporter],
+) -> None:
+    observer, exporter = exported
+    observer.request_finished(_trace(method="GET", path="/health/ready", operation=None))
+    assert _spans(observer, exporter) == ()
+
+
 def test_traces_url_appends_the_signal_path_once() -> None:
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://phoenix:6006/v1/traces/") == "http://phoenix:6006/v1/traces"

@@ -44,6 +44,7 @@ _OPERATION_NAMES = {
 _PROVIDER_NAMES = {"azure": "azure.ai.openai"}
 _NS = 1_000_000_000
 _TRACES_PATH = "/v1/traces"
+_PROBE_PATHS = "/health/"
 
 
 def traces_url(endpoint: str) -> str:
@@ -90,6 +91,8 @@ class SpanObserver:
 
     def request_finished(self, trace: RequestTrace) -> None:
         """Record ``trace`` as a span; export happens later, off the request path."""
+        if trace.path.startswith(_PROBE_PATHS):
+            return  # liveness and readiness probes would drown the traces
         parent = (
             self._propagator.extract({"traceparent": trace.traceparent})
             if trace.traceparent
