@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Where state lives and how the gateway behaves; validated once at start."""
 
-    model_config = SettingsConfigDict(env_prefix="LLMPLANE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LLMPLANE_", extra="ignore", validate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     reservation_ttl_s: float = Field(default=900.0, gt=0)
     budget_webhook_url: str | None = None
     budget_alert_interval_s: float = Field(default=2.0, gt=0)
+    # Traces: on only when an OTLP/HTTP endpoint is set (its base URL, e.g.
+    # http://127.0.0.1:4318, or its full /v1/traces URL); the standard OTEL_* names work too.
+    otel_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LLMPLANE_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    otel_service_name: str = Field(
+        default="llmplane",
+        validation_alias=AliasChoices("LLMPLANE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
+    )
+    otel_queue_size: int = Field(default=8192, ge=16)
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else SQLite under the data dir."""

@@ -41,7 +41,7 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
-from llmplane.telemetry import Telemetry
+from llmplane.telemetry import Observer, Telemetry
 from llmplane.telemetry.request_log import RequestLogObserver
 
 log = logging.getLogger("llmplane.gateway")
@@ -111,6 +111,16 @@ def build_services(
         )
     else:
         admission = LocalAdmissionGuard(engine)
+    observers: list[Observer] = [RequestLogObserver()] if settings.request_log else []
+    if settings.otel_endpoint:
+        # Imported here: the gateway without tracing never loads OpenTelemetry.
+        from llmplane.telemetry.tracing import SpanObserver
+
+        observers.append(
+            SpanObserver.otlp_http(
+                settings.otel_endpoint, settings.otel_service_name, settings.otel_queue_size
+            )
+        )
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -122,7 +132,7 @@ def build_services(
         teams=TeamService(engine),
         admission=admission,
         alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
-        telemetry=Telemetry([RequestLogObserver()] if settings.request_log else []),
+        telemetry=Telemetry(observers),
     )
 
 
@@ -277,6 +287,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             await services.admission.aclose()
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()
+            await asyncio.to_thread(services.telemetry.close)
 
     app = Starlette(
         routes=[

@@ -109,3 +109,15 @@ class Telemetry:
                 observer.request_finished(trace)
             except Exception:
                 log.exception("telemetry observer %s failed", type(observer).__name__)
+
+    def close(self) -> None:
+        """Flush and stop the observers that export in the background (those with a
+        ``close`` method); blocks, so the gateway calls it off the event loop."""
+        for observer in self._observers:
+            close = getattr(observer, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                log.exception("telemetry observer %s failed to close", type(observer).__name__)
