@@ -142,6 +142,17 @@ def test_defaults_without_a_file() -> None:
             "models[0].deployments[0].responses_api",
             "'native' or 'bridge'",
         ),
+        (
+            "models:\n  - name: a\n    deployments: [{provider: mock}]\n"
+            "    slo: {window_days: 7}\n",
+            "models[0].slo",
+            "an slo needs at least one of ttft_p95_ms, latency_p95_ms, error_rate",
+        ),
+        (
+            "models:\n  - name: a\n    deployments: [{provider: mock, slo: {error_rate: 5}}]\n",
+            "models[0].deployments[0].slo.error_rate",
+            "less than 1",
+        ),
         ("models: [unclosed\n", None, "invalid YAML at line 2"),
         ("- just\n- a list\n", None, "must contain a mapping"),
     ],
@@ -155,6 +166,24 @@ def test_errors_name_file_key_path_and_reason(
     assert caught.value.file == str(path)
     assert caught.value.key_path == key_path
     assert reason in caught.value.reason
+
+
+def test_a_deployment_slo_overrides_its_models(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "models:\n  - name: a\n    slo: {ttft_p95_ms: 800, error_rate: 0.01}\n"
+        "    deployments:\n      - {provider: mock}\n"
+        "      - {provider: mock, name: a-eu, slo: {latency_p95_ms: 2000, window_days: 7}}\n"
+        "  - {name: b, deployments: [{provider: mock}]}\n",
+    )
+    slos = load_platform_config(path, {}).deployment_slos()
+    assert set(slos) == {"a[0]", "a-eu"}
+    assert (slos["a[0]"].ttft_p95_ms, slos["a[0]"].error_rate, slos["a[0]"].window_days) == (
+        800,
+        0.01,
+        30,
+    )
+    assert (slos["a-eu"].latency_p95_ms, slos["a-eu"].error_rate) == (2000, None)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -147,6 +147,10 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         Policy.TEAM,
         lambda w: (f"/admin/spend/report?month=2026-11&team={w.team}", None),
     ),
+    ("GET", "/admin/report"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/report?weeks=2&team={w.team}", None),
+    ),
     ("POST", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", {"name": _unique("t")})),
     ("GET", "/admin/teams"): (Policy.ADMIN, lambda w: ("/admin/teams", None)),
     ("GET", "/admin/teams/{team}"): (Policy.TEAM, lambda w: (f"/admin/teams/{w.team}", None)),

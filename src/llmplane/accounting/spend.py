@@ -150,7 +150,7 @@ def _spend_by_in_ledger(
     ]
 
 
-def _month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
+def month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
     """Start of the previous month, of ``month`` (YYYY-MM) and of the next, in UTC."""
     try:
         start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
@@ -161,7 +161,8 @@ def _month_bounds(month: str) -> tuple[datetime, datetime, datetime]:
     return previous, start, following
 
 
-def _change(now: float, before: float) -> float | None:
+def percent_change(now: float, before: float) -> float | None:
+    """The change from ``before`` to ``now`` in percent (``None`` from nothing)."""
     return None if before == 0 else round((now - before) / before * 100, 2)
 
 
@@ -169,7 +170,7 @@ def monthly_report(engine: Engine, month: str, *, team_id: str | None = None) ->
     """A month's spend for finance (of one team, if given): per team and service, and cost
     per million tokens per model, each beside the previous month with the change in
     percent."""
-    previous, start, following = _month_bounds(month)
+    previous, start, following = month_bounds(month)
     groupings = ("team", "service", "model")
     with engine.connect() as connection:
         now = usage_sums(connection, groupings, since=start, until=following, team_id=team_id)
@@ -200,7 +201,7 @@ def monthly_report(engine: Engine, month: str, *, team_id: str | None = None) ->
             "tokens": tokens(this),
             "cost_usd": usd(this.cost_nanousd),
             "previous_cost_usd": usd(last.cost_nanousd),
-            "change_pct": _change(usd(this.cost_nanousd), usd(last.cost_nanousd)),
+            "change_pct": percent_change(usd(this.cost_nanousd), usd(last.cost_nanousd)),
         }
         for ((team_id, team_name), (service_id, service_name)), this, last in side_by_side(
             lambda key: key[:2]
@@ -218,7 +219,9 @@ def monthly_report(engine: Engine, month: str, *, team_id: str | None = None) ->
                 "cost_usd": usd(this.cost_nanousd),
                 "cost_per_mtok_usd": now_rate,
                 "previous_cost_per_mtok_usd": before_rate,
-                "change_pct": _change(now_rate, before_rate) if now_rate and before_rate else None,
+                "change_pct": percent_change(now_rate, before_rate)
+                if now_rate and before_rate
+                else None,
             }
         )
     total_now, total_before = usd(total(now).cost_nanousd), usd(total(before).cost_nanousd)
@@ -227,7 +230,7 @@ def monthly_report(engine: Engine, month: str, *, team_id: str | None = None) ->
         "previous_month": previous.strftime("%Y-%m"),
         "total_cost_usd": total_now,
         "previous_total_cost_usd": total_before,
-        "change_pct": _change(total_now, total_before),
+        "change_pct": percent_change(total_now, total_before),
         "by_team_service": teams_and_services,
         "by_model": models,
     }

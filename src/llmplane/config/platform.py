@@ -98,6 +98,23 @@ def _check_tokenizer(value: str | None) -> str | None:
     return value
 
 
+class Slo(_Strict):
+    """Service-level objectives of a model or one deployment, judged over the last
+    ``window_days``: p95 time to first token and p95 latency of successful calls (ms), and
+    the share of calls that may fail upstream (``error_rate: 0.01`` is 1 %)."""
+
+    ttft_p95_ms: float | None = Field(default=None, gt=0)
+    latency_p95_ms: float | None = Field(default=None, gt=0)
+    error_rate: float | None = Field(default=None, gt=0, lt=1)
+    window_days: int = Field(default=30, ge=1, le=366)
+
+    @model_validator(mode="after")
+    def _some_objective(self) -> Slo:
+        if self.ttft_p95_ms is None and self.latency_p95_ms is None and self.error_rate is None:
+            raise ValueError("an slo needs at least one of ttft_p95_ms, latency_p95_ms, error_rate")
+        return self
+
+
 class DeploymentConfig(_Strict):
     """One upstream that can serve a model: a provider, its URL, key and upstream model id."""
 
@@ -126,6 +143,8 @@ class DeploymentConfig(_Strict):
     # (``bridge``: the default of mock and litellm, and for OpenAI-compatible servers
     # without the Responses API).
     responses_api: Literal["native", "bridge"] | None = None
+    # Objectives of this deployment (default: its model's ``slo``), for ``llmplane report``.
+    slo: Slo | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -231,6 +250,7 @@ class ModelConfig(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+    slo: Slo | None = None  # for every deployment that does not set its own
 
     _tokenizer = field_validator("tokenizer")(_check_tokenizer)
 
@@ -282,6 +302,16 @@ class PlatformConfig(_Strict):
                 f"defaults.moderation_model names {default!r}, which is not a configured model"
             )
         return self
+
+    def deployment_slos(self) -> dict[str, Slo]:
+        """Each deployment's objectives by its ledger name (its own, else its model's)."""
+        slos: dict[str, Slo] = {}
+        for model in self.models:
+            for index, deployment in enumerate(model.deployments):
+                slo = deployment.slo or model.slo
+                if slo is not None:
+                    slos[deployment.name or f"{model.name}[{index}]"] = slo
+        return slos
 
     def model(self, name: str) -> ModelConfig | None:
         """The model called ``name``, if configured."""

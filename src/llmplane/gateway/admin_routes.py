@@ -11,6 +11,7 @@ from starlette.routing import Route
 from llmplane.accounting.budgets import Period, check_budget, could_outspend, set_budget
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.pricing import NANO_PER_USD
+from llmplane.accounting.report import platform_report
 from llmplane.accounting.spend import monthly_report, report_csv, spend_by, spend_summary
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.admin_fields import (
@@ -266,6 +267,43 @@ async def spend_report(scope: RequestScope) -> Response:
 
 
 @requires(Policy.TEAM)
+@documented(
+    "PlatformReport",
+    query={
+        "weeks": "Full weeks of adoption to show (1-52, default 4)",
+        "month": "The month of the cost figures, e.g. 2026-11 (default: this month)",
+        "team": "Only this team (id or name); a team admin always gets its own team's",
+    },
+)
+@endpoint
+async def report(scope: RequestScope) -> Response:
+    """The platform report: active teams and services per week, cost per 1M tokens this
+    month and last, spend by team, and each deployment against its SLO; a team admin
+    gets its own team's slice."""
+    principal = await scope.manager()
+    params = scope.request.query_params
+    try:
+        weeks = int(params.get("weeks", "4"))
+    except ValueError:
+        raise InvalidRequestError("'weeks' must be a whole number.", param="weeks") from None
+    team_id = None if principal.is_admin else principal.team_id
+    if params.get("team") is not None:
+        team_id = (await asyncio.to_thread(scope.services.teams.get_team, params["team"])).id
+        require_team(principal, team_id)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(scope.services.ledger.flush(), _FLUSH_WAIT_S)
+    answer = await asyncio.to_thread(
+        platform_report,
+        scope.services.engine,
+        weeks=weeks,
+        month=params.get("month"),
+        slos=scope.services.platform.deployment_slos(),
+        team_id=team_id,
+    )
+    return json_response(scope, answer)
+
+
+@requires(Policy.TEAM)
 @documented("KeyCreated")
 @endpoint
 async def rotate_key(scope: RequestScope) -> Response:
@@ -286,4 +324,5 @@ routes = [
     Route("/admin/keys/{key}/rotate", rotate_key, methods=["POST"]),
     Route("/admin/spend", spend, methods=["GET"]),
     Route("/admin/spend/report", spend_report, methods=["GET"]),
+    Route("/admin/report", report, methods=["GET"]),
 ]

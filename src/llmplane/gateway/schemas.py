@@ -59,6 +59,17 @@ def _answer(properties: dict[str, Any]) -> dict[str, Any]:
     return _object(properties, tuple(properties))
 
 
+_OPT_NUM = {"type": ["number", "null"]}
+_COST_ROW = {
+    "requests": _INT,
+    "tokens": _INT,
+    "cost_usd": _NUM,
+    "cost_per_mtok_usd": _OPT_NUM,
+    "previous_tokens": _INT,
+    "previous_cost_usd": _NUM,
+    "previous_cost_per_mtok_usd": _OPT_NUM,
+    "change_pct": _OPT_NUM,
+}
 _TOTALS = {
     "requests": _INT,
     "prompt_tokens": _INT,
@@ -309,6 +320,94 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "cost_per_mtok_usd": {"type": ["number", "null"]},
                         "previous_cost_per_mtok_usd": {"type": ["number", "null"]},
                         "change_pct": {"type": ["number", "null"]},
+                    }
+                ),
+            },
+        }
+    ),
+    "PlatformReport": _answer(
+        {
+            "generated_at": _TIME,
+            "team_id": _OPT_STR,
+            "adoption": _answer(
+                {
+                    "weeks": {
+                        "type": "array",
+                        "items": _answer(
+                            {
+                                "week": _STR,
+                                "start": {"type": "string", "format": "date"},
+                                "active_teams": _INT,
+                                "active_services": _INT,
+                            }
+                        ),
+                    },
+                    "trend": {"enum": ["growing", "flat", "shrinking"]},
+                }
+            ),
+            "cost": _answer(
+                {
+                    "month": _STR,
+                    "previous_month": _STR,
+                    "overall": _answer(_COST_ROW),
+                    "by_model": {
+                        "type": "array",
+                        "items": _answer({"model": _STR, **_COST_ROW}),
+                    },
+                }
+            ),
+            "spend_by_team": {
+                "type": "array",
+                "items": _answer(
+                    {
+                        "team_id": _OPT_STR,
+                        "team": _OPT_STR,
+                        "requests": _INT,
+                        "cost_usd": _NUM,
+                        "previous_cost_usd": _NUM,
+                        "change_pct": _OPT_NUM,
+                    }
+                ),
+            },
+            "deployments": {
+                "type": "array",
+                "items": _answer(
+                    {
+                        "deployment": _STR,
+                        "model": _OPT_STR,
+                        "window_days": _INT,
+                        "calls": _INT,
+                        "errors": _INT,
+                        "client_errors": _INT,
+                        "error_rate": _OPT_NUM,
+                        "latency_p50_ms": _OPT_NUM,
+                        "latency_p95_ms": _OPT_NUM,
+                        "ttft_p95_ms": _OPT_NUM,
+                        "slo": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "ttft_p95_ms": _NUM,
+                                "latency_p95_ms": _NUM,
+                                "error_rate": _NUM,
+                                "window_days": _INT,
+                            },
+                            "additionalProperties": False,
+                        },
+                        "checks": {
+                            "type": "array",
+                            "items": _answer(
+                                {
+                                    "objective": {
+                                        "enum": ["ttft_p95_ms", "latency_p95_ms", "error_rate"]
+                                    },
+                                    "target": _NUM,
+                                    "observed": _OPT_NUM,
+                                    "pass": {"type": ["boolean", "null"]},
+                                }
+                            ),
+                        },
+                        "error_budget_left": _OPT_NUM,
+                        "status": {"enum": ["pass", "fail", "no_data", "no_slo"]},
                     }
                 ),
             },

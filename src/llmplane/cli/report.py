@@ -1,0 +1,100 @@
+"""``llmplane report``: adoption, cost, spend by team and SLOs, from the running gateway."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import click
+
+from llmplane.cli.admin import _print_json, _table
+from llmplane.cli.client import call
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    adoption = report["adoption"]
+    click.echo(f"Adoption (active = at least one successful call; {adoption['trend']})")
+    _table(
+        [
+            [w["week"], w["start"], str(w["active_teams"]), str(w["active_services"])]
+            for w in adoption["weeks"]
+        ],
+        ["WEEK", "FROM", "TEAMS", "SERVICES"],
+    )
+    cost = report["cost"]
+    click.echo(f"\nCost per 1M tokens, {cost['month']} vs {cost['previous_month']}")
+    _table(
+        [
+            [
+                row["model"],
+                str(row["tokens"]),
+                f"{row['cost_usd']:.4f}",
+                _num(row["cost_per_mtok_usd"], ".4f"),
+                _num(row["previous_cost_per_mtok_usd"], ".4f"),
+                _num(row["change_pct"], "+.1f") + ("%" if row["change_pct"] is not None else ""),
+            ]
+            for row in [{**cost["overall"], "model": "(all)"}, *cost["by_model"]]
+        ],
+        ["MODEL", "TOKENS", "USD", "USD/1M", "PREVIOUS", "CHANGE"],
+    )
+    click.echo(f"\nSpend by team, {cost['month']}")
+    _table(
+        [
+            [
+                row["team"] or "-",
+                str(row["requests"]),
+                f"{row['cost_usd']:.4f}",
+                f"{row['previous_cost_usd']:.4f}",
+                _num(row["change_pct"], "+.1f") + ("%" if row["change_pct"] is not None else ""),
+            ]
+            for row in report["spend_by_team"]
+        ],
+        ["TEAM", "REQUESTS", "USD", "PREVIOUS", "CHANGE"],
+    )
+    click.echo("\nDeployments against their SLOs")
+    _table(
+        [
+            [
+                row["deployment"],
+                f"{row['window_days']}d",
+                str(row["calls"]),
+                _num(None if row["error_rate"] is None else row["error_rate"] * 100, ".2f"),
+                _num(row["latency_p50_ms"], ".0f"),
+                _num(row["latency_p95_ms"], ".0f"),
+                _num(row["ttft_p95_ms"], ".0f"),
+                _num(
+                    None if row["error_budget_left"] is None else row["error_budget_left"] * 100,
+                    ".1f",
+                ),
+                row["status"],
+            ]
+            for row in report["deployments"]
+        ],
+        ["DEPLOYMENT", "WINDOW", "CALLS", "ERR%", "P50MS", "P95MS", "TTFT95", "BUDGET%", "SLO"],
+    )
+
+
+@click.command()
+@click.option(
+    "--weeks", type=click.IntRange(1, 52), default=4, show_default=True, help="Weeks of adoption."
+)
+@click.option("--month", default=None, metavar="YYYY-MM", help="Month of the cost figures.")
+@click.option("--team", default=None, help="Only this team (id or name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report(weeks: int, month: str | None, team: str | None, as_json: bool) -> None:
+    """Adoption per week, cost per 1M tokens (month over month), spend by team and each
+    deployment against its SLO, with the error budget left."""
+    query = {"weeks": str(weeks)}
+    if month is not None:
+        query["month"] = month
+    if team is not None:
+        query["team"] = team
+    answer = call("GET", f"/admin/report?{urllib.parse.urlencode(query)}")
+    if as_json:
+        _print_json(answer)
+    else:
+        _print_report(answer)
