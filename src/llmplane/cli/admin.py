@@ -15,11 +15,11 @@ from llmplane.accounting.spend import SPEND_DIMENSIONS
 from llmplane.cli.client import call
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def _table(rows: list[list[str]], header: list[str]) -> None:
+def print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
@@ -96,7 +96,7 @@ def create_key(
         body["expires_at"] = _expires_at(expires)
     record = call("POST", "/admin/keys", body)
     if as_json:
-        _print_json(record)
+        print_json(record)
         return
     click.echo(f"created key {record['id']} ({record['name']}); it will not be shown again:")
     click.echo(record["key"])
@@ -110,9 +110,9 @@ def list_keys(include_revoked: bool, as_json: bool) -> None:
     query = "?include_revoked=true" if include_revoked else ""
     records = call("GET", f"/admin/keys{query}")["data"]
     if as_json:
-        _print_json(records)
+        print_json(records)
         return
-    _table(
+    print_table(
         [
             [
                 r["id"],
@@ -135,7 +135,7 @@ def revoke_key(key: str, as_json: bool) -> None:
     """Revoke KEY (its id, or its name when unique); it stops working at once."""
     record = call("DELETE", f"/admin/keys/{urllib.parse.quote(key, safe='')}")
     if as_json:
-        _print_json(record)
+        print_json(record)
     else:
         click.echo(f"revoked key {record['id']} ({record['name']})")
 
@@ -149,7 +149,7 @@ def _monthly_report(month: str, team: str | None, csv_path: str | None, as_json:
         Path(csv_path).write_text(report_csv(report), encoding="utf-8")
         click.echo(f"wrote {csv_path}", err=True)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     change = report["change_pct"]
     click.echo(
@@ -157,7 +157,7 @@ def _monthly_report(month: str, team: str | None, csv_path: str | None, as_json:
         f"(previous month ${report['previous_total_cost_usd']:.2f}"
         f"{f', {change:+.1f}%' if change is not None else ''})\n"
     )
-    _table(
+    print_table(
         [
             [
                 r["team"] or "-",
@@ -172,7 +172,7 @@ def _monthly_report(month: str, team: str | None, csv_path: str | None, as_json:
         ["TEAM", "SERVICE", "REQUESTS", "USD", "PREVIOUS", "CHANGE"],
     )
     click.echo("")
-    _table(
+    print_table(
         [
             [
                 r["model"],
@@ -194,7 +194,7 @@ def rotate_key(key: str, as_json: bool) -> None:
     """Give KEY (id or unique name) a new secret; the old one stops working."""
     record = call("POST", f"/admin/keys/{urllib.parse.quote(key, safe='')}/rotate", {})
     if as_json:
-        _print_json(record)
+        print_json(record)
         return
     click.echo(f"rotated key {record['id']} ({record['name']}); it will not be shown again:")
     click.echo(record["key"])
@@ -245,7 +245,7 @@ def spend(
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     summary = call("GET", f"/admin/spend{query}")
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     total = summary["total"]
     click.echo(
@@ -268,10 +268,12 @@ def spend(
     if by is not None:
         for row in summary["rows"]:
             row["label"] = row.get("name") or row[by]
-        _table(
+        print_table(
             rows(summary["rows"], "label"), [by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "USD"]
         )
         return
-    _table(rows(summary["by_key"], "name"), ["KEY", "REQUESTS", "PROMPT", "COMPLETION", "USD"])
+    print_table(rows(summary["by_key"], "name"), ["KEY", "REQUESTS", "PROMPT", "COMPLETION", "USD"])
     click.echo("")
-    _table(rows(summary["by_model"], "model"), ["MODEL", "REQUESTS", "PROMPT", "COMPLETION", "USD"])
+    print_table(
+        rows(summary["by_model"], "model"), ["MODEL", "REQUESTS", "PROMPT", "COMPLETION", "USD"]
+    )

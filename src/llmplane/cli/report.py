@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from llmplane.cli.admin import _print_json, _table
+from llmplane.cli.admin import print_json, print_table
 from llmplane.cli.client import call
 
 
@@ -18,7 +18,7 @@ def _num(value: float | None, spec: str) -> str:
 def _print_report(report: dict[str, Any]) -> None:
     adoption = report["adoption"]
     click.echo(f"Adoption (active = at least one successful call; {adoption['trend']})")
-    _table(
+    print_table(
         [
             [w["week"], w["start"], str(w["active_teams"]), str(w["active_services"])]
             for w in adoption["weeks"]
@@ -27,7 +27,7 @@ def _print_report(report: dict[str, Any]) -> None:
     )
     cost = report["cost"]
     click.echo(f"\nCost per 1M tokens, {cost['month']} vs {cost['previous_month']}")
-    _table(
+    print_table(
         [
             [
                 row["model"],
@@ -42,7 +42,7 @@ def _print_report(report: dict[str, Any]) -> None:
         ["MODEL", "TOKENS", "USD", "USD/1M", "PREVIOUS", "CHANGE"],
     )
     click.echo(f"\nSpend by team, {cost['month']}")
-    _table(
+    print_table(
         [
             [
                 row["team"] or "-",
@@ -56,7 +56,7 @@ def _print_report(report: dict[str, Any]) -> None:
         ["TEAM", "REQUESTS", "USD", "PREVIOUS", "CHANGE"],
     )
     click.echo("\nDeployments against their SLOs")
-    _table(
+    print_table(
         [
             [
                 row["deployment"],
@@ -95,6 +95,6 @@ def report(weeks: int, month: str | None, team: str | None, as_json: bool) -> No
         query["team"] = team
     answer = call("GET", f"/admin/report?{urllib.parse.urlencode(query)}")
     if as_json:
-        _print_json(answer)
+        print_json(answer)
     else:
         _print_report(answer)
