@@ -78,6 +78,7 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ("GET", "/health/live"): (Policy.PUBLIC, lambda w: ("/health/live", None)),
     ("GET", "/health/ready"): (Policy.PUBLIC, lambda w: ("/health/ready", None)),
     ("GET", "/openapi.json"): (Policy.PUBLIC, lambda w: ("/openapi.json", None)),
+    ("GET", "/metrics"): (Policy.ADMIN, lambda w: ("/metrics", None)),
     ("GET", "/v1/models"): (Policy.KEY, lambda w: ("/v1/models", None)),
     ("GET", "/models"): (Policy.KEY, lambda w: ("/models", None)),
     ("POST", "/v1/chat/completions"): (

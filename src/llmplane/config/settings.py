@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LLMPLANE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
     )
     otel_queue_size: int = Field(default=8192, ge=16)
+    metrics: bool = True  # Prometheus metrics at /metrics (admin key)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # also unauthenticated here
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, else SQLite under the data dir."""

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import start_http_server
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
@@ -42,6 +43,12 @@ from llmplane.gateway.http import (
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
 from llmplane.telemetry import Observer, Telemetry
+from llmplane.telemetry.metrics import (
+    CONTENT_TYPE,
+    DeploymentState,
+    GatewayMetrics,
+    GatewayState,
+)
 from llmplane.telemetry.request_log import RequestLogObserver
 
 log = logging.getLogger("llmplane.gateway")
@@ -66,6 +73,7 @@ class GatewayServices:
     admission: AdmissionGuard
     alerts: BudgetAlerts
     telemetry: Telemetry = field(default_factory=Telemetry)
+    metrics: GatewayMetrics | None = None  # when LLMPLANE_METRICS is on
     started_at: int = field(default_factory=lambda: int(time.time()))
     _budgets_loaded_at: datetime | None = None
     _budgets_full_at: float = 0.0
@@ -111,7 +119,10 @@ def build_services(
         )
     else:
         admission = LocalAdmissionGuard(engine)
-    observers: list[Observer] = [RequestLogObserver()] if settings.request_log else []
+    metrics = GatewayMetrics(_state_reader(ledger, router)) if settings.metrics else None
+    observers: list[Observer] = [metrics] if metrics is not None else []
+    if settings.request_log:
+        observers.append(RequestLogObserver())
     if settings.otel_endpoint:
         # Imported here: the gateway without tracing never loads OpenTelemetry.
         from llmplane.telemetry.tracing import SpanObserver
@@ -133,7 +144,34 @@ def build_services(
         admission=admission,
         alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
         telemetry=Telemetry(observers),
+        metrics=metrics,
     )
+
+
+def _state_reader(ledger: UsageLedger, router: ModelRouter) -> Callable[[], GatewayState]:
+    """What the metrics read at scrape time: the ledger's queue and each deployment's
+    health."""
+
+    def read() -> GatewayState:
+        now = time.monotonic()
+        return GatewayState(
+            ledger_queue_depth=ledger.depth,
+            ledger_dropped=ledger.dropped,
+            ledger_rejected=ledger.rejected,
+            deployments=[
+                DeploymentState(
+                    model=model,
+                    deployment=deployment.id,
+                    in_flight=deployment.health.in_flight,
+                    cooling_down=now < deployment.health.cooldown_until,
+                    cooldowns=deployment.health.cooldowns,
+                )
+                for model in router.model_names
+                for deployment in router.deployments(model)
+            ],
+        )
+
+    return read
 
 
 def _ping(engine: Engine) -> None:
@@ -162,6 +200,19 @@ async def ready(scope: RequestScope) -> Response:
             "The platform store is not reachable.", code="store_unavailable"
         ) from None
     return json_response(scope, {"status": "ok", "ledger_queue_depth": scope.services.ledger.depth})
+
+
+@requires(Policy.ADMIN)
+@documented(None, other_media={"text/plain": "Prometheus' text exposition format."})
+@endpoint
+async def metrics(scope: RequestScope) -> Response:
+    """Prometheus metrics: requests, tokens, cost, latency, refusals, ledger and deployments
+    (404 when ``LLMPLANE_METRICS`` is off)."""
+    await scope.admin()
+    gateway_metrics = scope.services.metrics
+    if gateway_metrics is None:
+        raise NotFoundError("Metrics are off (LLMPLANE_METRICS=false).", code="metrics_off")
+    return Response(gateway_metrics.exposition(), media_type=CONTENT_TYPE, headers=scope.headers())
 
 
 @requires(Policy.PUBLIC)
@@ -277,9 +328,18 @@ def create_app(services: GatewayServices) -> GatewayApp:
                 name="warm-providers",
             ),
         ]
+        port = services.settings.metrics_port
+        scraper = (
+            start_http_server(port, services.settings.host, services.metrics.registry)[0]
+            if services.metrics is not None and port is not None
+            else None
+        )
         try:
             yield
         finally:
+            if scraper is not None:
+                scraper.shutdown()
+                scraper.server_close()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -294,6 +354,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             Route("/health/live", live, methods=["GET"]),
             Route("/health/ready", ready, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             *openai_routes.routes,
             *bridged_routes.routes,
             *admin_routes.routes,

@@ -145,7 +145,7 @@ def requires(policy: Policy) -> Callable[[_Endpoint], _Endpoint]:
 class ApiDoc:
     """What a route accepts and answers, by schema name (:mod:`llmplane.gateway.schemas`)."""
 
-    response: str
+    response: str | None  # None: no JSON answer (only ``other_media``)
     request: str | None = None
     status: int = 200
     query: tuple[tuple[str, str], ...] = ()  # (name, description)
@@ -153,7 +153,7 @@ class ApiDoc:
 
 
 def documented(
-    response: str,
+    response: str | None,
     *,
     request: str | None = None,
     status: int = 200,

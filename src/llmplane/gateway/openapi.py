@@ -43,7 +43,7 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
     api: ApiDoc | None = getattr(route.endpoint, "api", None)
     success: dict[str, Any] = {"description": "OK"}
     if api is not None:
-        success["content"] = _json(_ref(api.response))
+        success["content"] = _json(_ref(api.response)) if api.response is not None else {}
         for media, text in api.other_media:
             success["content"][media] = {"schema": {"type": "string", "description": text}}
     operation: dict[str, Any] = {
