@@ -10,6 +10,7 @@ from _wrk import WrkResult
 MIN_REQUESTS_PER_S = 2500.0
 MAX_ADDED_P50_MS = 1.0
 MAX_PEAK_RSS_MB = 150.0
+MAX_TELEMETRY_OVERHEAD = 0.15
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,13 @@ def verdict_table(items: Sequence[Verdict]) -> str:
 def cpu_summary(cells: Sequence[Cell]) -> list[str]:
     """Median CPU per request of each proxy over its non-streaming cells."""
     lines: list[str] = []
-    for name in ("llmplane", "llmplane+limits", "llmplane+redis", "litellm"):
+    for name in (
+        "llmplane-no-telemetry",
+        "llmplane",
+        "llmplane+limits",
+        "llmplane+redis",
+        "litellm",
+    ):
         values = sorted(
             v
             for c in cells
@@ -159,6 +166,41 @@ def cpu_summary(cells: Sequence[Cell]) -> list[str]:
                 f"- {name}: {median:.3f} ms CPU per non-streaming request (median of cells)"
             )
     return lines
+
+
+def telemetry_overhead(cells: Sequence[Cell]) -> list[str]:
+    """What telemetry adds to llmplane's CPU per request, cell by cell, next to the same
+    gateway with telemetry off (target < 15 %)."""
+    off = {
+        (c.concurrency, c.stream): c.cpu_ms_per_request
+        for c in cells
+        if c.target == "llmplane-no-telemetry"
+    }
+    rows: list[str] = []
+    ratios: list[float] = []
+    for cell in cells:
+        base = off.get((cell.concurrency, cell.stream))
+        on = cell.cpu_ms_per_request
+        if cell.target != "llmplane" or not base or on is None:
+            continue
+        ratios.append(on / base - 1)
+        rows.append(
+            f"| {cell.mode} c={cell.concurrency} | {base:.3f} | {on:.3f} | {ratios[-1]:+.1%} |"
+        )
+    if not rows:
+        return []
+    median = sorted(ratios)[len(ratios) // 2]
+    mark = "PASS" if median < MAX_TELEMETRY_OVERHEAD else "FAIL"
+    return [
+        "",
+        "## Telemetry overhead (server CPU ms per request)",
+        "",
+        "| cell | telemetry off | on (default) | overhead |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"- median overhead {median:+.1%} (target < {MAX_TELEMETRY_OVERHEAD:.0%}): {mark}",
+    ]
 
 
 def noise_warning(cells: Sequence[Cell], threshold: float = 10.0) -> list[str]:

@@ -210,14 +210,22 @@ def start_llmplane_redis(stack: contextlib.ExitStack, work_dir: Path) -> Target:
     )
 
 
+def start_llmplane_no_telemetry(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane`, with telemetry off (no Prometheus metrics), to measure
+    what telemetry costs per request."""
+    return start_llmplane(stack, work_dir, telemetry=False)
+
+
 def start_llmplane(
     stack: contextlib.ExitStack,
     work_dir: Path,
     *,
     limits: bool = False,
     redis_url: str | None = None,
+    telemetry: bool = True,
 ) -> Target:
-    """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key."""
+    """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key
+    (and the default telemetry: Prometheus metrics on)."""
     ensure_port_free(LLMPLANE_PORT)
     config = work_dir / "llmplane.yaml"
     _write_llmplane_config(config)
@@ -232,6 +240,9 @@ def start_llmplane(
     name = "llmplane+redis" if redis_url else "llmplane+limits" if limits else "llmplane"
     if redis_url:
         env["LLMPLANE_REDIS_URL"] = redis_url
+    if not telemetry:
+        name = f"{name}-no-telemetry"
+        env["LLMPLANE_METRICS"] = "false"
     data_dir = work_dir / f"{name}-data"
     argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)

@@ -22,7 +22,15 @@ from pathlib import Path
 from types import FrameType
 
 from _procs import BenchError, Server, core_busy_percent, core_times, cpu_seconds, peak_rss_mb
-from _report import Cell, cpu_summary, noise_warning, table, verdict_table, verdicts
+from _report import (
+    Cell,
+    cpu_summary,
+    noise_warning,
+    table,
+    telemetry_overhead,
+    verdict_table,
+    verdicts,
+)
 from _targets import (
     BENCH_DIR,
     GATEWAY_CORE,
@@ -37,12 +45,20 @@ from _targets import (
     start_litellm,
     start_llmplane,
     start_llmplane_limits,
+    start_llmplane_no_telemetry,
     start_llmplane_redis,
     start_upstream,
 )
 from _wrk import require_wrk, run_wrk, write_script, wrk_version
 
-ALL_TARGETS = ("direct", "llmplane", "llmplane+limits", "llmplane+redis", "litellm")
+ALL_TARGETS = (
+    "direct",
+    "llmplane-no-telemetry",
+    "llmplane",
+    "llmplane+limits",
+    "llmplane+redis",
+    "litellm",
+)
 STREAM_CONCURRENCY = 16
 
 
@@ -202,6 +218,7 @@ def _render(
         verdict_table(verdicts(cells, peak_rss)),
         "",
         *cpu_summary(cells),
+        *telemetry_overhead(cells),
     ]
     if notes:
         parts += ["", "## Notes", "", *(f"- {note}" for note in notes)]
@@ -236,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             upstream = start_upstream(stack, work_dir, args.upstream_latency_ms)
             starters = {
+                "llmplane-no-telemetry": start_llmplane_no_telemetry,
                 "llmplane": start_llmplane,
                 "llmplane+limits": start_llmplane_limits,
                 "llmplane+redis": start_llmplane_redis,
