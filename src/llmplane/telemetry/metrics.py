@@ -62,8 +62,8 @@ class GatewayState:
     deployments: Sequence[DeploymentState] = field(default_factory=tuple)
 
 
-def _status_class(status: int) -> str:
-    return _STATUS_CLASS.get(status // 100, "other")
+# An attempt's series: its count, its prompt, completion and cached tokens, its TTFT.
+_AttemptChildren = tuple[Counter, Counter, Counter, Counter, Histogram]
 
 
 class GatewayMetrics:
@@ -127,6 +127,11 @@ class GatewayMetrics:
         # Cost is summed in integer nano-USD (exact, as the ledger sums it) and shown in USD.
         self._cost_nanousd: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self._read_state = read_state
+        # Labelled children by label values, so that a request does no labels() lookups
+        # once its kind was seen (the label values are bounded: see the module docstring).
+        self._request_children: dict[tuple[str, ...], Counter] = {}
+        self._attempt_children: dict[tuple[str, str, str, int], _AttemptChildren] = {}
+        self._duration_children: dict[tuple[str, str, str], Histogram] = {}
         registry.register(_ScrapeCollector(self))
 
     def request_finished(self, trace: RequestTrace) -> None:
@@ -135,9 +140,12 @@ class GatewayMetrics:
         team = (principal.team_id or NONE) if principal is not None else NONE
         operation = trace.operation or NONE
         model = trace.model or NONE
-        self._requests.labels(
-            operation, model, team, _status_class(trace.status), trace.error_type or NONE
-        ).inc()
+        status_class = _STATUS_CLASS.get(trace.status // 100, "other")
+        request_key = (operation, model, team, status_class, trace.error_type or NONE)
+        counted = self._request_children.get(request_key)
+        if counted is None:
+            counted = self._request_children[request_key] = self._requests.labels(*request_key)
+        counted.inc()
         if trace.status == 429:
             reason = _REFUSALS.get(trace.error_code or "")
             if reason is not None:
@@ -146,28 +154,43 @@ class GatewayMetrics:
             return  # not a model call (admin, health, a refused key): no latency to report
         attempts = trace.attempts
         served = attempts[-1].deployment if attempts else NONE
-        self._duration.labels(operation, model, served).observe(trace.duration_s)
+        duration_key = (operation, model, served)
+        timed = self._duration_children.get(duration_key)
+        if timed is None:
+            timed = self._duration_children[duration_key] = self._duration.labels(*duration_key)
+        timed.observe(trace.duration_s)
         for attempt in attempts:
             served_model, deployment = attempt.model, attempt.deployment
-            self._attempts.labels(served_model, deployment, _status_class(attempt.status)).inc()
+            attempt_team = attempt.team_id or NONE
+            key = (attempt_team, served_model, deployment, attempt.status // 100)
+            children = self._attempt_children.get(key)
+            if children is None:
+                children = self._attempt_children[key] = self._children_of(key)
+            tried, prompt, completion, cached, ttft = children
+            tried.inc()
+            prompt.inc(attempt.prompt_tokens)
+            completion.inc(attempt.completion_tokens)
+            cached.inc(attempt.cached_tokens)
+            self._cost_nanousd[attempt_team, served_model, deployment] += attempt.cost_nanousd
+            if attempt.ttft_ms is not None:
+                ttft.observe(attempt.ttft_ms / 1000)
             if served_model != model:
                 self._fallbacks.labels(model, served_model).inc()
             elif attempt.attempt:
                 self._retries.labels(served_model, deployment).inc()
-            attempt_team = attempt.team_id or NONE
-            tokens = self._tokens
-            tokens.labels(attempt_team, served_model, deployment, "prompt").inc(
-                attempt.prompt_tokens
-            )
-            tokens.labels(attempt_team, served_model, deployment, "completion").inc(
-                attempt.completion_tokens
-            )
-            tokens.labels(attempt_team, served_model, deployment, "cached").inc(
-                attempt.cached_tokens
-            )
-            self._cost_nanousd[attempt_team, served_model, deployment] += attempt.cost_nanousd
-            if attempt.ttft_ms is not None:
-                self._ttft.labels(served_model, deployment).observe(attempt.ttft_ms / 1000)
+
+    def _children_of(self, key: tuple[str, str, str, int]) -> _AttemptChildren:
+        """The labelled series one kind of attempt adds to (looked up once, then cached:
+        ``labels()`` validates and locks on every call)."""
+        team, model, deployment, status = key
+        tokens = self._tokens
+        return (
+            self._attempts.labels(model, deployment, _STATUS_CLASS.get(status, "other")),
+            tokens.labels(team, model, deployment, "prompt"),
+            tokens.labels(team, model, deployment, "completion"),
+            tokens.labels(team, model, deployment, "cached"),
+            self._ttft.labels(model, deployment),
+        )
 
     def exposition(self) -> bytes:
         """Every metric in Prometheus' text format (``CONTENT_TYPE``)."""
