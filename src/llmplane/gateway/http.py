@@ -232,7 +232,7 @@ def endpoint(
             telemetry.start(
                 request_id,
                 request.method,
-                request.url.path,
+                request.scope["path"],  # not request.url: building it costs ~5 us
                 request.headers.get("traceparent"),
             )
             if telemetry.enabled
