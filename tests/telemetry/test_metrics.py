@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
 
 from llmplane.config.platform import parse_platform_config
 from llmplane.config.settings import Settings
@@ -260,3 +261,17 @@ def test_the_metrics_port_answers_scrapers_without_a_key(gateway: Gateway) -> No
     assert _value(samples, "llmplane_requests_total", operation=CHAT, model="sim", **ok) == 1
     status, _, _ = http("GET", f"{gateway.url}/metrics", key=None)
     assert status == 401  # the gateway's own /metrics still needs the admin key
+
+
+def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'off.db'}")
+    migrate(engine)
+    platform = parse_platform_config({"models": []}, file="test")
+    services = build_services(
+        Settings(data_dir=tmp_path, metrics=False), platform, engine, ADMIN_KEY
+    )
+    assert services.metrics is None and not services.telemetry.enabled  # no trace is made
+    with TestClient(create_app(services)) as client:
+        answer = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "metrics_off"
+    engine.dispose()
