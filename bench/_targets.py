@@ -211,8 +211,8 @@ def start_llmplane_redis(stack: contextlib.ExitStack, work_dir: Path) -> Target:
 
 
 def start_llmplane_no_telemetry(stack: contextlib.ExitStack, work_dir: Path) -> Target:
-    """As :func:`start_llmplane`, with telemetry off (no Prometheus metrics), to measure
-    what telemetry costs per request."""
+    """As :func:`start_llmplane`, with telemetry off (no Prometheus metrics, no request
+    log lines, no spans), to measure what the default telemetry costs per request."""
     return start_llmplane(stack, work_dir, telemetry=False)
 
 
@@ -225,7 +225,7 @@ def start_llmplane(
     telemetry: bool = True,
 ) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key
-    (and the default telemetry: Prometheus metrics on)."""
+    (and the default telemetry: Prometheus metrics and request log lines)."""
     ensure_port_free(LLMPLANE_PORT)
     config = work_dir / "llmplane.yaml"
     _write_llmplane_config(config)
@@ -243,6 +243,7 @@ def start_llmplane(
     if not telemetry:
         name = f"{name}-no-telemetry"
         env["LLMPLANE_METRICS"] = "false"
+        env["LLMPLANE_REQUEST_LOG"] = "false"  # tracing is off already: no OTLP endpoint
     data_dir = work_dir / f"{name}-data"
     argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)

@@ -267,10 +267,10 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'off.db'}")
     migrate(engine)
     platform = parse_platform_config({"models": []}, file="test")
-    services = build_services(
-        Settings(data_dir=tmp_path, metrics=False), platform, engine, ADMIN_KEY
-    )
-    assert services.metrics is None and not services.telemetry.enabled  # no trace is made
+    settings = Settings(data_dir=tmp_path, metrics=False, request_log=False)
+    services = build_services(settings, platform, engine, ADMIN_KEY)
+    # With no other observer (request log off, no OTLP endpoint) no trace is even made.
+    assert services.metrics is None and not services.telemetry.enabled
     with TestClient(create_app(services)) as client:
         answer = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "metrics_off"
