@@ -213,7 +213,13 @@ def start_llmplane_redis(stack: contextlib.ExitStack, work_dir: Path) -> Target:
 def start_llmplane_no_telemetry(stack: contextlib.ExitStack, work_dir: Path) -> Target:
     """As :func:`start_llmplane`, with telemetry off (no Prometheus metrics, no request
     log lines, no spans), to measure what the default telemetry costs per request."""
-    return start_llmplane(stack, work_dir, telemetry=False)
+    return start_llmplane(stack, work_dir, metrics=False, request_log=False)
+
+
+def start_llmplane_metrics_only(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane`, with Prometheus metrics but no request log lines, to tell
+    the two observers' costs apart."""
+    return start_llmplane(stack, work_dir, request_log=False)
 
 
 def start_llmplane(
@@ -222,7 +228,8 @@ def start_llmplane(
     *,
     limits: bool = False,
     redis_url: str | None = None,
-    telemetry: bool = True,
+    metrics: bool = True,
+    request_log: bool = True,
 ) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key
     (and the default telemetry: Prometheus metrics and request log lines)."""
@@ -240,10 +247,12 @@ def start_llmplane(
     name = "llmplane+redis" if redis_url else "llmplane+limits" if limits else "llmplane"
     if redis_url:
         env["LLMPLANE_REDIS_URL"] = redis_url
-    if not telemetry:
-        name = f"{name}-no-telemetry"
+    # Tracing is off in every target: no OTLP endpoint is set.
+    if not metrics:
         env["LLMPLANE_METRICS"] = "false"
-        env["LLMPLANE_REQUEST_LOG"] = "false"  # tracing is off already: no OTLP endpoint
+    if not request_log:
+        env["LLMPLANE_REQUEST_LOG"] = "false"
+        name = f"{name}-{'metrics-only' if metrics else 'no-telemetry'}"
     data_dir = work_dir / f"{name}-data"
     argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)

@@ -45,6 +45,7 @@ from _targets import (
     start_litellm,
     start_llmplane,
     start_llmplane_limits,
+    start_llmplane_metrics_only,
     start_llmplane_no_telemetry,
     start_llmplane_redis,
     start_upstream,
@@ -54,6 +55,7 @@ from _wrk import require_wrk, run_wrk, write_script, wrk_version
 ALL_TARGETS = (
     "direct",
     "llmplane-no-telemetry",
+    "llmplane-metrics-only",
     "llmplane",
     "llmplane+limits",
     "llmplane+redis",
@@ -254,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             upstream = start_upstream(stack, work_dir, args.upstream_latency_ms)
             starters = {
                 "llmplane-no-telemetry": start_llmplane_no_telemetry,
+                "llmplane-metrics-only": start_llmplane_metrics_only,
                 "llmplane": start_llmplane,
                 "llmplane+limits": start_llmplane_limits,
                 "llmplane+redis": start_llmplane_redis,
