@@ -168,3 +168,30 @@ def test_each_request_is_one_json_line_and_no_secret_is_written(
     assert retry["attempts"] == 2 and [f["status"] for f in retry["failed"]] == [502]
     assert (ours["log-401"][0]["status"], ours["log-401"][0]["key_id"]) == (401, None)
     assert (ours["log-404"][0]["status"], ours["log-404"][0]["attempts"]) == (404, 0)
+
+
+def test_the_log_writer_batches_in_order_and_drops_beyond_its_limit() -> None:
+    import io
+    import logging
+
+    from llmplane.telemetry.log_output import GatewayFormatter, LogWriter, SecretScrubber
+
+    stream = io.StringIO()
+    writer = LogWriter(
+        GatewayFormatter("json", SecretScrubber(["sk-canary-xyz"])),
+        stream,
+        limit=3,
+        interval_s=10,  # nothing is written before stop(): one batch
+    ).start()
+    record = logging.LogRecord(
+        "llmplane.x", logging.WARNING, __file__, 1, "key sk-canary-xyz", (), None
+    )
+    writer.submit(b'{"n":1}')
+    writer.submit(record)
+    writer.submit(b'{"n":2}')
+    writer.submit(b'{"n":3}')  # over the limit: dropped and counted
+    writer.stop()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == '{"n":1}' and lines[2] == '{"n":2}' and len(lines) == 3
+    assert "sk-canary-xyz" not in lines[1] and '"level":"WARNING"' in lines[1]
+    assert writer.dropped == 1

@@ -47,10 +47,10 @@ def up(host: str | None, port: int | None, config_file: Path | None, data_dir: P
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
     admin_key, created = ensure_admin_key(settings.data_dir, configured)
-    listener = configure_logging(
+    writer = configure_logging(
         settings.log_level, settings.log_format, known_secrets(settings, platform, admin_key)
     )
-    atexit.register(listener.stop)  # writes what is still queued
+    atexit.register(writer.stop)  # writes what is still queued
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     url = f"http://{settings.host}:{settings.port}"

@@ -1,8 +1,10 @@
 """Where the gateway's log lines go and how they look (``llmplane up``).
 
-Lines go to stderr through a bounded queue: the event loop only enqueues a record, a
-thread writes it, and when the writer falls behind (a blocked pipe) records are dropped
-and counted rather than stalling requests.
+Lines go to stderr through :class:`LogWriter`: the event loop only appends a line or a
+record to a bounded deque, a thread writes what has gathered in one batch every 50 ms,
+and when the writer falls behind (a blocked pipe) lines are dropped and counted rather
+than stalling requests. Request lines skip the logging machinery altogether (they are
+ready bytes; a LogRecord per request would cost more than the line).
 
 ``json``: every line is a JSON object — request lines (:mod:`request_log`) as they are,
 other records as ``{"ts", "level", "logger", "message", "exc"?}``. ``text``: the usual
@@ -17,18 +19,18 @@ leak one.
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TextIO
 from urllib.parse import urlsplit
 
 import orjson
 
-from llmplane.telemetry.request_log import REQUEST_LOGGER
+from llmplane.telemetry.request_log import REQUEST_LOGGER, use_writer
 
 if TYPE_CHECKING:
     from llmplane.config.platform import PlatformConfig
@@ -108,35 +110,99 @@ class GatewayFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-class _DroppingQueueHandler(QueueHandler):
-    """A queue handler that drops (and counts) records when its queue is full."""
+class LogWriter:
+    """The one thread that writes the process's log lines, in batches.
 
-    dropped = 0
+    The event loop only appends to a deque (request lines as ready bytes, other records
+    as they are); every ``interval_s`` the thread takes what is there, formats the
+    records, and writes the whole batch with one write and one flush. No lock and no
+    wake-up per line: under load, thousands of lines cost one write a tick. When the
+    writer falls behind (a blocked pipe), lines beyond ``limit`` are dropped and counted.
+    """
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # Formatting (and the traceback) happens in the writer thread, not on the loop.
-        return record
+    def __init__(
+        self,
+        formatter: logging.Formatter,
+        stream: TextIO | None = None,
+        limit: int = _QUEUE_SIZE,
+        interval_s: float = 0.05,
+    ) -> None:
+        self._formatter = formatter
+        self._stream = stream if stream is not None else sys.stderr
+        self._limit = limit
+        self._interval_s = interval_s
+        self._pending: deque[bytes | logging.LogRecord] = deque()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmplane-log-writer", daemon=True)
+        self.dropped = 0
 
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
+    def start(self) -> LogWriter:
+        """Start writing."""
+        self._thread.start()
+        return self
+
+    def submit(self, item: bytes | logging.LogRecord) -> None:
+        """Queue a request line (bytes, written as is) or a record (formatted later)."""
+        if len(self._pending) >= self._limit:
             self.dropped += 1
+            return
+        self._pending.append(item)
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        lines: list[str] = []
+        while pending:
+            item = pending.popleft()
+            if isinstance(item, bytes):
+                lines.append(item.decode())
+            else:
+                try:
+                    lines.append(self._formatter.format(item))
+                except Exception:  # noqa: BLE001, S112 - one bad record must not stop logging
+                    continue
+        if lines:
+            try:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.dropped += len(lines)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            self._write_pending()
+        self._write_pending()
+
+    def stop(self) -> None:
+        """Write what is still queued, then stop (idempotent)."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+class _WriterHandler(logging.Handler):
+    """Hands records to the :class:`LogWriter` (formatting happens in its thread)."""
+
+    def __init__(self, writer: LogWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._writer.submit(record)
 
 
 def configure_logging(
     level: str, log_format: Literal["json", "text"], secrets: Iterable[str | None] = ()
-) -> QueueListener:
-    """Send the process's log records to stderr, formatted and scrubbed, through a
-    bounded queue; returns the started listener (``stop()`` it to flush at exit)."""
-    writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(GatewayFormatter(log_format, SecretScrubber(secrets)))
-    records: queue.Queue[logging.LogRecord] = queue.Queue(_QUEUE_SIZE)
+) -> LogWriter:
+    """Send the process's log lines to stderr, formatted and scrubbed, through a batching
+    writer thread; returns the started writer (``stop()`` it to flush at exit). Request
+    lines skip the logging machinery (:func:`request_log.use_writer`) unless in text
+    format."""
+    writer = LogWriter(GatewayFormatter(log_format, SecretScrubber(secrets))).start()
     root = logging.getLogger()
     for handler in root.handlers[:]:
         root.removeHandler(handler)
-    root.addHandler(_DroppingQueueHandler(records))
+    root.addHandler(_WriterHandler(writer))
     root.setLevel(level.upper())
-    listener = QueueListener(records, writer, respect_handler_level=True)
-    listener.start()
-    return listener
+    if log_format == "json" and logging.getLogger(REQUEST_LOGGER).isEnabledFor(logging.INFO):
+        use_writer(writer.submit)
+    return writer

@@ -18,6 +18,7 @@ attempts), ``team_id``, ``service_id``, ``key_id``, ``user``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,14 +100,28 @@ def request_line(trace: RequestTrace) -> bytes:
     )
 
 
+_writer: Callable[[bytes], None] | None = None
+
+
+def use_writer(submit: Callable[[bytes], None] | None) -> None:
+    """Send request lines straight to ``submit`` (the log writer's queue), skipping the
+    logging machinery; ``None`` goes back to :data:`REQUEST_LOGGER`."""
+    global _writer
+    _writer = submit
+
+
 class RequestLogObserver:
-    """Writes each finished request as one JSON line to :data:`REQUEST_LOGGER` at INFO."""
+    """Writes each finished request as one JSON line to :data:`REQUEST_LOGGER` at INFO (or
+    straight to the log writer, see :func:`use_writer`)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger(REQUEST_LOGGER)
 
     def request_finished(self, trace: RequestTrace) -> None:
         """Log ``trace`` (skipped cheaply when INFO is off for the logger)."""
+        if _writer is not None:
+            _writer(request_line(trace))
+            return
         log = self._log
         if log.isEnabledFor(logging.INFO):
             # makeRecord + handle, not info(): the caller's frame (findCaller) says nothing
