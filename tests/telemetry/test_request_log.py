@@ -195,3 +195,14 @@ def test_the_log_writer_batches_in_order_and_drops_beyond_its_limit() -> None:
     assert lines[0] == '{"n":1}' and lines[2] == '{"n":2}' and len(lines) == 3
     assert "sk-canary-xyz" not in lines[1] and '"level":"WARNING"' in lines[1]
     assert writer.dropped == 1
+
+
+def test_health_probes_write_no_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A kubelet polling /health/live every few seconds would drown the request lines."""
+    from llmplane.telemetry.request_log import REQUEST_LOGGER, RequestLogObserver
+
+    observer = RequestLogObserver()
+    with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER):
+        for path in ("/health/live", "/v1/models"):
+            observer.request_finished(RequestTrace("r", "GET", path, 0.0, 0.0, status=200))
+    assert [json.loads(r.getMessage())["path"] for r in caplog.records] == ["/v1/models"]

@@ -156,6 +156,7 @@ def test_refusals_are_traced_with_their_error(gateway: tuple[str, Recorder]) -> 
         "invalid_request_error",
         [],
     )
+    assert missing.model == "nope"  # a refused call is reported with what it asked for
 
 
 def test_a_failing_observer_never_fails_the_request(gateway: tuple[str, Recorder]) -> None:

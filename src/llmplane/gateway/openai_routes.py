@@ -77,6 +77,10 @@ def call_context(
     body: dict[str, Any],
     body_bytes: int,
 ) -> CallContext:
+    trace = scope.trace
+    if trace is not None:  # before the checks: a refused call is reported with its model
+        trace.operation, trace.model, trace.principal = endpoint_kind.value, model, principal
+        trace.stream = body.get("stream") is True
     scope.services.router.require(model)
     if not principal.may_use(model):
         raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
@@ -91,10 +95,6 @@ def call_context(
     header = scope.request.headers.get("x-llmplane-tags")
     if header:
         tags.update(_parse_tags(header))
-    trace = scope.trace
-    if trace is not None:
-        trace.operation, trace.model, trace.principal = endpoint_kind.value, model, principal
-        trace.stream = body.get("stream") is True
     return CallContext(
         request_id=scope.request_id,
         principal=principal,

@@ -54,6 +54,12 @@ class RequestTrace:
     finished: bool = False
 
     @property
+    def is_probe(self) -> bool:
+        """A liveness or readiness probe (``/health/…``): polled every few seconds, it would
+        drown the request log and the traces, so those skip it (metrics count it)."""
+        return self.path.startswith("/health/")
+
+    @property
     def served_by(self) -> UsageRecord | None:
         """The attempt that answered (the last one), if any was made."""
         return self.attempts[-1] if self.attempts else None

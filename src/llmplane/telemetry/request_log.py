@@ -118,7 +118,9 @@ class RequestLogObserver:
         self._log = logger or logging.getLogger(REQUEST_LOGGER)
 
     def request_finished(self, trace: RequestTrace) -> None:
-        """Log ``trace`` (skipped cheaply when INFO is off for the logger)."""
+        """Log ``trace`` (skipped cheaply when INFO is off for the logger, and for probes)."""
+        if trace.is_probe:
+            return
         if _writer is not None:
             _writer(request_line(trace))
             return

@@ -44,7 +44,6 @@ _OPERATION_NAMES = {
 _PROVIDER_NAMES = {"azure": "azure.ai.openai"}
 _NS = 1_000_000_000
 _TRACES_PATH = "/v1/traces"
-_PROBE_PATHS = "/health/"
 
 
 def traces_url(endpoint: str) -> str:
@@ -91,8 +90,8 @@ class SpanObserver:
 
     def request_finished(self, trace: RequestTrace) -> None:
         """Record ``trace`` as a span; export happens later, off the request path."""
-        if trace.path.startswith(_PROBE_PATHS):
-            return  # liveness and readiness probes would drown the traces
+        if trace.is_probe:
+            return
         parent = (
             self._propagator.extract({"traceparent": trace.traceparent})
             if trace.traceparent
