@@ -263,6 +263,19 @@ def test_the_metrics_port_answers_scrapers_without_a_key(gateway: Gateway) -> No
     assert status == 401  # the gateway's own /metrics still needs the admin key
 
 
+def test_made_up_model_names_share_one_label_value(gateway: Gateway) -> None:
+    """A client can send any model name; each must not become a series of its own."""
+    for name in ("made-up-1", "made-up-2", "made-up-3"):
+        with pytest.raises(openai.NotFoundError):
+            _chat(gateway, ADMIN_KEY, model=name)
+    with urllib.request.urlopen(gateway.scrape_url, timeout=10) as response:
+        exposition = response.read().decode()
+    assert "made-up" not in exposition
+    samples = _samples(exposition)
+    missing = {"status_class": "4xx", "error_type": "invalid_request_error", "team": "none"}
+    assert _value(samples, "llmplane_requests_total", operation=CHAT, model="other", **missing) == 3
+
+
 def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'off.db'}")
     migrate(engine)

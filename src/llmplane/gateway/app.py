@@ -119,7 +119,11 @@ def build_services(
         )
     else:
         admission = LocalAdmissionGuard(engine)
-    metrics = GatewayMetrics(_state_reader(ledger, router)) if settings.metrics else None
+    metrics = (
+        GatewayMetrics(_state_reader(ledger, router), router.model_names)
+        if settings.metrics
+        else None
+    )
     observers: list[Observer] = [metrics] if metrics is not None else []
     if settings.request_log:
         observers.append(RequestLogObserver())

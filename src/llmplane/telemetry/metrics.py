@@ -5,8 +5,8 @@ finished request adds to counters and histograms (``prometheus_client``'s), and
 the state that changes without requests (the ledger's queue, deployments'
 cooldowns and calls in flight) is read when Prometheus scrapes.
 
-Labels have bounded values: operation, model (only configured models reach a
-trace), deployment (configured too), team id, status class and error type.
+Labels have bounded values: operation, model (configured models; any other name a
+client sends is ``other``), deployment (configured too), team id, status class and error type.
 Key ids, users, request ids and paths never become labels; a request without a
 team counts as team ``"none"``.
 """
@@ -14,7 +14,7 @@ team counts as team ``"none"``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,6 +32,7 @@ __all__ = [
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 NONE = "none"
+_OTHER = "other"
 _NANO_PER_USD = 1_000_000_000
 # LLM calls take from milliseconds (cached, short) to minutes (long generations).
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -70,7 +71,14 @@ class GatewayMetrics:
     """The gateway's Prometheus metrics, in a registry of their own (not the process-wide
     default one, so that two gateways in one test process do not share counts)."""
 
-    def __init__(self, read_state: Callable[[], GatewayState] = GatewayState) -> None:
+    def __init__(
+        self,
+        read_state: Callable[[], GatewayState] = GatewayState,
+        models: Iterable[str] | None = None,
+    ) -> None:
+        # A trace names the model the client asked for, configured or not (a 404 for a
+        # made-up name): only configured ones become label values, the rest "other".
+        self._models = frozenset(models) if models is not None else None
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self._requests = Counter(
@@ -140,6 +148,8 @@ class GatewayMetrics:
         team = (principal.team_id or NONE) if principal is not None else NONE
         operation = trace.operation or NONE
         model = trace.model or NONE
+        if self._models is not None and model not in self._models and model != NONE:
+            model = _OTHER
         status_class = _STATUS_CLASS.get(trace.status // 100, "other")
         request_key = (operation, model, team, status_class, trace.error_type or NONE)
         counted = self._request_children.get(request_key)
