@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +317,26 @@ def close_sdk_clients() -> None:
     """Close every client made by :func:`openai_client` so far."""
     while _sdk_clients:
         _sdk_clients.pop().close()
+
+
+@contextlib.contextmanager
+def serve_in_process(app: Any) -> Iterator[str]:
+    """Serve an ASGI ``app`` (lifespan on) with uvicorn in a thread; yields its root URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, log_config=None, lifespan="on", loop="uvloop")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,7 +3,6 @@ counts exact, tokens and cost equal to the ledger's sums, no key or id in the la
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from typing import Any
 
 import openai
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
@@ -24,7 +22,14 @@ from llmplane.gateway.app import build_services, create_app
 from llmplane.store.db import migrate
 from llmplane.telemetry import RequestTrace, Telemetry
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, free_port, http, openai_client, simulator_model
+from tests.helpers import (
+    ADMIN_KEY,
+    free_port,
+    http,
+    openai_client,
+    serve_in_process,
+    simulator_model,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 CHAT = "chat.completions"
@@ -75,22 +80,8 @@ def gateway(tmp_path: Path, upstream_simulator: UpstreamSimulator) -> Iterator[G
     assert services.metrics is not None
     recorder = Recorder()
     services.telemetry = Telemetry([services.metrics, recorder])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services), port=port, log_config=None, lifespan="on", loop="uvloop"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield Gateway(
-        f"http://127.0.0.1:{port}", f"http://127.0.0.1:{scrape_port}/metrics", recorder, engine
-    )
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_process(create_app(services)) as url:
+        yield Gateway(url, f"http://127.0.0.1:{scrape_port}/metrics", recorder, engine)
     engine.dispose()
 
 

@@ -3,7 +3,6 @@ served in process (uvicorn in a thread) with a recording observer."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import openai
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 
 from llmplane.config.platform import parse_platform_config
@@ -20,7 +18,7 @@ from llmplane.gateway.app import build_services, create_app
 from llmplane.store.db import migrate
 from llmplane.telemetry import RequestTrace, Telemetry
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, free_port, openai_client, simulator_model
+from tests.helpers import ADMIN_KEY, openai_client, serve_in_process, simulator_model
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -56,20 +54,8 @@ def gateway(
     services = build_services(Settings(data_dir=tmp_path), platform, engine, ADMIN_KEY)
     recorder = Recorder()
     services.telemetry = Telemetry([recorder])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services), port=port, log_config=None, lifespan="on", loop="uvloop"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1", recorder
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_process(create_app(services)) as url:
+        yield f"{url}/v1", recorder
     engine.dispose()
 
 
