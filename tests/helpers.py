@@ -340,3 +340,34 @@ def serve_in_process(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def leave_during_call(
+    url: str, body: dict[str, Any], request_id: str, after_s: float = 0.5
+) -> float:
+    """POST ``body`` to ``url`` as the admin and hang up after ``after_s`` (before any
+    answer); returns the ``time.time()`` of hanging up."""
+    import asyncio
+
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "x-request-id": request_id}
+
+    async def leave() -> float:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            try:
+                async with asyncio.timeout(after_s):
+                    await session.post(url, json=body)
+            except TimeoutError:
+                return time.time()
+        raise AssertionError(f"the call to {url} answered within {after_s}s")
+
+    return asyncio.run(leave())
+
+
+def first_disconnect(sim: Any, within_s: float = 2.0) -> float | None:
+    """When the simulator first saw a client (the gateway) hang up, waiting ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not sim.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sim.disconnects[0][1] if sim.disconnects else None

@@ -20,7 +20,15 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client, simulator_model
+from tests.helpers import (
+    ADMIN_KEY,
+    GatewayProcess,
+    first_disconnect,
+    http,
+    leave_during_call,
+    openai_client,
+    simulator_model,
+)
 
 FAST_BACKOFF = {"base_s": 0.01, "max_s": 0.05}
 
@@ -322,21 +330,10 @@ def test_a_client_leaving_a_non_streaming_call_cancels_the_upstream_call(
 ) -> None:
     sim.add_faults({"kind": "delay", "ms": 3_000, "model": "up-backup"})
     body = {"model": "backup", "messages": [{"role": "user", "content": "leave"}]}
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "x-request-id": "leaving-client-1"}
-
-    async def leave_early() -> float:
-        async with aiohttp.ClientSession(headers=headers) as session:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await session.post(f"{routed.base_url}/chat/completions", json=body)
-        return time.time()
-
-    left_at = asyncio.run(leave_early())
-    deadline = time.monotonic() + 2
-    while not sim.disconnects and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert sim.disconnects, "the upstream call was not cancelled"
-    assert sim.disconnects[0][1] - left_at < 1.0
+    left_at = leave_during_call(f"{routed.base_url}/chat/completions", body, "leaving-client-1")
+    cancelled_at = first_disconnect(sim)
+    assert cancelled_at is not None, "the upstream call was not cancelled"
+    assert cancelled_at - left_at < 1.0
     rows = _ledger(routed, "leaving-client-1")
     assert [(r[3]) for r in rows] == [499]  # billed once, as abandoned
 
