@@ -40,6 +40,7 @@ from llmplane.errors import (
     UpstreamUnavailableError,
 )
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
+from llmplane.telemetry.log_output import SecretScrubber
 
 #: The OpenAI chat parameters a client may send through LiteLLM (anything else is dropped).
 CLIENT_PARAMS = frozenset(
@@ -169,7 +170,7 @@ class LiteLLMProvider:
     ) -> None:
         assert config.model is not None
         self._id = deployment_id
-        self._key = config.upstream_key()
+        key = config.upstream_key()
         limits = timeouts or Timeouts()
         fixed: dict[str, Any] = {
             "model": config.model,
@@ -179,18 +180,18 @@ class LiteLLMProvider:
         }
         if config.api_base:
             fixed["api_base"] = config.api_base
-        if self._key is not None:
-            fixed["api_key"] = self._key
+        if key is not None:
+            fixed["api_key"] = key
         if config.headers:
             fixed["extra_headers"] = dict(config.headers)
         for name, value in config.litellm_params.items():
             fixed[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        self._secrets = [
-            v for v in (self._key, *(s for s in fixed.values() if isinstance(s, str))) if v
-        ]
-        self._secrets = [
-            s for s in self._secrets if len(s) >= 8 and s not in (config.model, config.api_base)
-        ]
+        # Every string the deployment passes (its key among them) but its model and URL
+        # may be a credential: none of them may reach a client in an error message.
+        public = (config.model, config.api_base)
+        self._scrub_secrets = SecretScrubber(
+            v for v in fixed.values() if isinstance(v, str) and v not in public
+        )
         self._fixed = fixed
 
     def _arguments(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -199,9 +200,7 @@ class LiteLLMProvider:
         return arguments
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:1000]
+        return self._scrub_secrets(text)[:1000]
 
     def error_for(self, exc: BaseException) -> LLMPlaneError:
         """LiteLLM's exception as the gateway's error (the same ones the native adapters raise)."""
