@@ -4,7 +4,7 @@ The request takes the same path as chat — key (``x-api-key`` or bearer), model
 allowlist, the team's ``max_tokens`` ceiling, limits, budgets, routing, retries,
 ledger — as an :attr:`Endpoint.MESSAGES` call. Below the router each attempt is
 either passed through to an ``anthropic`` deployment as it came, or bridged through
-chat for any other (:mod:`llmplane.gateway.providers.messages_bridge`), so replies,
+chat for any other (:mod:`llmplane.gateway.providers.bridges`), so replies,
 stream events and errors are always in Anthropic's shapes.
 """
 

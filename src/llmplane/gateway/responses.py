@@ -2,7 +2,7 @@
 
 ``POST /v1/responses`` is passed through as-is to deployments that serve the
 Responses API natively (OpenAI, Azure OpenAI; see
-:mod:`llmplane.gateway.providers.responses_bridge`); for the others (the
+:mod:`llmplane.gateway.providers.bridges`); for the others (the
 ``mock`` model, OpenAI-compatible servers without ``/v1/responses``) each
 attempt is translated into a chat request here and its answer and stream
 events are translated back. Either way the call takes the same governed path

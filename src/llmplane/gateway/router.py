@@ -39,10 +39,9 @@ from llmplane.config.platform import (
 from llmplane.errors import ConfigError, NotFoundError, UpstreamUnavailableError
 from llmplane.gateway.providers.anthropic import AnthropicProvider
 from llmplane.gateway.providers.base import Provider
-from llmplane.gateway.providers.messages_bridge import MessagesAdapter
+from llmplane.gateway.providers.bridges import ApiAdapter
 from llmplane.gateway.providers.mock import MockProvider
 from llmplane.gateway.providers.openai_compat import OpenAICompatibleProvider
-from llmplane.gateway.providers.responses_bridge import ResponsesAdapter
 from llmplane.gateway.providers.via_litellm import LiteLLMProvider, load_litellm
 from llmplane.gateway.token_counters import TokenCounter, counter_for
 from llmplane.gateway.token_counters import warm as warm_encodings
@@ -119,9 +118,11 @@ def _build(model: ModelConfig, index: int, config: DeploymentConfig) -> Deployme
         inner = LiteLLMProvider(deployment_id, config, model.timeouts)
     else:
         inner = OpenAICompatibleProvider(deployment_id, config, model.timeouts)
-    provider = MessagesAdapter(
-        ResponsesAdapter(inner, deployment_id, native=config.serves_responses_natively),
-        native=config.provider == "anthropic",
+    provider = ApiAdapter(
+        inner,
+        deployment_id,
+        native_responses=config.serves_responses_natively,
+        native_messages=config.provider == "anthropic",
     )
     return Deployment(
         id=deployment_id,
