@@ -15,8 +15,9 @@ import pytest
 
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageRecord
+from llmplane.secret_scrub import SecretScrubber
 from llmplane.telemetry import RequestTrace
-from llmplane.telemetry.log_output import GatewayFormatter, SecretScrubber
+from llmplane.telemetry.log_output import GatewayFormatter
 from llmplane.telemetry.request_log import request_line, trace_id_of
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import GatewayProcess, openai_client, simulator_model
@@ -174,7 +175,7 @@ def test_the_log_writer_batches_in_order_and_drops_beyond_its_limit() -> None:
     import io
     import logging
 
-    from llmplane.telemetry.log_output import GatewayFormatter, LogWriter, SecretScrubber
+    from llmplane.telemetry.log_output import GatewayFormatter, LogWriter
 
     stream = io.StringIO()
     writer = LogWriter(

@@ -14,7 +14,8 @@ from llmplane.accounting.admin_key import ADMIN_KEY_FILE, ensure_admin_key
 from llmplane.config.platform import config_path_from, load_platform_config
 from llmplane.config.settings import Settings
 from llmplane.errors import ConfigError
-from llmplane.telemetry.log_output import configure_logging, known_secrets
+from llmplane.secret_scrub import known_secrets
+from llmplane.telemetry.log_output import configure_logging
 
 
 @click.command()

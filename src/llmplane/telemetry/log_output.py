@@ -19,66 +19,20 @@ leak one.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TextIO
-from urllib.parse import urlsplit
+from typing import Literal, TextIO
 
 import orjson
 
+from llmplane.secret_scrub import SecretScrubber
 from llmplane.telemetry.request_log import REQUEST_LOGGER, use_writer
 
-if TYPE_CHECKING:
-    from llmplane.config.platform import PlatformConfig
-    from llmplane.config.settings import Settings
-
-REDACTED = "[redacted]"
 _QUEUE_SIZE = 10_000
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# A bearer token, an x-api-key header value, an llmplane key, a key in a URL's query.
-_LOOKS_SECRET = re.compile(
-    r"(?i)(bearer\s+|x-api-key[\"']?\s*[:=]\s*[\"']?|[?&](?:key|api_key|api-key|token)=)"
-    r"[^\s'\",&]+"
-    r"|sk-lp-[A-Za-z0-9_\-]+"
-)
-
-
-def _redact_match(match: re.Match[str]) -> str:
-    return (match.group(1) or "") + REDACTED
-
-
-class SecretScrubber:
-    """Replaces known secrets and secret-looking tokens in a formatted log line."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """``text`` with every secret replaced by ``[redacted]``."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _LOOKS_SECRET.sub(_redact_match, text)
-
-
-def known_secrets(settings: Settings, platform: PlatformConfig, admin_key: str) -> list[str]:
-    """The secrets this process holds, to be scrubbed from log lines: the admin key, every
-    deployment's provider key, the store passwords and the budget webhook URL (its path
-    is often the secret)."""
-    found = [admin_key]
-    for model in platform.models:
-        found += [key for d in model.deployments if (key := d.upstream_key())]
-    for url in (settings.database_url, settings.redis_url):
-        if url and (password := urlsplit(url).password):
-            found.append(password)
-    if settings.budget_webhook_url:
-        found.append(settings.budget_webhook_url)
-    return found
 
 
 class GatewayFormatter(logging.Formatter):

@@ -40,7 +40,7 @@ from llmplane.errors import (
     UpstreamUnavailableError,
 )
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
-from llmplane.telemetry.log_output import SecretScrubber
+from llmplane.secret_scrub import SecretScrubber
 
 #: The OpenAI chat parameters a client may send through LiteLLM (anything else is dropped).
 CLIENT_PARAMS = frozenset(
