@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ _RESOURCE_ATTRIBUTE, _SCOPE_SPANS_SCOPE, _SCOPE_SPANS_SPAN, _SCOPE_NAME = (
     b"\x0a",
 )
 # Trace flags "sampled", and "whether the parent is remote" known (and, with a parent, true).
-_FLAGS_ROOT = struct.pack("<I", 0x101)
-_FLAGS_REMOTE_PARENT = struct.pack("<I", 0x301)
+_FLAGS_ROOT = _SPAN_FLAGS + struct.pack("<I", 0x101)
+_FLAGS_REMOTE_PARENT = _SPAN_FLAGS + struct.pack("<I", 0x301)
 _U64 = struct.Struct("<Q").pack
 _F64 = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(0x80)]
@@ -117,30 +117,22 @@ def _attribute(tag: bytes, key: str, value: object) -> bytes:
     return _field(tag, _field(_KEY, key.encode()) + _field(_VALUE, _any_value(value)))
 
 
-class _Attributes:
-    """Encoded attribute fields of one message kind (span or event), reused: most values
-    (model, team and deployment names, status codes, token counts) repeat request after
-    request. The cache is cleared when it grows past its limit, so it stays bounded."""
+class _Cache(dict[object, bytes]):
+    """Encoded parts by what they encode, cleared when it grows past its limit (so that it
+    stays bounded whatever the traffic)."""
 
-    def __init__(self, tag: bytes) -> None:
-        self._tag = tag
-        # Keyed by (key, value): a key always carries one type here, so True never meets 1.
-        self._cache: dict[tuple[str, str | int], bytes] = {}
+    def put(self, key: object, value: bytes) -> bytes:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[key] = value
+        return value
 
-    def __call__(self, key: str, value: str | int) -> bytes:
-        """The field of ``key`` = ``value`` (a string, bool or int that may repeat)."""
-        try:
-            return self._cache[key, value]
-        except KeyError:
-            pass
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        encoded = self._cache[key, value] = _attribute(self._tag, key, value)
-        return encoded
 
-    def unique(self, key: str, value: float | str) -> bytes:
-        """The field of a value that does not repeat (a request id, a cost, a latency)."""
-        return _attribute(self._tag, key, value)
+def _double_prefix(tag: bytes, key: str) -> bytes:
+    """Everything of a ``KeyValue`` field holding a double but its 8 bytes (a double's
+    ``AnyValue`` is always 9 bytes long, so the lengths are known in advance)."""
+    body = _field(_KEY, key.encode()) + _VALUE + b"\x09" + _DOUBLE
+    return tag + _varint(len(body) + 8) + body
 
 
 def parse_traceparent(traceparent: str) -> tuple[bytes, bytes, bool] | None:
@@ -169,7 +161,13 @@ def parse_traceparent(traceparent: str) -> tuple[bytes, bytes, bool] | None:
 
 class SpanEncoder:
     """Encodes finished requests as OTLP spans of one service, and batches of them as
-    ``ExportTraceServiceRequest`` bodies. Not thread-safe: one exporting thread uses it."""
+    ``ExportTraceServiceRequest`` bodies. Not thread-safe: one exporting thread uses it.
+
+    What repeats request after request is encoded once and reused: a span's name, kind,
+    status and every attribute that is not a count or a number of its own (method, path,
+    status code, model, caller's ids, deployment), keyed by those values; an attempt's
+    event but for its time and latency; token counts. Only ids, times, cost and latencies
+    are encoded for each request."""
 
     def __init__(
         self, resource: Mapping[str, object], scope_name: str = "llmplane.gateway"
@@ -179,95 +177,90 @@ class SpanEncoder:
         )
         self._resource = _field(_RESOURCE_SPANS_RESOURCE, resource_bytes)
         self._scope = _field(_SCOPE_SPANS_SCOPE, _field(_SCOPE_NAME, scope_name.encode()))
-        self._span_attribute = _Attributes(_SPAN_ATTRIBUTE)
-        self._event_attribute = _Attributes(_EVENT_ATTRIBUTE)
-        self._names: dict[str, bytes] = {}
+        self._shapes = _Cache()  # a span's name, kind, status and steady attributes
+        self._events = _Cache()  # an attempt's event name and steady attributes
+        self._counts = _Cache()  # token counts and flags: (key, value) -> field
         # Span ids need to be unique, not secret (the SDK draws them the same way).
         self._random = random.Random()  # noqa: S311
 
-    def request(self, spans: Iterable[bytes]) -> bytes:
-        """The ``ExportTraceServiceRequest`` carrying ``spans`` (each from :meth:`span`)."""
-        scope_spans = _field(_RESOURCE_SPANS_SCOPE_SPANS, self._scope + b"".join(spans))
-        return _field(_REQUEST_RESOURCE_SPANS, self._resource + scope_spans)
+    def request(self, spans: Sequence[bytes]) -> bytes:
+        """The ``ExportTraceServiceRequest`` carrying ``spans`` (each from :meth:`span`),
+        joined in one copy (a batch is hundreds of kilobytes)."""
+        scope_spans_size = len(self._scope) + sum(map(len, spans))
+        scope_spans_head = _RESOURCE_SPANS_SCOPE_SPANS + _varint(scope_spans_size)
+        resource_spans_size = len(self._resource) + len(scope_spans_head) + scope_spans_size
+        return b"".join(
+            [
+                _REQUEST_RESOURCE_SPANS + _varint(resource_spans_size),
+                self._resource,
+                scope_spans_head,
+                self._scope,
+                *spans,
+            ]
+        )
 
     def span(self, trace: RequestTrace) -> bytes | None:
         """``trace`` as a ``ScopeSpans.spans`` field, or ``None`` when the caller's trace
         context says it is not sampled (then its trace is not recorded, as the SDK's
         parent-based sampler does). The caller's ``traceparent`` is the parent."""
         parent = parse_traceparent(trace.traceparent) if trace.traceparent else None
+        span_id = (self._random.getrandbits(64) or 1).to_bytes(8, "big")
         if parent is None:
             trace_id = self._random.getrandbits(128).to_bytes(16, "big")
-            head = [_field(_SPAN_TRACE_ID, trace_id)]
-            flags = _FLAGS_ROOT
+            ids = _TRACE_ID_16 + trace_id + _SPAN_ID_8 + span_id + _FLAGS_ROOT
         else:
             trace_id, parent_id, sampled = parent
             if not sampled:
                 return None
-            head = [_field(_SPAN_TRACE_ID, trace_id), _field(_SPAN_PARENT_ID, parent_id)]
-            flags = _FLAGS_REMOTE_PARENT
-        span_id = self._random.getrandbits(64) or 1
-        operation = _OPERATION_NAMES.get(trace.operation or "", trace.operation)
+            ids = (
+                _TRACE_ID_16 + trace_id + _SPAN_ID_8 + span_id + _PARENT_ID_8 + parent_id
+            ) + _FLAGS_REMOTE_PARENT
         start_ns = int(trace.started_at * _NS)
+        attempts = trace.attempts
         parts = [
-            *head,
-            _SPAN_SPAN_ID + b"\x08" + span_id.to_bytes(8, "big"),
-            self._name(f"{operation} {trace.model}" if operation and trace.model else trace.path),
-            _SPAN_KIND_SERVER,
+            ids,
             _SPAN_START + _U64(start_ns),
             _SPAN_END + _U64(start_ns + int(trace.duration_s * _NS)),
-            _SPAN_FLAGS + flags,
+            self._shape(trace),
+            _request_id(trace.request_id),
         ]
-        self._attributes(parts, trace, operation)
-        if trace.attempts:
-            self._attempt_events(parts, trace.attempts)
-        if trace.error_type or trace.error_code or trace.status >= 400:
-            parts.append(
-                self._span_attribute("error.type", trace.error_type or trace.error_code or "error")
-            )
-            status = _STATUS_ERROR
-            if trace.error_code:
-                status = _field(_STATUS_MESSAGE, trace.error_code.encode()) + status
-            parts.append(_field(_SPAN_STATUS, status))
+        if attempts:
+            self._usage(parts, attempts)
+            self._attempt_events(parts, attempts)
         return _field(_SCOPE_SPANS_SPAN, b"".join(parts))
 
-    def _name(self, name: str) -> bytes:
-        encoded = self._names.get(name)
-        if encoded is None:
-            if len(self._names) >= _CACHE_LIMIT:
-                self._names.clear()
-            encoded = self._names[name] = _field(_SPAN_NAME, name.encode())
-        return encoded
-
-    def _attributes(self, parts: list[bytes], trace: RequestTrace, operation: str | None) -> None:
-        attribute = self._span_attribute
-        parts += (
-            attribute("http.request.method", trace.method),
-            attribute("url.path", trace.path),
-            attribute("http.response.status_code", trace.status),
-            attribute.unique("llmplane.request_id", trace.request_id),
-            attribute("llmplane.stream", trace.stream),
-            attribute("llmplane.attempts", len(trace.attempts)),
-        )
-        if operation:
-            parts.append(attribute("gen_ai.operation.name", operation))
-        if trace.model:
-            parts.append(attribute("gen_ai.request.model", trace.model))
-        if trace.error_code:
-            parts.append(attribute("llmplane.error.code", trace.error_code))
+    def _shape(self, trace: RequestTrace) -> bytes:
+        """What a span shares with every span of the same request shape, encoded once."""
         principal = trace.principal
-        if principal is not None:
-            # Ids name the caller for filtering; the key itself never leaves the key service.
-            parts.append(attribute("llmplane.key.id", principal.key_id))
-            if principal.team_id:
-                parts.append(attribute("llmplane.team.id", principal.team_id))
-            if principal.service_id:
-                parts.append(attribute("llmplane.service.id", principal.service_id))
-        attempts = trace.attempts
-        if not attempts:
-            return
-        served = attempts[-1]
-        provider = _PROVIDER_NAMES.get(served.provider, served.provider)
-        # Usage and cost add up every attempt, as the ledger does.
+        served = trace.attempts[-1] if trace.attempts else None
+        key = (
+            trace.method,
+            trace.path,
+            trace.status,
+            trace.stream,
+            len(trace.attempts),
+            trace.operation,
+            trace.model,
+            trace.error_type,
+            trace.error_code,
+            principal.key_id if principal else None,
+            principal.team_id if principal else None,
+            principal.service_id if principal else None,
+            served.provider if served else None,
+            served.model if served else None,
+            served.deployment if served else None,
+        )
+        shape = self._shapes.get(key)
+        return shape if shape is not None else self._shapes.put(key, _encode_shape(trace))
+
+    def _count(self, key: str, value: int) -> bytes:
+        field = self._counts.get((key, value))
+        if field is None:
+            field = self._counts.put((key, value), _attribute(_SPAN_ATTRIBUTE, key, value))
+        return field
+
+    def _usage(self, parts: list[bytes], attempts: Sequence[UsageRecord]) -> None:
+        """Usage and cost, added up over every attempt, as the ledger does."""
         prompt = completion = cached = cost = 0
         for record in attempts:
             prompt += record.prompt_tokens
@@ -275,23 +268,19 @@ class SpanEncoder:
             cached += record.cached_tokens
             cost += record.cost_nanousd
         parts += (
-            attribute("gen_ai.provider.name", provider),
-            attribute("gen_ai.system", provider),  # the older name, still read by many
-            attribute("gen_ai.response.model", served.model),
-            attribute("llmplane.deployment", served.deployment),
-            attribute("gen_ai.usage.input_tokens", prompt),
-            attribute("gen_ai.usage.output_tokens", completion),
-            attribute("gen_ai.usage.cache_read.input_tokens", cached),
-            attribute("llmplane.cache_hit", cached > 0),
-            attribute.unique("llmplane.cost_usd", cost / _NS),
+            self._count("gen_ai.usage.input_tokens", prompt),
+            self._count("gen_ai.usage.output_tokens", completion),
+            self._count("gen_ai.usage.cache_read.input_tokens", cached),
+            _CACHE_HIT if cached > 0 else _NO_CACHE_HIT,
+            _COST_USD + _F64(cost / _NS),
         )
-        if served.ttft_ms is not None:
-            parts.append(attribute.unique("llmplane.ttft_ms", served.ttft_ms))
+        ttft_ms = attempts[-1].ttft_ms
+        if ttft_ms is not None:
+            parts.append(_TTFT_MS + _F64(ttft_ms))
 
     def _attempt_events(self, parts: list[bytes], attempts: Sequence[UsageRecord]) -> None:
         """One event per upstream attempt: the first is ``attempt``, a later one on the same
         model ``retry``, one on another model ``fallback``."""
-        attribute = self._event_attribute
         first_model = attempts[0].model
         for record in attempts:
             kind = (
@@ -299,24 +288,103 @@ class SpanEncoder:
                 if record.attempt == 0
                 else ("retry" if record.model == first_model else "fallback")
             )
-            event = [
-                _EVENT_TIME + _U64(int(record.created_at.timestamp() * _NS)),
-                _EVENT_NAME_FIELDS[kind],
-                attribute("llmplane.attempt", record.attempt),
-                attribute("llmplane.deployment", record.deployment),
-                attribute("gen_ai.response.model", record.model),
-                attribute(
-                    "gen_ai.provider.name", _PROVIDER_NAMES.get(record.provider, record.provider)
-                ),
-                attribute("http.response.status_code", record.status),
-                attribute.unique("llmplane.latency_ms", record.latency_ms),
-            ]
-            if record.error_code:
-                event.append(attribute("error.type", record.error_code))
-            parts.append(_field(_SPAN_EVENT, b"".join(event)))
+            key = (
+                kind,
+                record.attempt,
+                record.deployment,
+                record.model,
+                record.provider,
+                record.status,
+                record.error_code,
+            )
+            steady = self._events.get(key)
+            if steady is None:
+                steady = self._events.put(key, _encode_event(kind, record))
+            event = (
+                _EVENT_TIME
+                + _U64(int(record.created_at.timestamp() * _NS))
+                + steady
+                + _LATENCY_MS
+                + _F64(record.latency_ms)
+            )
+            parts.append(_SPAN_EVENT + _varint(len(event)) + event)
 
 
-_EVENT_NAME_FIELDS = {
-    kind: _field(_EVENT_NAME, f"llmplane.{kind}".encode())
-    for kind in ("attempt", "retry", "fallback")
-}
+def _request_id(request_id: str) -> bytes:
+    """The ``llmplane.request_id`` attribute field (unique to each request)."""
+    encoded = request_id.encode()
+    any_value = _STRING + _varint(len(encoded)) + encoded
+    body = _REQUEST_ID_KEY + _VALUE + _varint(len(any_value)) + any_value
+    return _SPAN_ATTRIBUTE + _varint(len(body)) + body
+
+
+def _encode_shape(trace: RequestTrace) -> bytes:
+    """A span's name, kind, status and the attributes that its request shape fixes."""
+    operation = _OPERATION_NAMES.get(trace.operation or "", trace.operation)
+    name = f"{operation} {trace.model}" if operation and trace.model else trace.path
+    parts = [_field(_SPAN_NAME, name.encode()), _SPAN_KIND_SERVER]
+    attributes: dict[str, object] = {
+        "http.request.method": trace.method,
+        "url.path": trace.path,
+        "http.response.status_code": trace.status,
+        "llmplane.stream": trace.stream,
+        "llmplane.attempts": len(trace.attempts),
+    }
+    if operation:
+        attributes["gen_ai.operation.name"] = operation
+    if trace.model:
+        attributes["gen_ai.request.model"] = trace.model
+    if trace.error_code:
+        attributes["llmplane.error.code"] = trace.error_code
+    principal = trace.principal
+    if principal is not None:
+        # Ids name the caller for filtering; the key itself never leaves the key service.
+        attributes["llmplane.key.id"] = principal.key_id
+        if principal.team_id:
+            attributes["llmplane.team.id"] = principal.team_id
+        if principal.service_id:
+            attributes["llmplane.service.id"] = principal.service_id
+    if trace.attempts:
+        served = trace.attempts[-1]
+        provider = _PROVIDER_NAMES.get(served.provider, served.provider)
+        attributes["gen_ai.provider.name"] = provider
+        attributes["gen_ai.system"] = provider  # the older name, still read by many backends
+        attributes["gen_ai.response.model"] = served.model
+        attributes["llmplane.deployment"] = served.deployment
+    failed = trace.error_type or trace.error_code or trace.status >= 400
+    if failed:
+        attributes["error.type"] = trace.error_type or trace.error_code or "error"
+    parts += (_attribute(_SPAN_ATTRIBUTE, key, value) for key, value in attributes.items())
+    if failed:
+        status = _STATUS_ERROR
+        if trace.error_code:
+            status = _field(_STATUS_MESSAGE, trace.error_code.encode()) + status
+        parts.append(_field(_SPAN_STATUS, status))
+    return b"".join(parts)
+
+
+def _encode_event(kind: str, record: UsageRecord) -> bytes:
+    """An attempt's event name and the attributes that do not change from call to call."""
+    attributes: dict[str, object] = {
+        "llmplane.attempt": record.attempt,
+        "llmplane.deployment": record.deployment,
+        "gen_ai.response.model": record.model,
+        "gen_ai.provider.name": _PROVIDER_NAMES.get(record.provider, record.provider),
+        "http.response.status_code": record.status,
+    }
+    if record.error_code:
+        attributes["error.type"] = record.error_code
+    return _field(_EVENT_NAME, f"llmplane.{kind}".encode()) + b"".join(
+        _attribute(_EVENT_ATTRIBUTE, key, value) for key, value in attributes.items()
+    )
+
+
+_TRACE_ID_16 = _SPAN_TRACE_ID + b"\x10"
+_SPAN_ID_8 = _SPAN_SPAN_ID + b"\x08"
+_PARENT_ID_8 = _SPAN_PARENT_ID + b"\x08"
+_REQUEST_ID_KEY = _field(_KEY, b"llmplane.request_id")
+_COST_USD = _double_prefix(_SPAN_ATTRIBUTE, "llmplane.cost_usd")
+_TTFT_MS = _double_prefix(_SPAN_ATTRIBUTE, "llmplane.ttft_ms")
+_LATENCY_MS = _double_prefix(_EVENT_ATTRIBUTE, "llmplane.latency_ms")
+_CACHE_HIT = _attribute(_SPAN_ATTRIBUTE, "llmplane.cache_hit", True)
+_NO_CACHE_HIT = _attribute(_SPAN_ATTRIBUTE, "llmplane.cache_hit", False)
