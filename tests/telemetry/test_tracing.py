@@ -147,6 +147,50 @@ def test_a_call_becomes_one_genai_span(
     assert sender.threads == {"llmplane-spans"}  # encoded and sent off the caller's thread
 
 
+def test_requests_of_every_shape_keep_their_own_attributes() -> None:
+    """Repeated parts of spans are encoded once and reused: each span still carries
+    exactly what its own request had, whatever came before it."""
+    other_team = Principal(key_id="key-2", name="search", team_id="team-2")
+    variants = [
+        _trace(),
+        _trace(stream=True),
+        _trace(principal=other_team),
+        _trace(principal=Principal("key-1", "checkout", team_id="team-3", service_id="svc-1")),
+        _trace(model="gpt-4o-mini", operation="embeddings"),
+        _trace(status=429, error_type="rate_limit_error", error_code="rpm_exceeded", attempts=[]),
+        _trace(status=502, error_type="api_error", error_code="upstream_error"),
+        _trace(attempts=[_attempt(prompt_tokens=99, cost_nanousd=7, ttft_ms=12.5)]),
+        _trace(attempts=[_attempt(status=500, error_code="upstream_error"), _attempt(1)]),
+        _trace(attempts=[_attempt(deployment="gpt-4o-west", provider="azure")]),
+    ]
+
+    def encoded(traces: list[RequestTrace]) -> list[Span]:
+        sender = Sender()
+        observer = SpanObserver(sender, schedule_delay_ms=60_000)
+        for trace in traces:
+            observer.request_finished(trace)
+        return _spans(observer, sender)
+
+    alone = [encoded([variant])[0] for variant in variants]
+    together = encoded(variants * 3)
+    for n, span in enumerate(together):
+        expected = alone[n % len(variants)]
+        assert attributes(span) == attributes(expected)
+        assert (span.name, span.status, span.start_time_unix_nano, span.end_time_unix_nano) == (
+            expected.name,
+            expected.status,
+            expected.start_time_unix_nano,
+            expected.end_time_unix_nano,
+        )
+        assert [(e.name, e.time_unix_nano, attributes(e)) for e in span.events] == [
+            (e.name, e.time_unix_nano, attributes(e)) for e in expected.events
+        ]
+    assert attributes(alone[7])["llmplane.ttft_ms"] == 12.5
+    assert attributes(alone[9])["gen_ai.provider.name"] == "azure.ai.openai"
+    assert attributes(alone[4])["gen_ai.operation.name"] == "embeddings"
+    assert alone[6].status.message == "upstream_error"
+
+
 def test_the_callers_traceparent_is_the_parent(
     exported: tuple[SpanObserver, Sender],
 ) -> None:
