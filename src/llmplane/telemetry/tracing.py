@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 
 from opentelemetry.sdk.resources import Resource
 
+from llmplane.errors import ConfigError
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.span_encoding import SpanEncoder
 
@@ -65,8 +66,13 @@ def otlp_sender(endpoint: str, protocol: OTLPProtocol = "http/protobuf") -> Span
     """The sender of ``protocol`` to the collector at ``endpoint``: for ``http/protobuf``
     its base URL or full ``/v1/traces`` URL, for ``grpc`` its ``http(s)://host:port``."""
     if protocol == "grpc":
-        from llmplane.telemetry.otlp_grpc import GrpcSpanSender
-
+        try:
+            from llmplane.telemetry.otlp_grpc import GrpcSpanSender
+        except ImportError as exc:
+            raise ConfigError(
+                f"OTLP over gRPC needs {exc.name or 'grpcio'}: pip install 'llmplane[otel]'",
+                key_path="LLMPLANE_OTEL_PROTOCOL",
+            ) from exc
         return GrpcSpanSender(endpoint)
     from llmplane.telemetry.otlp_http import HttpSpanSender
 
