@@ -355,6 +355,36 @@ def test_a_failing_collector_costs_its_spans_not_the_thread() -> None:
     assert observer.failed == 2
 
 
+class HangingSender(Sender):
+    """A collector that never answers until the sender is shut down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def send(self, payload: bytes, spans: int) -> bool:
+        self.bodies.append(payload)
+        return self.released.wait(10)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.released.set()
+
+
+def test_closing_gives_up_on_a_collector_that_hangs(caplog: pytest.LogCaptureFixture) -> None:
+    sender = HangingSender()
+    observer = SpanObserver(sender, max_export_batch_size=1, schedule_delay_ms=60_000)
+    for _ in range(3):
+        observer.request_finished(_trace())
+    started = time.perf_counter()
+    observer.close(timeout_s=0.2)
+    assert time.perf_counter() - started < 2
+    assert sender.closed
+    assert "2 requests still queued are not traced" in caplog.text
+    observer._thread.join(2)
+    assert len(sender.bodies) == 1  # nothing was sent once the sender was shut down
+
+
 def test_health_probes_are_not_traced(
     exported: tuple[SpanObserver, Sender],
 ) -> None:

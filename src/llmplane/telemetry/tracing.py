@@ -100,6 +100,7 @@ class SpanObserver:
         self._delay_s = schedule_delay_ms / 1000
         self._pending: deque[RequestTrace] = deque()
         self._stopped = threading.Event()
+        self._sender_closed = False
         self._thread = threading.Thread(target=self._run, name="llmplane-spans", daemon=True)
         self._thread.start()
         self.dropped = 0  # requests not traced because the queue was full
@@ -131,7 +132,7 @@ class SpanObserver:
 
     def _export_pending(self) -> None:
         pending = self._pending
-        while pending:
+        while pending and not self._sender_closed:
             spans: list[bytes] = []
             while pending and len(spans) < self._batch_size:
                 trace = pending.popleft()
@@ -163,11 +164,20 @@ class SpanObserver:
         if not sent:
             self.failed += len(spans)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         """Export what is queued, then stop the thread and the sender (blocks: call it off
-        the loop). Idempotent."""
+        the loop). A collector that has not taken everything within ``timeout_s`` loses the
+        rest: stopping the sender aborts its retries. Idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self._thread.join()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "the collector did not take the last spans within %.0f s; %d requests "
+                "still queued are not traced",
+                timeout_s,
+                len(self._pending),
+            )
+        self._sender_closed = True  # the thread, if still sending, sends nothing more
         self._sender.shutdown()
