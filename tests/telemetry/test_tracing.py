@@ -216,6 +216,7 @@ def test_the_callers_traceparent_is_the_parent(
         f"00-{TRACE_ID.upper()}-{PARENT_ID}-01",  # not lowercase hex
         f"00-{TRACE_ID}-{PARENT_ID}-01-extra",  # version 00 has no more fields
         f"00_{TRACE_ID}-{PARENT_ID}-01",
+        f"01-{TRACE_ID}-{PARENT_ID}-01x",  # a later version still separates its fields
     ],
 )
 def test_a_malformed_traceparent_starts_a_trace_of_its_own(
