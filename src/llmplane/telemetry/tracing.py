@@ -101,11 +101,11 @@ class SpanObserver:
         self._pending: deque[RequestTrace] = deque()
         self._stopped = threading.Event()
         self._sender_closed = False
-        self._thread = threading.Thread(target=self._run, name="llmplane-spans", daemon=True)
-        self._thread.start()
         self.dropped = 0  # requests not traced because the queue was full
         self._dropped_reported = 0
         self.failed = 0  # spans the collector did not take
+        self._thread = threading.Thread(target=self._run, name="llmplane-spans", daemon=True)
+        self._thread.start()
 
     @classmethod
     def otlp(
