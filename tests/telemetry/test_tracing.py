@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from pydantic import ValidationError
 
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageRecord
+from llmplane.config.settings import Settings
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.span_encoding import parse_traceparent
 from llmplane.telemetry.tracing import SpanObserver, traces_url
@@ -402,3 +404,18 @@ def test_traces_url_appends_the_signal_path_once() -> None:
         traces_url("https://cloud.langfuse.com/api/public/otel")
         == "https://cloud.langfuse.com/api/public/otel/v1/traces"
     )
+
+
+def test_the_protocol_comes_from_llmplane_or_the_standard_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("LLMPLANE_OTEL_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().otel_protocol == "http/protobuf"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    assert Settings().otel_protocol == "grpc"
+    monkeypatch.setenv("LLMPLANE_OTEL_PROTOCOL", "http/protobuf")
+    assert Settings().otel_protocol == "http/protobuf"
+    monkeypatch.setenv("LLMPLANE_OTEL_PROTOCOL", "http/json")  # not supported: refused at start
+    with pytest.raises(ValidationError, match="LLMPLANE_OTEL_PROTOCOL"):
+        Settings()
