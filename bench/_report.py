@@ -152,6 +152,7 @@ def cpu_summary(cells: Sequence[Cell]) -> list[str]:
         "llmplane-no-telemetry",
         "llmplane-metrics-only",
         "llmplane",
+        "llmplane+tracing",
         "llmplane+limits",
         "llmplane+redis",
         "litellm",
@@ -171,15 +172,17 @@ def cpu_summary(cells: Sequence[Cell]) -> list[str]:
 
 def telemetry_overhead(cells: Sequence[Cell]) -> list[str]:
     """What telemetry adds to llmplane's CPU per request, cell by cell, next to the same
-    gateway with telemetry off: metrics alone, and the default (metrics and request log
-    lines). The issue's target: under 15 %."""
+    gateway with telemetry off: metrics alone, the default (metrics and request log lines)
+    and the default with spans exported over OTLP. The issue's target: under 15 %."""
     by_target = {
         (c.target, c.concurrency, c.stream): c.cpu_ms_per_request
         for c in cells
         if c.cpu_ms_per_request
     }
     variants = [
-        t for t in ("llmplane-metrics-only", "llmplane") if any(c.target == t for c in cells)
+        t
+        for t in ("llmplane-metrics-only", "llmplane", "llmplane+tracing")
+        if any(c.target == t for c in cells)
     ]
     rows: list[str] = []
     ratios: dict[str, list[float]] = {t: [] for t in variants}

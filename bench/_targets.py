@@ -31,6 +31,7 @@ UPSTREAM_PORT = 9000
 LLMPLANE_PORT = 4000
 LITELLM_PORT = 4001
 REDIS_PORT = 6390
+OTLP_PORT = 4318
 MODEL = "sim"
 
 # The cores are fixed by the bench's design (see README): servers under test on 0,
@@ -50,6 +51,7 @@ class Target:
     server: Server
     notes: list[str] = field(default_factory=list)
     admin_env: dict[str, str] | None = None  # for ``llmplane spend`` after the run
+    otlp_stats_url: str | None = None  # the OTLP sink's counters, when spans are exported
 
     @property
     def chat_url(self) -> str:
@@ -222,6 +224,21 @@ def start_llmplane_metrics_only(stack: contextlib.ExitStack, work_dir: Path) -> 
     return start_llmplane(stack, work_dir, request_log=False)
 
 
+def start_llmplane_tracing(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane` (metrics and request log lines), with spans exported over
+    OTLP/HTTP to ``bench/otlp_sink.py``, a receiver that counts and discards them, started
+    here on the load generator's core (so its CPU is not the gateway's)."""
+    ensure_port_free(OTLP_PORT)
+    argv = [sys.executable, str(BENCH_DIR / "otlp_sink.py"), "--port", str(OTLP_PORT)]
+    sink = start_server("otlp-sink", argv, core=LOAD_CORE, env=os.environ, log_dir=work_dir)
+    stack.callback(stop_server, sink)
+    base = f"http://127.0.0.1:{OTLP_PORT}"
+    wait_ready(sink, f"{base}/health", timeout_s=30)
+    target = start_llmplane(stack, work_dir, otel_endpoint=base)
+    target.otlp_stats_url = f"{base}/stats"
+    return target
+
+
 def start_llmplane(
     stack: contextlib.ExitStack,
     work_dir: Path,
@@ -230,9 +247,11 @@ def start_llmplane(
     redis_url: str | None = None,
     metrics: bool = True,
     request_log: bool = True,
+    otel_endpoint: str | None = None,
 ) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key
-    (and the default telemetry: Prometheus metrics and request log lines)."""
+    (and the default telemetry: Prometheus metrics and request log lines; spans too when
+    ``otel_endpoint`` is given)."""
     ensure_port_free(LLMPLANE_PORT)
     config = work_dir / "llmplane.yaml"
     _write_llmplane_config(config)
@@ -247,7 +266,10 @@ def start_llmplane(
     name = "llmplane+redis" if redis_url else "llmplane+limits" if limits else "llmplane"
     if redis_url:
         env["LLMPLANE_REDIS_URL"] = redis_url
-    # Tracing is off in every target: no OTLP endpoint is set.
+    # Tracing is on only in llmplane+tracing: no other target sets an OTLP endpoint.
+    if otel_endpoint:
+        env["LLMPLANE_OTEL_ENDPOINT"] = otel_endpoint
+        name = "llmplane+tracing"
     if not metrics:
         env["LLMPLANE_METRICS"] = "false"
     if not request_log:
@@ -312,6 +334,24 @@ def ledger_note(target: Target, completed_requests: int) -> str | None:
     return (
         f"usage ledger holds {rows:,} requests; wrk completed {completed_requests:,} "
         "(warmups and preflights included; requests in flight when wrk stops are not counted)"
+    )
+
+
+def tracing_note(target: Target, completed_requests: int) -> str | None:
+    """Compare the spans the OTLP sink received with what wrk saw complete (proof that
+    tracing was on and kept up)."""
+    if target.otlp_stats_url is None:
+        return None
+    time.sleep(1.5)  # spans leave the gateway once a second
+    try:
+        with urllib.request.urlopen(target.otlp_stats_url, timeout=10) as response:  # noqa: S310
+            stats = json.load(response)
+    except (OSError, ValueError) as exc:
+        return f"the OTLP sink's counters could not be read: {exc}"
+    return (
+        f"the OTLP sink received {stats['spans']:,} spans in {stats['requests']:,} requests "
+        f"({stats['bytes'] / max(stats['spans'], 1):,.0f} bytes a span); wrk completed "
+        f"{completed_requests:,} (warmups and preflights included)"
     )
 
 

@@ -48,7 +48,9 @@ from _targets import (
     start_llmplane_metrics_only,
     start_llmplane_no_telemetry,
     start_llmplane_redis,
+    start_llmplane_tracing,
     start_upstream,
+    tracing_note,
 )
 from _wrk import require_wrk, run_wrk, write_script, wrk_version
 
@@ -57,6 +59,7 @@ ALL_TARGETS = (
     "llmplane-no-telemetry",
     "llmplane-metrics-only",
     "llmplane",
+    "llmplane+tracing",
     "llmplane+limits",
     "llmplane+redis",
     "litellm",
@@ -160,8 +163,9 @@ def _measure_target(
     rss = peak_rss_mb(target.server.pid)
     preflights = 1 if args.no_stream else 2
     sent = preflights + sum(c.wrk.requests + c.warmup_requests for c in cells)
-    if note := ledger_note(target, sent):
-        target.notes.append(note)
+    for note in (ledger_note(target, sent), tracing_note(target, sent)):
+        if note:
+            target.notes.append(note)
     return cells, rss
 
 
@@ -258,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
                 "llmplane-no-telemetry": start_llmplane_no_telemetry,
                 "llmplane-metrics-only": start_llmplane_metrics_only,
                 "llmplane": start_llmplane,
+                "llmplane+tracing": start_llmplane_tracing,
                 "llmplane+limits": start_llmplane_limits,
                 "llmplane+redis": start_llmplane_redis,
                 "litellm": start_litellm,

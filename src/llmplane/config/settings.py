@@ -36,11 +36,20 @@ class Settings(BaseSettings):
     reservation_ttl_s: float = Field(default=900.0, gt=0)
     budget_webhook_url: str | None = None
     budget_alert_interval_s: float = Field(default=2.0, gt=0)
-    # Traces: on only when an OTLP/HTTP endpoint is set (its base URL, e.g.
+    # Traces: on only when an OTLP endpoint is set (for OTLP/HTTP its base URL, e.g.
     # http://127.0.0.1:4318, or its full /v1/traces URL); the standard OTEL_* names work too.
     otel_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("LLMPLANE_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    # How spans travel: OTLP/HTTP with protobuf bodies, or OTLP/gRPC (endpoint
+    # http://127.0.0.1:4317; needs opentelemetry-exporter-otlp-proto-grpc, in llmplane[otel]).
+    otel_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices(
+            "LLMPLANE_OTEL_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
     )
     otel_service_name: str = Field(
         default="llmplane",

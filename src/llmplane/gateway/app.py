@@ -132,8 +132,11 @@ def build_services(
         from llmplane.telemetry.tracing import SpanObserver
 
         observers.append(
-            SpanObserver.otlp_http(
-                settings.otel_endpoint, settings.otel_service_name, settings.otel_queue_size
+            SpanObserver.otlp(
+                settings.otel_endpoint,
+                settings.otel_protocol,
+                settings.otel_service_name,
+                settings.otel_queue_size,
             )
         )
     return GatewayServices(

@@ -1,49 +1,46 @@
-"""OpenTelemetry spans for gateway requests, after the GenAI semantic conventions.
+"""OpenTelemetry spans for gateway requests, exported over OTLP in batches, off the loop.
 
-One span per request, made when the request has finished, from its :class:`RequestTrace`:
+One span per request, made from its :class:`RequestTrace` once the request has finished:
 explicit start and end times, the caller's W3C ``traceparent`` as parent (so the gateway
-span joins the caller's trace), ``gen_ai.*`` attributes for the model call, ``llmplane.*``
-attributes for who called and what it cost, and one event per upstream attempt (the
-retries and fallbacks). Making the span at the end keeps the request path to one call.
+span joins the caller's trace; a caller that does not sample its trace gets no span),
+``gen_ai.*`` attributes for the model call, ``llmplane.*`` attributes for who called and
+what it cost, and one event per upstream attempt (the retries and fallbacks). See
+:mod:`span_encoding` for the span itself.
 
-Spans go to a bounded ``BatchSpanProcessor``: ending a span only queues it, a background
-thread exports batches over OTLP/HTTP, and when the queue is full spans are dropped rather
-than requests slowed. Spans carry ids and numbers only: never a key, a provider secret or
-prompt and completion content.
+On the event loop a finished request costs one append to a bounded deque (when the deque
+is full the request is dropped from tracing and counted, never slowed). One background
+thread wakes every ``schedule_delay_ms``, encodes what has gathered straight to OTLP
+protobuf and sends it in batches of ``max_export_batch_size`` spans, through the
+OpenTelemetry exporter of the chosen protocol: OTLP/HTTP (``http/protobuf``, the default)
+or OTLP/gRPC (``grpc``, the ``opentelemetry-exporter-otlp-proto-grpc`` package, imported
+only then). The exporters bring the standard ``OTEL_EXPORTER_OTLP_*`` settings (headers,
+timeout, compression, certificates) and their retries. :meth:`SpanObserver.close` sends
+what is queued and stops the thread.
 
 This module imports OpenTelemetry: import it only when tracing is configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import logging
+import threading
+import time
+from collections import deque
+from typing import Literal, Protocol
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from llmplane.errors import ConfigError
 from llmplane.telemetry import RequestTrace
+from llmplane.telemetry.span_encoding import SpanEncoder
 
-if TYPE_CHECKING:
-    from opentelemetry.util.types import AttributeValue
+log = logging.getLogger("llmplane.telemetry.tracing")
 
-    from llmplane.accounting.ledger import UsageRecord
-
-# llmplane's operations as GenAI ``gen_ai.operation.name`` values; the others keep their
-# own name (semconv allows custom values).
-_OPERATION_NAMES = {
-    "chat.completions": "chat",
-    "messages": "chat",
-    "responses": "chat",
-    "embeddings": "embeddings",
-}
-# llmplane provider names as GenAI ``gen_ai.provider.name`` values, where they differ.
-_PROVIDER_NAMES = {"azure": "azure.ai.openai"}
-_NS = 1_000_000_000
+OTLPProtocol = Literal["http/protobuf", "grpc"]
 _TRACES_PATH = "/v1/traces"
+# Spans encoded between two yields of the GIL, so that a large batch does not hold the
+# event loop's thread up for more than a fraction of a millisecond at a time.
+_ENCODE_SLICE = 32
 
 
 def traces_url(endpoint: str) -> str:
@@ -53,134 +50,134 @@ def traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith(_TRACES_PATH) else endpoint + _TRACES_PATH
 
 
+class SpanSender(Protocol):
+    """Sends encoded ``ExportTraceServiceRequest`` bodies to a collector (blocking)."""
+
+    def send(self, payload: bytes, spans: int) -> bool:
+        """Send one request body holding ``spans`` spans; whether the collector took it."""
+        ...
+
+    def shutdown(self) -> None:
+        """Close the connection; nothing is sent afterwards."""
+        ...
+
+
+def otlp_sender(endpoint: str, protocol: OTLPProtocol = "http/protobuf") -> SpanSender:
+    """The sender of ``protocol`` to the collector at ``endpoint``: for ``http/protobuf``
+    its base URL or full ``/v1/traces`` URL, for ``grpc`` its ``http(s)://host:port``."""
+    if protocol == "grpc":
+        try:
+            from llmplane.telemetry.otlp_grpc import GrpcSpanSender
+        except ImportError as exc:
+            raise ConfigError(
+                f"OTLP over gRPC needs {exc.name or 'grpcio'}: pip install 'llmplane[otel]'",
+                key_path="LLMPLANE_OTEL_PROTOCOL",
+            ) from exc
+        return GrpcSpanSender(endpoint)
+    from llmplane.telemetry.otlp_http import HttpSpanSender
+
+    return HttpSpanSender(traces_url(endpoint))
+
+
 class SpanObserver:
-    """Turns each finished request into one OpenTelemetry span, exported in batches."""
+    """Turns each finished request into one OpenTelemetry span, exported in batches by a
+    background thread."""
 
     def __init__(
         self,
-        exporter: SpanExporter,
+        sender: SpanSender,
         service_name: str = "llmplane",
         max_queue_size: int = 8192,
         max_export_batch_size: int = 512,
         schedule_delay_ms: float = 1000,
     ) -> None:
-        self._provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
-        )
-        self._provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=max_queue_size,
-                max_export_batch_size=min(max_export_batch_size, max_queue_size),
-                schedule_delay_millis=schedule_delay_ms,
-            )
-        )
-        self._tracer = self._provider.get_tracer("llmplane.gateway")
-        self._propagator = TraceContextTextMapPropagator()
+        # Resource.create adds OTEL_RESOURCE_ATTRIBUTES and the telemetry.sdk.* attributes.
+        resource = Resource.create({"service.name": service_name})
+        self._encoder = SpanEncoder(dict(resource.attributes))
+        self._sender = sender
+        self._limit = max_queue_size
+        self._batch_size = max(1, min(max_export_batch_size, max_queue_size))
+        self._delay_s = schedule_delay_ms / 1000
+        self._pending: deque[RequestTrace] = deque()
+        self._stopped = threading.Event()
+        self._sender_closed = False
+        self.dropped = 0  # requests not traced because the queue was full
+        self._dropped_reported = 0
+        self.failed = 0  # spans the collector did not take
+        self._thread = threading.Thread(target=self._run, name="llmplane-spans", daemon=True)
+        self._thread.start()
 
     @classmethod
-    def otlp_http(
-        cls, endpoint: str, service_name: str = "llmplane", max_queue_size: int = 8192
+    def otlp(
+        cls,
+        endpoint: str,
+        protocol: OTLPProtocol = "http/protobuf",
+        service_name: str = "llmplane",
+        max_queue_size: int = 8192,
     ) -> SpanObserver:
-        """An observer exporting to the OTLP/HTTP collector at ``endpoint`` (its base URL,
-        or its full ``/v1/traces`` URL); headers come from ``OTEL_EXPORTER_OTLP_HEADERS``."""
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return cls(OTLPSpanExporter(endpoint=traces_url(endpoint)), service_name, max_queue_size)
+        """An observer exporting to the OTLP collector at ``endpoint`` over ``protocol``."""
+        return cls(otlp_sender(endpoint, protocol), service_name, max_queue_size)
 
     def request_finished(self, trace: RequestTrace) -> None:
-        """Record ``trace`` as a span; export happens later, off the request path."""
-        if trace.is_probe:
+        """Queue ``trace`` for its span; encoding and export happen in the thread."""
+        if len(self._pending) >= self._limit:
+            self.dropped += 1
+        elif not trace.is_probe:
+            self._pending.append(trace)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._delay_s):
+            self._export_pending()
+        self._export_pending()
+
+    def _export_pending(self) -> None:
+        pending = self._pending
+        while pending and not self._sender_closed:
+            spans: list[bytes] = []
+            while pending and len(spans) < self._batch_size:
+                trace = pending.popleft()
+                try:
+                    span = self._encoder.span(trace)
+                except Exception:  # one odd trace must not stop tracing
+                    log.exception("could not encode the span of request %s", trace.request_id)
+                    continue
+                if span is not None:
+                    spans.append(span)
+                    if len(spans) % _ENCODE_SLICE == 0:
+                        time.sleep(0)  # let the event loop's thread have the GIL
+            if spans:
+                self._send(spans)
+        if self.dropped != self._dropped_reported:
+            log.warning(
+                "%d requests were not traced: the span queue (%d) was full",
+                self.dropped - self._dropped_reported,
+                self._limit,
+            )
+            self._dropped_reported = self.dropped
+
+    def _send(self, spans: list[bytes]) -> None:
+        try:
+            sent = self._sender.send(self._encoder.request(spans), len(spans))
+        except Exception:  # a broken collector must not stop the thread
+            log.exception("could not export %d spans", len(spans))
+            sent = False
+        if not sent:
+            self.failed += len(spans)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Export what is queued, then stop the thread and the sender (blocks: call it off
+        the loop). A collector that has not taken everything within ``timeout_s`` loses the
+        rest: stopping the sender aborts its retries. Idempotent."""
+        if self._stopped.is_set():
             return
-        parent = (
-            self._propagator.extract({"traceparent": trace.traceparent})
-            if trace.traceparent
-            else None
-        )
-        operation = _OPERATION_NAMES.get(trace.operation or "", trace.operation)
-        name = f"{operation} {trace.model}" if operation and trace.model else trace.path
-        start_ns = int(trace.started_at * _NS)
-        span = self._tracer.start_span(
-            name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=_attributes(trace, operation),
-            start_time=start_ns,
-        )
-        _add_attempt_events(span, trace.attempts)
-        if trace.error_type or trace.error_code or trace.status >= 400:
-            span.set_attribute("error.type", trace.error_type or trace.error_code or "error")
-            span.set_status(Status(StatusCode.ERROR, trace.error_code))
-        span.end(end_time=start_ns + int(trace.duration_s * _NS))
-
-    def close(self) -> None:
-        """Export what is queued, then stop the exporter (blocks: call it off the loop)."""
-        self._provider.shutdown()
-
-
-def _attributes(trace: RequestTrace, operation: str | None) -> dict[str, AttributeValue]:
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": trace.method,
-        "url.path": trace.path,
-        "http.response.status_code": trace.status,
-        "llmplane.request_id": trace.request_id,
-        "llmplane.stream": trace.stream,
-        "llmplane.attempts": len(trace.attempts),
-    }
-    if operation:
-        attributes["gen_ai.operation.name"] = operation
-    if trace.model:
-        attributes["gen_ai.request.model"] = trace.model
-    if trace.error_code:
-        attributes["llmplane.error.code"] = trace.error_code
-    principal = trace.principal
-    if principal is not None:
-        # Ids name the caller for filtering; the key itself never leaves the key service.
-        attributes["llmplane.key.id"] = principal.key_id
-        if principal.team_id:
-            attributes["llmplane.team.id"] = principal.team_id
-        if principal.service_id:
-            attributes["llmplane.service.id"] = principal.service_id
-    served = trace.served_by
-    if served is not None:
-        provider = _PROVIDER_NAMES.get(served.provider, served.provider)
-        attributes["gen_ai.provider.name"] = provider
-        attributes["gen_ai.system"] = provider  # the older name, still read by many backends
-        attributes["gen_ai.response.model"] = served.model
-        attributes["llmplane.deployment"] = served.deployment
-        # Usage and cost add up every attempt, as the ledger does.
-        attempts = trace.attempts
-        cached = sum(a.cached_tokens for a in attempts)
-        attributes["gen_ai.usage.input_tokens"] = sum(a.prompt_tokens for a in attempts)
-        attributes["gen_ai.usage.output_tokens"] = sum(a.completion_tokens for a in attempts)
-        attributes["gen_ai.usage.cache_read.input_tokens"] = cached
-        attributes["llmplane.cache_hit"] = cached > 0
-        attributes["llmplane.cost_usd"] = sum(a.cost_nanousd for a in attempts) / _NS
-        if served.ttft_ms is not None:
-            attributes["llmplane.ttft_ms"] = served.ttft_ms
-    return attributes
-
-
-def _add_attempt_events(span: Span, attempts: Sequence[UsageRecord]) -> None:
-    """One event per upstream attempt: the first is ``attempt``, a later one on the same
-    model ``retry``, one on another model ``fallback``."""
-    if not attempts:
-        return
-    first_model = attempts[0].model
-    for record in attempts:
-        kind = (
-            "attempt"
-            if record.attempt == 0
-            else ("retry" if record.model == first_model else "fallback")
-        )
-        attributes: dict[str, AttributeValue] = {
-            "llmplane.attempt": record.attempt,
-            "llmplane.deployment": record.deployment,
-            "gen_ai.response.model": record.model,
-            "gen_ai.provider.name": _PROVIDER_NAMES.get(record.provider, record.provider),
-            "http.response.status_code": record.status,
-            "llmplane.latency_ms": record.latency_ms,
-        }
-        if record.error_code:
-            attributes["error.type"] = record.error_code
-        span.add_event(f"llmplane.{kind}", attributes, int(record.created_at.timestamp() * _NS))
+        self._stopped.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "the collector did not take the last spans within %.0f s; %d requests "
+                "still queued are not traced",
+                timeout_s,
+                len(self._pending),
+            )
+        self._sender_closed = True  # the thread, if still sending, sends nothing more
+        self._sender.shutdown()
