@@ -16,6 +16,7 @@ from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageRecord
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.tracing import SpanObserver, traces_url
+from tests import canary
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -71,7 +72,10 @@ def exported() -> tuple[SpanObserver, InMemorySpanExporter]:
 
 def _spans(observer: SpanObserver, exporter: InMemorySpanExporter) -> tuple[ReadableSpan, ...]:
     observer.close()  # flushes the batch processor
-    return exporter.get_finished_spans()
+    spans = exporter.get_finished_spans()
+    for span in spans:
+        canary.scan(span.to_json(indent=None), "span exported")
+    return spans
 
 
 def test_a_call_becomes_one_genai_span(

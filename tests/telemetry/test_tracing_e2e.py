@@ -19,7 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, openai_client, simulator_model
+from tests import canary
+from tests.helpers import ADMIN_KEY, PROVIDER_KEY, GatewayProcess, openai_client, simulator_model
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLS = 24
@@ -40,6 +41,7 @@ class OTLPReceiver:
                     body = gzip.decompress(body)
                 receiver.paths.append(self.path)
                 receiver.bodies.append(body)
+                canary.scan(body, "spans exported")
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -144,7 +146,7 @@ def test_every_request_reaches_the_collector_in_the_callers_trace(
     assert len(retried) == 1
     assert [event.name for event in retried[0].events] == ["llmplane.attempt", "llmplane.retry"]
     exported = b"".join(receiver.bodies)
-    for secret in (ADMIN_KEY, "sk-upstream-secret", "call number", "stream number"):
+    for secret in (ADMIN_KEY, PROVIDER_KEY, "call number", "stream number"):
         assert secret.encode() not in exported
     service_names = {
         attribute.value.string_value
