@@ -205,7 +205,7 @@ def http(
     except urllib.error.HTTPError as exc:
         status, raw, got = exc.code, exc.read(), exc.headers
     lowered = {k.lower(): v for k, v in got.items()}
-    _scan_answer(method, url, status, raw)
+    scan_answer(method, url, status, raw)
     try:
         parsed = json.loads(raw)
     except ValueError:
@@ -213,23 +213,24 @@ def http(
     return status, lowered, parsed
 
 
-def _scan_answer(method: str, url: str, status: int, raw: bytes) -> None:
-    """Hand an answer of the platform to the secret scan: an error body or a ``/metrics``
-    body is scanned; the answer that mints or rotates a key registers it."""
+def scan_answer(method: str, url: str, status: int, raw: bytes) -> None:
+    """Hand an answer of the platform to the secret scan: error bodies, ``/metrics`` and
+    admin API answers are scanned, except the one place a key is meant to be shown, the
+    answer that mints or rotates it, which registers it."""
     path = urllib.parse.urlsplit(url).path
     if status >= 400:
         canary.scan(raw, f"error body ({status}) of {method} {path}")
-    elif path.endswith("/metrics"):
-        canary.scan(raw, f"metrics body of {path}")
     elif method == "POST" and path.startswith("/admin/keys"):
         canary.register_minted(raw.decode(errors="replace"))
+    elif path.endswith("/metrics") or path.startswith("/admin/"):
+        canary.scan(raw, f"answer to {method} {path}")
 
 
 def scan_error_body(response: Any) -> None:
     """httpx response hook of the test clients: scan an error body for secrets."""
     if response.status_code >= 400:
         response.read()
-        _scan_answer(response.request.method, str(response.request.url), response.status_code,
+        scan_answer(response.request.method, str(response.request.url), response.status_code,
                      response.content)  # fmt: skip
 
 
@@ -237,7 +238,7 @@ async def scan_error_body_async(response: Any) -> None:
     """:func:`scan_error_body` for async clients."""
     if response.status_code >= 400:
         await response.aread()
-        _scan_answer(response.request.method, str(response.request.url), response.status_code,
+        scan_answer(response.request.method, str(response.request.url), response.status_code,
                      response.content)  # fmt: skip
 
 
