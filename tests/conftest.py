@@ -13,11 +13,19 @@ from sqlalchemy.engine import Engine
 
 from llmplane.store import create_engine, migrate
 from llmplane.testing.upstream import UpstreamSimulator
+from tests import canary
 from tests.helpers import GatewayProcess, close_sdk_clients, simulator_model
 from tests.postgres import fresh_database, postgres_cluster
 from tests.redis_server import redis_server
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn on the whole-suite secret scan (tests/canary.py): the run fails if a canary
+    secret reaches an output of the platform."""
+    if not config.pluginmanager.has_plugin("tests.canary"):
+        config.pluginmanager.register(canary, "tests.canary")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,13 @@ import yaml
 
 from llmplane.gateway.token_counters import counter_for
 from llmplane.gateway.tokens import count_prompt
+from tests import canary
 
-ADMIN_KEY = "sk-lp-admin-test-0123456789"
+# Canaries (tests/canary.py): the whole run is scanned for them when it ends.
+ADMIN_KEY = canary.canary("admin key", "sk-lp-admin-")
+PROVIDER_KEY = canary.canary("provider key", "sk-upstream-")
+# A key no one was given, as a client would send by mistake: a secret all the same.
+WRONG_KEY = canary.canary("wrong key sent by a client", "sk-lp-")
 
 
 def free_port() -> int:
@@ -39,7 +45,7 @@ def reserved_prompt_tokens(body: bytes, provider: str = "openai", model: str = "
 def simulator_model(
     name: str, api_base: str, *, routing: dict[str, Any] | None = None, **deployment: Any
 ) -> dict[str, Any]:
-    """A model served by the upstream simulator (provider key ``sk-upstream-secret``).
+    """A model served by the upstream simulator (provider key :data:`PROVIDER_KEY`).
 
     Without ``routing`` (the model's retries, fallbacks, …) it makes no retries, so that
     tests see each upstream failure as it is."""
@@ -50,7 +56,7 @@ def simulator_model(
             {
                 "provider": "openai",
                 "api_base": api_base,
-                "api_key": "sk-upstream-secret",
+                "api_key": PROVIDER_KEY,
                 "model": "sim-model",
                 **deployment,
             }
@@ -94,6 +100,7 @@ class GatewayProcess:
         ]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        canary.watch_file(self.log, "the log of the gateway")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
@@ -166,6 +173,11 @@ def cli(
         text=True,
         timeout=60,
     )
+    if args[:2] in (("keys", "create"), ("keys", "rotate")) and result.returncode == 0:
+        canary.register_minted(result.stdout)  # where a new key is meant to be shown
+    else:
+        canary.scan(result.stdout, f"stdout of llmplane {args[0]}")
+    canary.scan(result.stderr, f"stderr of llmplane {args[0]}")
     if check and result.returncode != 0:
         raise AssertionError(f"llmplane {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -193,11 +205,41 @@ def http(
     except urllib.error.HTTPError as exc:
         status, raw, got = exc.code, exc.read(), exc.headers
     lowered = {k.lower(): v for k, v in got.items()}
+    scan_answer(method, url, status, raw)
     try:
         parsed = json.loads(raw)
     except ValueError:
         parsed = raw.decode(errors="replace")
     return status, lowered, parsed
+
+
+def scan_answer(method: str, url: str, status: int, raw: bytes) -> None:
+    """Hand an answer of the platform to the secret scan: error bodies, ``/metrics`` and
+    admin API answers are scanned, except the one place a key is meant to be shown, the
+    answer that mints or rotates it, which registers it."""
+    path = urllib.parse.urlsplit(url).path
+    if status >= 400:
+        canary.scan(raw, f"error body ({status}) of {method} {path}")
+    elif method == "POST" and path.startswith("/admin/keys"):
+        canary.register_minted(raw.decode(errors="replace"))
+    elif path.endswith("/metrics") or path.startswith("/admin/"):
+        canary.scan(raw, f"answer to {method} {path}")
+
+
+def scan_error_body(response: Any) -> None:
+    """httpx response hook of the test clients: scan an error body for secrets."""
+    if response.status_code >= 400:
+        response.read()
+        scan_answer(response.request.method, str(response.request.url), response.status_code,
+                     response.content)  # fmt: skip
+
+
+async def scan_error_body_async(response: Any) -> None:
+    """:func:`scan_error_body` for async clients."""
+    if response.status_code >= 400:
+        await response.aread()
+        scan_answer(response.request.method, str(response.request.url), response.status_code,
+                     response.content)  # fmt: skip
 
 
 def usage_row(
@@ -305,10 +347,36 @@ _sdk_clients: list[Any] = []
 
 def openai_client(**options: Any) -> Any:
     """An ``openai.OpenAI`` client that is closed when the test ends (the ``conftest``
-    fixture ``_close_sdk_clients``), so no socket outlives its test."""
+    fixture ``_close_sdk_clients``), so no socket outlives its test; its error bodies go
+    to the secret scan."""
     import openai
 
-    client = openai.OpenAI(**options)
+    hooks = {"response": [scan_error_body]}
+    client = openai.OpenAI(http_client=openai.DefaultHttpxClient(event_hooks=hooks), **options)
+    _sdk_clients.append(client)
+    return client
+
+
+def async_openai_client(**options: Any) -> Any:
+    """An ``openai.AsyncOpenAI`` client whose error bodies go to the secret scan (the
+    caller closes it)."""
+    import openai
+
+    hooks = {"response": [scan_error_body_async]}
+    return openai.AsyncOpenAI(
+        http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks), **options
+    )
+
+
+def anthropic_client(**options: Any) -> Any:
+    """An ``anthropic.Anthropic`` client, closed when the test ends, whose error bodies
+    go to the secret scan."""
+    import anthropic
+
+    hooks = {"response": [scan_error_body]}
+    client = anthropic.Anthropic(
+        http_client=anthropic.DefaultHttpxClient(event_hooks=hooks), **options
+    )
     _sdk_clients.append(client)
     return client
 

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.canary import canary
 from tests.helpers import free_port
 
 
@@ -35,13 +36,29 @@ def postgres_cluster() -> Iterator[str | None]:
     workdir = Path(tempfile.mkdtemp(prefix="llmplane-pg-"))
     data = workdir / "pgdata"
     data.mkdir(parents=True)
+    # A password (a canary, in every database URL the gateways get), not trust: a URL that
+    # leaks it is caught by the secret scan.
+    password = canary("PostgreSQL password")
+    password_file = workdir / "password"
+    password_file.write_text(password + "\n")
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres")
         shutil.chown(data, "postgres")
+        shutil.chown(password_file, "postgres")
     port = free_port()
     subprocess.run(
         _as_postgres(
-            [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "llmplane", "--no-sync"]
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "scram-sha-256",
+                "-U",
+                "llmplane",
+                f"--pwfile={password_file}",
+                "--no-sync",
+            ]
         ),
         check=True,
         capture_output=True,
@@ -65,7 +82,7 @@ def postgres_cluster() -> Iterator[str | None]:
         capture_output=True,
     )
     try:
-        yield f"postgresql+psycopg://llmplane@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://llmplane:{password}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.canary import canary
 from tests.helpers import free_port
 
 
@@ -21,6 +22,8 @@ def redis_server() -> Iterator[str | None]:
         return
     workdir = Path(tempfile.mkdtemp(prefix="llmplane-redis-"))
     port = free_port()
+    # A password (a canary, in the URL the gateways get): a leak is caught by the scan.
+    password = canary("Redis password")
     process = subprocess.Popen(
         [
             binary,
@@ -34,6 +37,8 @@ def redis_server() -> Iterator[str | None]:
             "no",
             "--dir",
             str(workdir),
+            "--requirepass",
+            password,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -46,7 +51,7 @@ def redis_server() -> Iterator[str | None]:
         except OSError:
             time.sleep(0.05)
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
     finally:
         process.terminate()
         process.wait(10)

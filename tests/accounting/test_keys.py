@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 from llmplane.accounting.keys import KeyService, hash_key
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.store.tables import virtual_keys
+from tests.canary import canary
 
-ADMIN = "sk-lp-admin-unit"
+ADMIN = canary("admin key", "sk-lp-admin-")
 
 
 async def test_created_key_authenticates_with_its_allowlist(engine: Engine) -> None:

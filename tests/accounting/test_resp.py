@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -12,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmplane.accounting.redis_counters import connect
 from llmplane.accounting.resp import RespConnection, Script
+from tests.canary import canary
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 
@@ -60,13 +62,14 @@ async def test_a_lost_connection_fails_waiters_and_reconnects(redis: Redis, redi
 
 
 async def test_user_password_and_database_from_the_url(redis: Redis, redis_url: str) -> None:
-    await redis.execute_command("ACL", "SETUSER", "lp-test", "on", ">s3cret", "~*", "+@all")
+    password = canary("Redis password")
+    await redis.execute_command("ACL", "SETUSER", "lp-test", "on", f">{password}", "~*", "+@all")
     try:
-        host = redis_url.split("://", 1)[1].split("/", 1)[0]
-        connection = RespConnection(f"redis://lp-test:s3cret@{host}/3")
+        host = urlsplit(redis_url).netloc.rsplit("@", 1)[-1]
+        connection = RespConnection(f"redis://lp-test:{password}@{host}/3")
         await connection.run(Script("return redis.call('SET', KEYS[1], ARGV[1])"), ["db"], [3])
         await connection.aclose()
-        database3 = connect(f"redis://{host}/3")
+        database3 = connect(redis_url.rsplit("/", 1)[0] + "/3")
         assert await database3.get("db") == b"3"
         await database3.aclose()
         wrong = RespConnection(f"redis://lp-test:wrong@{host}/0")

@@ -10,6 +10,7 @@ import pytest
 
 from llmplane.config.platform import load_platform_config
 from llmplane.errors import ConfigError
+from tests.canary import canary
 
 EXAMPLE = """
 models:
@@ -39,12 +40,13 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_documented_example_loads(tmp_path: Path) -> None:
-    config = load_platform_config(_write(tmp_path, EXAMPLE), {"OPENAI_API_KEY": "sk-test"})
+    secret = canary("provider key", "sk-")
+    config = load_platform_config(_write(tmp_path, EXAMPLE), {"OPENAI_API_KEY": secret})
     assert [m.name for m in config.models] == ["gpt-4o-mini", "local-llama", "mock"]
     openai_deployment = config.models[0].deployments[0]
     assert openai_deployment.api_base == "https://api.openai.com/v1"
-    assert openai_deployment.upstream_key() == "sk-test"
-    assert "sk-test" not in repr(config)
+    assert openai_deployment.upstream_key() == secret
+    assert secret not in repr(config)
     assert config.models[1].deployments[0].upstream_key() is None
     assert config.models[1].price is not None and config.models[1].price.output_per_mtok == 0.1
 
@@ -59,12 +61,13 @@ def test_a_litellm_deployment_keeps_its_params_secret(tmp_path: Path) -> None:
         "          aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}\n"
         "          drop_params: true\n"
     )
-    config = load_platform_config(_write(tmp_path, text), {"AWS_SECRET_ACCESS_KEY": "aws-s3cret"})
+    aws_secret = canary("AWS secret key", "aws-")
+    config = load_platform_config(_write(tmp_path, text), {"AWS_SECRET_ACCESS_KEY": aws_secret})
     params = config.models[0].deployments[0].litellm_params
     assert params["drop_params"] is True
     secret = params["aws_secret_access_key"]
-    assert hasattr(secret, "get_secret_value") and secret.get_secret_value() == "aws-s3cret"
-    assert "aws-s3cret" not in repr(config)
+    assert hasattr(secret, "get_secret_value") and secret.get_secret_value() == aws_secret
+    assert aws_secret not in repr(config)
 
 
 def test_env_default_is_overridden_by_the_environment(tmp_path: Path) -> None:

@@ -8,14 +8,21 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import anthropic
 import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client, simulator_model
+from tests.canary import canary
+from tests.helpers import (
+    ADMIN_KEY,
+    GatewayProcess,
+    anthropic_client,
+    http,
+    openai_client,
+    simulator_model,
+)
 
-KEY = "sk-ant-deploy-secret"
+KEY = canary("Anthropic provider key", "sk-ant-")
 MESSAGES = "/v1/messages"
 HELLO = [{"role": "user", "content": "hello claude"}]
 TOOL = {
@@ -316,7 +323,7 @@ def test_embeddings_on_an_anthropic_model_are_refused_clearly(
 def test_the_anthropic_sdk_through_the_gateway_to_an_anthropic_upstream(
     claude_gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
-    with anthropic.Anthropic(
+    with anthropic_client(
         base_url=claude_gateway.url, api_key=ADMIN_KEY, max_retries=0, timeout=30
     ) as sdk:
         message = sdk.messages.create(
@@ -385,7 +392,7 @@ def test_a_messages_stream_is_relayed_as_anthropic_sent_it(
     claude_gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
     with (
-        anthropic.Anthropic(
+        anthropic_client(
             base_url=claude_gateway.url, api_key=ADMIN_KEY, max_retries=0, timeout=30
         ) as sdk,
         sdk.messages.stream(

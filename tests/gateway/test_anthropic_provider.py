@@ -20,6 +20,9 @@ from llmplane.gateway.providers.anthropic_format import (
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.retries import fallback_kind
 from llmplane.testing.upstream import UpstreamSimulator
+from tests.canary import canary
+
+ANTHROPIC_KEY = canary("Anthropic provider key", "sk-ant-")
 
 TOOL = {
     "type": "function",
@@ -358,7 +361,7 @@ def test_prompt_too_long_is_a_context_window_refusal() -> None:
 
 def _provider(sim: UpstreamSimulator, **config: Any) -> AnthropicProvider:
     deployment = DeploymentConfig.model_validate(
-        {"provider": "anthropic", "api_base": sim.base, "api_key": "sk-ant-deploy", **config}
+        {"provider": "anthropic", "api_base": sim.base, "api_key": ANTHROPIC_KEY, **config}
     )
     return AnthropicProvider("claude-sim", deployment)
 
@@ -394,7 +397,7 @@ async def test_the_provider_calls_the_messages_api(sim: UpstreamSimulator) -> No
     sent = [r for r in sim.requests if r["path"] == "/v1/messages"]
     assert len(sent) == 2
     for request in sent:
-        assert request["headers"]["x-api-key"] == "sk-ant-deploy"
+        assert request["headers"]["x-api-key"] == ANTHROPIC_KEY
         assert request["headers"]["anthropic-version"] == "2024-01-01"
         assert "authorization" not in request["headers"]
         assert request["body"]["max_tokens"] == DEFAULT_MAX_TOKENS

@@ -188,7 +188,7 @@ def _declared_routes(tmp_path: Path) -> dict[tuple[str, str], Any]:
     engine = create_engine(f"sqlite:///{tmp_path / 'routes.db'}")
     migrate(engine)
     services = build_services(
-        Settings(data_dir=tmp_path), load_platform_config(None, {}), engine, "sk-unused"
+        Settings(data_dir=tmp_path), load_platform_config(None, {}), engine, ADMIN_KEY
     )
     routes = {}
     for route in create_app(services).app.routes:

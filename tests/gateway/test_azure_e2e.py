@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmplane.testing.upstream import UpstreamSimulator
+from tests.canary import canary
 from tests.helpers import ADMIN_KEY, GatewayProcess, openai_client
+
+AZURE_KEY = canary("Azure provider key", "azure-")
 
 
 def test_an_azure_deployment_is_called_the_azure_way(
@@ -18,7 +21,7 @@ def test_an_azure_deployment_is_called_the_azure_way(
             {
                 "provider": "azure",
                 "api_base": upstream_simulator.base,
-                "api_key": "azure-secret",
+                "api_key": AZURE_KEY,
                 "model": "gpt-4o",
                 "azure_deployment": "prod-4o",
             }
@@ -41,5 +44,5 @@ def test_an_azure_deployment_is_called_the_azure_way(
     sent = [r for r in upstream_simulator.requests if r["path"] == "/v1/chat/completions"]
     assert len(sent) == 2
     for request in sent:
-        assert request["headers"]["api-key"] == "azure-secret"
+        assert request["headers"]["api-key"] == AZURE_KEY
         assert "authorization" not in request["headers"]  # the key travels only as api-key

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests import canary
 from tests.helpers import GatewayProcess, cli, openai_client
 
 
@@ -19,8 +20,9 @@ class _Receiver(BaseHTTPRequestHandler):
     events: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
-        length = int(self.headers["content-length"])
-        type(self).events.append(json.loads(self.rfile.read(length)))
+        body = self.rfile.read(int(self.headers["content-length"]))
+        canary.scan(body, "budget webhook body")
+        type(self).events.append(json.loads(body))
         self.send_response(204)
         self.end_headers()
 
@@ -34,7 +36,9 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/budget", _Receiver.events
+    # The URL's path is often the secret of a webhook: a canary.
+    secret = canary.canary("budget webhook URL")
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/{secret}", _Receiver.events
     server.shutdown()
     server.server_close()
 

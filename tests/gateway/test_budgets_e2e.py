@@ -12,7 +12,14 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, cli, http, openai_client, reserved_prompt_tokens
+from tests.helpers import (
+    GatewayProcess,
+    cli,
+    http,
+    openai_client,
+    reserved_prompt_tokens,
+    scan_answer,
+)
 
 # The shared gateway prices "sim" at $1 / $2 per million input / output tokens:
 # 1,000 and 2,000 nano-USD per token. A request's worst case is one input token
@@ -41,8 +48,10 @@ async def _fire(gateway: GatewayProcess, key: str, bodies: list[bytes]) -> list[
     async with aiohttp.ClientSession(headers=headers) as session:
 
         async def one(body: bytes) -> tuple[int, Any]:
-            async with session.post(f"{gateway.base_url}/chat/completions", data=body) as resp:
+            url = f"{gateway.base_url}/chat/completions"
+            async with session.post(url, data=body) as resp:
                 text = await resp.text()
+                scan_answer("POST", url, resp.status, text.encode())
                 return resp.status, (json.loads(text) if text.startswith("{") else text)
 
         return await asyncio.gather(*(one(b) for b in bodies))

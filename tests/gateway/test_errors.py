@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client
+from tests.helpers import ADMIN_KEY, PROVIDER_KEY, WRONG_KEY, GatewayProcess, http, openai_client
 
 CHAT = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -34,7 +34,9 @@ def _assert_openai_error(body: Any, code: str | None = None) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("key", "code"), [(None, "invalid_api_key"), ("sk-lp-nope", "invalid_api_key"), ("", None)]
+    ("key", "code"),
+    [(None, "invalid_api_key"), (WRONG_KEY, "invalid_api_key"), ("", None)],
+    ids=["none", "wrong", "empty"],
 )
 def test_missing_or_bad_key_is_401(
     gateway: GatewayProcess, key: str | None, code: str | None
@@ -43,7 +45,7 @@ def test_missing_or_bad_key_is_401(
     assert status == 401
     error = _assert_openai_error(body, "invalid_api_key")
     assert error["type"] == "authentication_error"
-    assert "sk-lp-nope" not in json.dumps(body)
+    assert WRONG_KEY not in json.dumps(body)
 
 
 def test_unknown_model_is_404(gateway: GatewayProcess) -> None:
@@ -53,7 +55,7 @@ def test_unknown_model_is_404(gateway: GatewayProcess) -> None:
 
 
 def test_sdk_raises_typed_errors(gateway: GatewayProcess) -> None:
-    client = openai_client(base_url=gateway.base_url, api_key="sk-lp-wrong", max_retries=0)
+    client = openai_client(base_url=gateway.base_url, api_key=WRONG_KEY, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
     admin = openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0)
@@ -81,7 +83,7 @@ def test_sdk_raises_typed_errors(gateway: GatewayProcess) -> None:
         ({**CHAT, "response_format": {"type": "xml"}}, "response_format"),
         ({**CHAT, "stream_options": {"include_usage": "yes"}}, "stream_options"),
         ({**CHAT, "api_base": "http://169.254.169.254/latest"}, "api_base"),
-        ({**CHAT, "api_key": "sk-other"}, "api_key"),
+        ({**CHAT, "api_key": WRONG_KEY}, "api_key"),
     ],
 )
 def test_malformed_requests_are_400(gateway: GatewayProcess, body: Any, param: str | None) -> None:
@@ -122,11 +124,11 @@ def test_unknown_route_and_method(gateway: GatewayProcess) -> None:
 def test_upstream_5xx_is_502_without_leaking_the_provider_key(
     gateway: GatewayProcess, sim: UpstreamSimulator
 ) -> None:
-    sim.add_faults({"kind": "status", "status": 500, "message": "boom sk-upstream-secret"})
+    sim.add_faults({"kind": "status", "status": 500, "message": f"boom {PROVIDER_KEY}"})
     status, _, body = _chat(gateway, {**CHAT, "model": "sim"})
     assert status == 502
     _assert_openai_error(body, "upstream_error")
-    assert "sk-upstream-secret" not in json.dumps(body)
+    assert PROVIDER_KEY not in json.dumps(body)
 
 
 def test_upstream_auth_failure_is_502_and_names_no_key(
@@ -136,13 +138,13 @@ def test_upstream_auth_failure_is_502_and_names_no_key(
         {
             "kind": "status",
             "status": 401,
-            "message": "Incorrect API key provided: sk-upstream-secret",
+            "message": f"Incorrect API key provided: {PROVIDER_KEY}",
         }
     )
     status, _, body = _chat(gateway, {**CHAT, "model": "sim"})
     assert status == 502
     _assert_openai_error(body, "upstream_auth_failed")
-    assert "sk-upstream-secret" not in json.dumps(body)
+    assert PROVIDER_KEY not in json.dumps(body)
 
 
 def test_upstream_400_is_passed_on(gateway: GatewayProcess, sim: UpstreamSimulator) -> None:

@@ -12,7 +12,14 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, cli, openai_client, simulator_model
+from tests.helpers import (
+    ADMIN_KEY,
+    GatewayProcess,
+    async_openai_client,
+    cli,
+    openai_client,
+    simulator_model,
+)
 from tests.postgres import fresh_database
 
 
@@ -30,7 +37,7 @@ def test_burst_of_500_concurrent_calls_writes_exactly_500_rows(
         )["key"]
 
         async def burst() -> list[int]:
-            client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+            client = async_openai_client(base_url=gateway.base_url, api_key=key, max_retries=0)
             async with client:
 
                 async def one(i: int) -> int:

@@ -19,6 +19,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
+from tests.canary import canary
 from tests.helpers import (
     ADMIN_KEY,
     GatewayProcess,
@@ -27,7 +28,7 @@ from tests.helpers import (
     openai_client,
 )
 
-SECRET = "sk-litellm-deployment-secret"
+SECRET = canary("provider key of a LiteLLM deployment", "sk-litellm-")
 
 
 def _litellm_model(name: str, sim: UpstreamSimulator, upstream: str, **routing: Any) -> Any:

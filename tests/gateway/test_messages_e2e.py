@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import anthropic
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http
+from tests.helpers import ADMIN_KEY, WRONG_KEY, GatewayProcess, anthropic_client, cli, http
 
 WEATHER = {
     "name": "get_weather",
@@ -22,20 +21,11 @@ WEATHER = {
 }
 
 
-_clients: list[anthropic.Anthropic] = []
-
-
 def _client(gateway: GatewayProcess, key: str = ADMIN_KEY) -> anthropic.Anthropic:
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
-    _clients.append(client)
+    client: anthropic.Anthropic = anthropic_client(
+        base_url=gateway.url, api_key=key, max_retries=0, timeout=30
+    )
     return client
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
 def test_messages_with_system_prompt_and_usage(gateway: GatewayProcess) -> None:
@@ -126,7 +116,7 @@ def test_keys_models_and_budgets_are_enforced(gateway: GatewayProcess) -> None:
             model="sim", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
     with pytest.raises(anthropic.AuthenticationError):
-        _client(gateway, "sk-lp-not-a-key").messages.create(
+        _client(gateway, WRONG_KEY).messages.create(
             model="mock", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
     status, _, answer = http(

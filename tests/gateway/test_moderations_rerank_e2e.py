@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http
+from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http, openai_client
 
 
 def test_moderations_with_the_openai_sdk(gateway: GatewayProcess) -> None:
-    with openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as client:
+    with openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as client:
         for model in ("mock", "sim"):
             result = client.moderations.create(
                 model=model, input=["have a nice day", "I will attack you, idiot"]
@@ -26,7 +25,7 @@ def test_moderations_with_the_openai_sdk(gateway: GatewayProcess) -> None:
 def test_moderations_without_a_model_use_the_platforms_default(tmp_path: Path) -> None:
     """OpenAI's API lets a moderation name no model; the built-in config's default is mock."""
     with GatewayProcess(tmp_path) as gateway:
-        with openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as client:
+        with openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as client:
             result = client.moderations.create(input="I will attack you")
         assert result.results[0].flagged
         http("GET", f"{gateway.url}/admin/spend")  # waits for the ledger

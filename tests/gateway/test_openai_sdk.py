@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client
+from tests.helpers import ADMIN_KEY, PROVIDER_KEY, GatewayProcess, http, openai_client
 
 WEATHER_TOOL = {
     "type": "function",
@@ -221,7 +221,7 @@ def test_simulator_deployment_gets_rewritten_model_and_platform_key(
     assert completion.choices[0].message.content == "This is a mock reply to: through the simulator"
     sent = sim.requests[-1]
     assert sent["body"]["model"] == "sim-model"
-    assert sent["headers"]["authorization"] == "Bearer sk-upstream-secret"
+    assert sent["headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
     assert ADMIN_KEY not in json.dumps(sent)
 
 

@@ -20,7 +20,7 @@ from llmplane.config.settings import Settings
 from llmplane.gateway.app import build_services, create_app
 from llmplane.store import create_engine, migrate
 from tests.gateway.test_authorization import MATRIX, World
-from tests.helpers import GatewayProcess, http
+from tests.helpers import ADMIN_KEY, GatewayProcess, http
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_every_route_declares_its_bodies(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'routes.db'}")
     migrate(engine)
     services = build_services(
-        Settings(data_dir=tmp_path), load_platform_config(None, {}), engine, "sk-unused"
+        Settings(data_dir=tmp_path), load_platform_config(None, {}), engine, ADMIN_KEY
     )
     for route in create_app(services).app.routes:
         assert isinstance(route, Route)

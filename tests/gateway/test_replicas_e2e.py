@@ -14,7 +14,13 @@ import pytest
 from redis import Redis
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, cli, reserved_prompt_tokens, simulator_model
+from tests.helpers import (
+    GatewayProcess,
+    cli,
+    reserved_prompt_tokens,
+    scan_answer,
+    simulator_model,
+)
 from tests.postgres import fresh_database
 
 
@@ -44,7 +50,7 @@ async def _fire(targets: list[tuple[str, bytes]], key: str) -> list[int]:
 
         async def one(url: str, body: bytes) -> int:
             async with session.post(f"{url}/v1/chat/completions", data=body) as response:
-                await response.read()
+                scan_answer("POST", str(response.url), response.status, await response.read())
                 return response.status
 
         return await asyncio.gather(*(one(url, body) for url, body in targets))

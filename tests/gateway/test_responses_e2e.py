@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.helpers import ADMIN_KEY, GatewayProcess, http
+from tests.helpers import ADMIN_KEY, GatewayProcess, http, openai_client
 
 WEATHER = {
     "type": "function",
@@ -24,7 +24,7 @@ WEATHER = {
 
 @pytest.fixture
 def client(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as made:
+    with openai_client(base_url=gateway.base_url, api_key=ADMIN_KEY, max_retries=0) as made:
         yield made
 
 

@@ -19,8 +19,18 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http, openai_client, simulator_model
+from tests.canary import canary
+from tests.helpers import (
+    ADMIN_KEY,
+    PROVIDER_KEY,
+    GatewayProcess,
+    cli,
+    http,
+    openai_client,
+    simulator_model,
+)
 
+AZURE_KEY = canary("Azure provider key", "azure-")
 FAST = {"backoff": {"base_s": 0.01, "max_s": 0.05}}
 IN_NANO, OUT_NANO = 1_000, 2_000  # simulator_model's $1 / $2 per million tokens
 
@@ -53,7 +63,7 @@ def gw(
                     "provider": "openai",
                     "name": "mixed-openai",
                     "api_base": url,
-                    "api_key": "sk-upstream-secret",
+                    "api_key": PROVIDER_KEY,
                     "model": "up-mixed",
                     "weight": 1_000_000,
                 },
@@ -68,7 +78,7 @@ def gw(
                 {
                     "provider": "azure",
                     "api_base": sim.base,
-                    "api_key": "azure-secret",
+                    "api_key": AZURE_KEY,
                     "model": "gpt-4o",
                     "azure_deployment": "prod-4o",
                 }
@@ -121,7 +131,7 @@ def test_a_native_response_is_passed_through_and_billed_from_its_usage(
     assert request["path"] == "/v1/responses"  # not chat
     assert request["body"]["model"] == "up-native"
     assert request["body"]["instructions"] == "Be brief."  # the body as the client sent it
-    assert request["headers"]["authorization"] == "Bearer sk-upstream-secret"
+    assert request["headers"]["authorization"] == f"Bearer {PROVIDER_KEY}"
     usage = response.usage
     assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
     rows = _ledger(gw, raw.headers["x-request-id"])
@@ -342,7 +352,7 @@ def test_an_azure_deployment_uses_the_v1_responses_surface(
     request = sim.requests[-1]
     assert request["path"] == "/v1/responses"
     assert request["body"]["model"] == "prod-4o"  # the Azure deployment, in the body
-    assert request["headers"]["api-key"] == "azure-secret"
+    assert request["headers"]["api-key"] == AZURE_KEY
 
 
 def _key(gw: GatewayProcess, name: str, *args: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
+from tests import canary
 from tests.helpers import (
     ADMIN_KEY,
     GatewayProcess,
@@ -212,6 +213,7 @@ def test_a_stream_failing_after_its_first_byte_ends_with_an_error_event(
             return response.headers["x-request-id"], await response.read()
 
     request_id, raw = asyncio.run(read())
+    canary.scan(raw, "a stream ending in an error event")
     events = [e for e in raw.decode().split("\n\n") if e.strip()]
     assert json.loads(events[-1].removeprefix("data: "))["error"]["code"] == "upstream_disconnected"
     assert len(events) == 4  # three relayed chunks, then the error event; no fallback

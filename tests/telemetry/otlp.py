@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests import canary
+
 
 def spans_of(bodies: Iterable[bytes]) -> list[Span]:
     """Every span of these ``ExportTraceServiceRequest`` bodies, in order."""
@@ -53,6 +55,11 @@ class Collected:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
+    def keep(self, body: bytes) -> None:
+        """Keep one export request, scanned for the test run's secrets."""
+        canary.scan(body, "spans exported")
+        self.bodies.append(body)
+
     def spans(self) -> list[Span]:
         return spans_of(self.bodies)
 
@@ -79,7 +86,7 @@ class HttpReceiver(Collected):
                     body = gzip.decompress(body)
                 receiver.paths.append(self.path)
                 receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
-                receiver.bodies.append(body)
+                receiver.keep(body)
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -120,7 +127,7 @@ class GrpcReceiver(Collected):
                 self, request: ExportTraceServiceRequest, context: Any
             ) -> ExportTraceServiceResponse:
                 receiver.metadata.append(dict(context.invocation_metadata()))
-                receiver.bodies.append(request.SerializeToString())
+                receiver.keep(request.SerializeToString())
                 return ExportTraceServiceResponse()
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))

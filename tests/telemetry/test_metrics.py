@@ -4,7 +4,6 @@ counts exact, tokens and cost equal to the ledger's sums, no key or id in the la
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ from llmplane.telemetry import RequestTrace, Telemetry
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import (
     ADMIN_KEY,
+    PROVIDER_KEY,
+    WRONG_KEY,
     free_port,
     http,
     openai_client,
@@ -151,7 +152,7 @@ def test_a_known_burst_is_counted_exactly(
     with pytest.raises(openai.RateLimitError):
         _chat(gateway, broke)
     with pytest.raises(openai.AuthenticationError):
-        _chat(gateway, "sk-wrong")
+        _chat(gateway, WRONG_KEY)
     upstream_simulator.add_faults({"kind": "status", "status": 500, "count": 1, "model": "up-sim"})
     _chat(gateway, ADMIN_KEY)  # sim fails once: served by its fallback
     upstream_simulator.add_faults({"kind": "status", "status": 500, "count": 1, "model": "up-solo"})
@@ -237,7 +238,7 @@ def test_a_known_burst_is_counted_exactly(
     assert _value(samples, "llmplane_ledger_queue_depth") == 0
     assert _value(samples, "llmplane_ledger_dropped_rows_total") == 0
 
-    secrets = [ADMIN_KEY, "sk-upstream-secret", *(k["key"] for k in created)]
+    secrets = [ADMIN_KEY, PROVIDER_KEY, *(k["key"] for k in created)]
     identities = [*(k["id"] for k in created), *(t.request_id for t in gateway.recorder.traces)]
     for secret in secrets + identities:
         assert secret not in exposition
@@ -245,9 +246,9 @@ def test_a_known_burst_is_counted_exactly(
 
 def test_the_metrics_port_answers_scrapers_without_a_key(gateway: Gateway) -> None:
     _chat(gateway, ADMIN_KEY)
-    with urllib.request.urlopen(gateway.scrape_url, timeout=10) as response:
-        assert response.status == 200
-        samples = _samples(response.read().decode())
+    status, _, scraped = http("GET", gateway.scrape_url, key=None)
+    assert status == 200
+    samples = _samples(scraped)
     ok = {"status_class": "2xx", "error_type": "none", "team": "none"}
     assert _value(samples, "llmplane_requests_total", operation=CHAT, model="sim", **ok) == 1
     status, _, _ = http("GET", f"{gateway.url}/metrics", key=None)
@@ -259,8 +260,7 @@ def test_made_up_model_names_share_one_label_value(gateway: Gateway) -> None:
     for name in ("made-up-1", "made-up-2", "made-up-3"):
         with pytest.raises(openai.NotFoundError):
             _chat(gateway, ADMIN_KEY, model=name)
-    with urllib.request.urlopen(gateway.scrape_url, timeout=10) as response:
-        exposition = response.read().decode()
+    exposition = http("GET", gateway.scrape_url, key=None)[2]
     assert "made-up" not in exposition
     samples = _samples(exposition)
     missing = {"status_class": "4xx", "error_type": "invalid_request_error", "team": "none"}

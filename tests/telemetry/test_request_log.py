@@ -20,12 +20,11 @@ from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.log_output import GatewayFormatter
 from llmplane.telemetry.request_log import request_line, trace_id_of
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import GatewayProcess, openai_client, simulator_model
+from tests.canary import canary
+from tests.helpers import PROVIDER_KEY, WRONG_KEY, GatewayProcess, openai_client, simulator_model
 
-CANARY_ADMIN_KEY = "sk-lp-admin-CANARY-5f3a9c0e2b7d4e61"
-CANARY_WRONG_KEY = "sk-lp-CANARY-wrong-91c2e8d7"
+CANARY_ADMIN_KEY = canary("admin key", "sk-lp-admin-")
 CANARY_PROMPT = "CANARY-PROMPT-a41b7e: the launch code is 0000"
-PROVIDER_KEY = "sk-upstream-secret"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -129,7 +128,7 @@ def test_each_request_is_one_json_line_and_no_secret_is_written(
     client.chat.completions.create(
         model="sim", messages=messages, extra_headers={"x-request-id": "log-retry"}
     )
-    wrong = openai_client(base_url=gateway.base_url, api_key=CANARY_WRONG_KEY, max_retries=0)
+    wrong = openai_client(base_url=gateway.base_url, api_key=WRONG_KEY, max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.chat.completions.create(
             model="sim", messages=messages, extra_headers={"x-request-id": "log-401"}
@@ -143,7 +142,7 @@ def test_each_request_is_one_json_line_and_no_secret_is_written(
 
     for secret in (
         CANARY_ADMIN_KEY,
-        CANARY_WRONG_KEY,
+        WRONG_KEY,
         PROVIDER_KEY,
         "CANARY-PROMPT",
         "launch code",
@@ -177,15 +176,16 @@ def test_the_log_writer_batches_in_order_and_drops_beyond_its_limit() -> None:
 
     from llmplane.telemetry.log_output import GatewayFormatter, LogWriter
 
+    secret = canary("provider key", "sk-")
     stream = io.StringIO()
     writer = LogWriter(
-        GatewayFormatter("json", SecretScrubber(["sk-canary-xyz"])),
+        GatewayFormatter("json", SecretScrubber([secret])),
         stream,
         limit=3,
         interval_s=10,  # nothing is written before stop(): one batch
     ).start()
     record = logging.LogRecord(
-        "llmplane.x", logging.WARNING, __file__, 1, "key sk-canary-xyz", (), None
+        "llmplane.x", logging.WARNING, __file__, 1, f"key {secret}", (), None
     )
     writer.submit(b'{"n":1}')
     writer.submit(record)
@@ -194,7 +194,7 @@ def test_the_log_writer_batches_in_order_and_drops_beyond_its_limit() -> None:
     writer.stop()
     lines = stream.getvalue().splitlines()
     assert lines[0] == '{"n":1}' and lines[2] == '{"n":2}' and len(lines) == 3
-    assert "sk-canary-xyz" not in lines[1] and '"level":"WARNING"' in lines[1]
+    assert secret not in lines[1] and '"level":"WARNING"' in lines[1]
     assert writer.dropped == 1
 
 

@@ -18,7 +18,7 @@ from llmplane.gateway.app import build_services, create_app
 from llmplane.store.db import migrate
 from llmplane.telemetry import RequestTrace, Telemetry
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, openai_client, serve_in_process, simulator_model
+from tests.helpers import ADMIN_KEY, WRONG_KEY, openai_client, serve_in_process, simulator_model
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -124,7 +124,7 @@ def test_retries_are_attempts_of_one_trace(
 def test_refusals_are_traced_with_their_error(gateway: tuple[str, Recorder]) -> None:
     base_url, recorder = gateway
     with pytest.raises(openai.AuthenticationError):
-        _client(base_url, key="sk-wrong").chat.completions.create(
+        _client(base_url, key=WRONG_KEY).chat.completions.create(
             model="sim", messages=[{"role": "user", "content": "x"}]
         )
     with pytest.raises(openai.NotFoundError):

@@ -78,7 +78,7 @@ class Sender(Collected):
     def send(self, payload: bytes, spans: int) -> bool:
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay_s)
-        self.bodies.append(payload)
+        self.keep(payload)
         return True
 
     def shutdown(self) -> None:
@@ -344,7 +344,7 @@ class FailingSender(Sender):
             return False
         if calls == 1:
             raise ConnectionError("collector gone")
-        self.bodies.append(payload)
+        self.keep(payload)
         return True
 
 
@@ -366,7 +366,7 @@ class HangingSender(Sender):
         self.released = threading.Event()
 
     def send(self, payload: bytes, spans: int) -> bool:
-        self.bodies.append(payload)
+        self.keep(payload)
         return self.released.wait(10)
 
     def shutdown(self) -> None:

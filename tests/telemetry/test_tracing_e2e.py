@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmplane.testing.upstream import UpstreamSimulator
-from tests.helpers import ADMIN_KEY, GatewayProcess, openai_client, simulator_model
+from tests.helpers import ADMIN_KEY, PROVIDER_KEY, GatewayProcess, openai_client, simulator_model
 from tests.telemetry.otlp import GrpcReceiver, HttpReceiver, attributes, resource_attributes
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -107,7 +107,7 @@ def test_every_request_reaches_the_collector_in_the_callers_trace(
     assert len(retried) == 1
     assert [event.name for event in retried[0].events] == ["llmplane.attempt", "llmplane.retry"]
     exported = b"".join(collector.bodies)
-    for secret in (ADMIN_KEY, "sk-upstream-secret", "call number", "stream number"):
+    for secret in (ADMIN_KEY, PROVIDER_KEY, "call number", "stream number"):
         assert secret.encode() not in exported
     service_names = {resource["service.name"] for resource in resource_attributes(collector.bodies)}
     assert service_names == {"gw"}
