@@ -102,8 +102,13 @@ def _insert_if_absent(connection: Connection, values: dict[str, Any]) -> bool:
     """Insert a fingerprint row unless one exists (another replica's); whether it did."""
     dialect = connection.dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(config_fingerprints).values(**values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
+    statement = (
+        insert(config_fingerprints)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(config_fingerprints.c.kind)  # psycopg reports no rowcount here
+    )
+    return connection.execute(statement).first() is not None
 
 
 def record_config_changes(engine: Engine, platform: PlatformConfig) -> list[Change]:
