@@ -84,13 +84,17 @@ def _pct(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
 
+def _hours_or_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def _print_incidents(section: dict[str, Any]) -> None:
     mttr = section["mean_time_to_resolve_s"]
     click.echo(f"\nIncidents since {section['since'][:16].replace('T', ' ')} UTC")
     click.echo(
         f"  opened {section['opened']}, closed {section['closed']}, open now "
         f"{section['open_now']}; mean time to resolve "
-        f"{'-' if mttr is None else f'{mttr / 3600:.2f} h'}"
+        f"{'-' if mttr is None else _hours_or_minutes(mttr)}"
     )
     click.echo(
         f"  from prompt, model and deployment changes: {section['attributable_to_changes']} "
