@@ -65,6 +65,14 @@ class World:
         )
         return str(json.loads(created.stdout)["key"])
 
+    def open_incident(self) -> int:
+        """A fresh open incident of the first team (an object to close)."""
+        status, _, incident = http(
+            "POST", f"{self.gateway.url}/admin/incidents", {"title": "authz", "team": self.team}
+        )
+        assert status == 201, incident
+        return int(incident["id"])
+
     def team_key_name(self) -> str:
         """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
         name = _unique("object")
@@ -174,6 +182,31 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ),
     ("GET", "/admin/budgets"): (Policy.ADMIN, lambda w: ("/admin/budgets", None)),
     ("GET", "/admin/audit"): (Policy.ADMIN, lambda w: ("/admin/audit", None)),
+    ("POST", "/admin/incidents"): (
+        Policy.ADMIN,
+        lambda w: (
+            "/admin/incidents",
+            {
+                "title": _unique("incident"),
+                "severity": "sev2",
+                "cause": "model:mock",
+                "team": w.team,
+            },
+        ),
+    ),
+    ("GET", "/admin/incidents"): (Policy.TEAM, lambda w: (f"/admin/incidents?team={w.team}", None)),
+    ("POST", "/admin/incidents/{incident}/close"): (
+        Policy.ADMIN,
+        lambda w: (f"/admin/incidents/{w.open_incident()}/close", {"resolution": "fixed"}),
+    ),
+    ("POST", "/admin/changes"): (
+        Policy.ADMIN,
+        lambda w: (
+            "/admin/changes",
+            {"kind": "deployment", "subject": "mock[0]", "summary": "authz", "action": "changed"},
+        ),
+    ),
+    ("GET", "/admin/changes"): (Policy.ADMIN, lambda w: ("/admin/changes?kind=deployment", None)),
 }
 
 ALLOWED = {
@@ -387,6 +420,26 @@ def test_a_team_admin_gets_its_own_teams_finance_report(world: World) -> None:
     refused = http(
         "GET",
         f"{world.gateway.url}/admin/spend/report?month={month}&team={world.team}",
+        key=world.keys["other_team_admin"],
+    )
+    assert refused[0] == 403
+
+
+def test_a_team_admin_reads_only_its_own_teams_incidents(world: World) -> None:
+    world.open_incident()
+    status, _, mine = http(
+        "GET", f"{world.gateway.url}/admin/incidents", key=world.keys["team_admin"]
+    )
+    assert status == 200 and mine["data"]
+    team_id = http("GET", f"{world.gateway.url}/admin/teams/{world.team}")[2]["id"]
+    assert {incident["team_id"] for incident in mine["data"]} == {team_id}
+    _, _, theirs = http(
+        "GET", f"{world.gateway.url}/admin/incidents", key=world.keys["other_team_admin"]
+    )
+    assert theirs["data"] == []
+    refused = http(
+        "GET",
+        f"{world.gateway.url}/admin/incidents?team={world.team}",
         key=world.keys["other_team_admin"],
     )
     assert refused[0] == 403

@@ -92,6 +92,8 @@ def test_a_wrong_body_fails_the_declared_schema(document: dict[str, Any]) -> Non
         ("/admin/teams", {"name": "typo-team", "rmp": 5}),
         ("/admin/keys", {"name": "typo-key", "rmp": 5}),
         ("/admin/budgets", {"scope": "team", "target": "x", "limit_usd": 1, "perod": "day"}),
+        ("/admin/incidents", {"title": "typo-incident", "sevrity": "sev1"}),
+        ("/admin/changes", {"kind": "model", "subject": "mock", "sumary": "typo"}),
     ],
 )
 def test_the_routes_refuse_unknown_fields(
@@ -99,4 +101,4 @@ def test_the_routes_refuse_unknown_fields(
 ) -> None:
     method = "PUT" if path == "/admin/budgets" else "POST"
     status, _, answer = http(method, f"{gateway.url}{path}", json.dumps(body).encode())
-    assert status == 400 and answer["error"]["param"] in ("rmp", "perod")
+    assert status == 400 and answer["error"]["param"] in ("rmp", "perod", "sevrity", "sumary")

@@ -27,6 +27,9 @@ def test_migration_creates_tables_and_indexes(engine: Engine) -> None:
         "budgets",
         "audit_log",
         "budget_alerts",
+        "changes",
+        "config_fingerprints",
+        "incidents",
     } <= set(inspector.get_table_names())
     indexes = {i["name"] for i in inspector.get_indexes("usage_ledger")}
     assert {"ix_usage_ledger_created_at", "ix_usage_ledger_key_created"} <= indexes

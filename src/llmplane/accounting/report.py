@@ -15,7 +15,8 @@ Definitions (also in the README):
   reported one. Percentiles interpolate linearly between the closest ranks (PostgreSQL's
   ``percentile_cont``), computed here from the window's rows so that both databases agree;
 - *error budget left* = ``1 - error_rate / allowed rate`` over the SLO's window (below 0
-  when the budget is spent).
+  when the budget is spent);
+- incidents over the last ``weeks`` × 7 days up to now: see :mod:`llmplane.incidents.rates`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from llmplane.accounting.spend import month_bounds, percent_change
 from llmplane.accounting.usage_sums import UsageSums, costliest_first, regroup, total, usage_sums
 from llmplane.config.platform import Slo
 from llmplane.errors import InvalidRequestError
+from llmplane.incidents.rates import incident_report
 from llmplane.store.tables import usage_ledger
 
 DEFAULT_WINDOW_DAYS = 30
@@ -269,8 +271,8 @@ def platform_report(
     team_id: str | None = None,
 ) -> dict[str, Any]:
     """Adoption over the last ``weeks`` full weeks, cost of ``month`` (default: the current
-    one) beside the month before, spend by team and every deployment against its SLO (of
-    one team, if given)."""
+    one) beside the month before, spend by team, every deployment against its SLO and the
+    incidents of the last ``weeks`` × 7 days (of one team, if given)."""
     now = datetime.now(UTC) if now is None else now.astimezone(UTC)
     if not 1 <= weeks <= MAX_WEEKS:
         raise InvalidRequestError(f"'weeks' must be 1 to {MAX_WEEKS}.", param="weeks")
@@ -284,4 +286,7 @@ def platform_report(
             "cost": {key: value for key, value in cost.items() if key != "by_team"},
             "spend_by_team": cost["by_team"],
             "deployments": _deployments(connection, now, slos or {}, team_id),
+            "incidents": incident_report(
+                connection, now - timedelta(weeks=weeks), now, team_id=team_id
+            ),
         }

@@ -1,4 +1,5 @@
-"""``llmplane report``: adoption, cost, spend by team and SLOs, from the running gateway."""
+"""``llmplane report``: adoption, cost, spend by team, SLOs and incidents, from the running
+gateway."""
 
 from __future__ import annotations
 
@@ -76,6 +77,52 @@ def _print_report(report: dict[str, Any]) -> None:
         ],
         ["DEPLOYMENT", "WINDOW", "CALLS", "ERR%", "P50MS", "P95MS", "TTFT95", "BUDGET%", "SLO"],
     )
+    _print_incidents(report["incidents"])
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def _hours_or_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _print_incidents(section: dict[str, Any]) -> None:
+    mttr = section["mean_time_to_resolve_s"]
+    click.echo(f"\nIncidents since {section['since'][:16].replace('T', ' ')} UTC")
+    click.echo(
+        f"  opened {section['opened']}, closed {section['closed']}, open now "
+        f"{section['open_now']}; mean time to resolve "
+        f"{'-' if mttr is None else _hours_or_minutes(mttr)}"
+    )
+    click.echo(
+        f"  from prompt, model and deployment changes: {section['attributable_to_changes']} "
+        f"({_pct(section['attributable_share'])} of those opened)"
+    )
+    incidents_by_kind = {row["kind"]: row for row in section["by_cause"]}
+    print_table(
+        [
+            [
+                row["kind"],
+                str(row["changes"]),
+                str(row["incidents"]),
+                _pct(incidents_by_kind[row["kind"]]["share"]),
+                _num(row["incidents_per_change"], ".3f"),
+            ]
+            for row in section["change_rates"]
+        ]
+        + [
+            [
+                "unknown",
+                "-",
+                str(incidents_by_kind["unknown"]["incidents"]),
+                _pct(incidents_by_kind["unknown"]["share"]),
+                "-",
+            ]
+        ],
+        ["CAUSE", "CHANGES", "INCIDENTS", "SHARE", "PER CHANGE"],
+    )
 
 
 @click.command()
@@ -86,8 +133,9 @@ def _print_report(report: dict[str, Any]) -> None:
 @click.option("--team", default=None, help="Only this team (id or name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def report(weeks: int, month: str | None, team: str | None, as_json: bool) -> None:
-    """Adoption per week, cost per 1M tokens (month over month), spend by team and each
-    deployment against its SLO, with the error budget left."""
+    """Adoption per week, cost per 1M tokens (month over month), spend by team, each
+    deployment against its SLO with the error budget left, and the incidents of the last
+    WEEKS x 7 days with the share caused by prompt, model and deployment changes."""
     query = {"weeks": str(weeks)}
     if month is not None:
         query["month"] = month

@@ -270,7 +270,8 @@ async def spend_report(scope: RequestScope) -> Response:
 @documented(
     "PlatformReport",
     query={
-        "weeks": "Full weeks of adoption to show (1-52, default 4)",
+        "weeks": "Full weeks of adoption to show, and weeks x 7 days of incidents (1-52, "
+        "default 4)",
         "month": "The month of the cost figures, e.g. 2026-11 (default: this month)",
         "team": "Only this team (id or name); a team admin always gets its own team's",
     },
@@ -278,8 +279,8 @@ async def spend_report(scope: RequestScope) -> Response:
 @endpoint
 async def report(scope: RequestScope) -> Response:
     """The platform report: active teams and services per week, cost per 1M tokens this
-    month and last, spend by team, and each deployment against its SLO; a team admin
-    gets its own team's slice."""
+    month and last, spend by team, each deployment against its SLO, and incidents with
+    the share caused by prompt and model changes; a team admin gets its own team's slice."""
     principal = await scope.manager()
     params = scope.request.query_params
     try:

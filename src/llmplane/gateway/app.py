@@ -28,7 +28,13 @@ from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
 from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableError
-from llmplane.gateway import admin_routes, bridged_routes, openai_routes, team_routes
+from llmplane.gateway import (
+    admin_routes,
+    bridged_routes,
+    incident_routes,
+    openai_routes,
+    team_routes,
+)
 from llmplane.gateway.calls import ModelCaller
 from llmplane.gateway.http import (
     Policy,
@@ -366,6 +372,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             *bridged_routes.routes,
             *admin_routes.routes,
             *team_routes.routes,
+            *incident_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -126,6 +126,86 @@ _BUDGET = {
     "thresholds": {"type": "array", "items": _INT},
 }
 
+_CHANGE_KIND = {"enum": ["model", "deployment", "prompt", "config", "other"]}
+_SEVERITY = {"enum": ["sev1", "sev2", "sev3", "sev4"]}
+_CHANGE = {
+    "id": _INT,
+    "at": _TIME,
+    "kind": _CHANGE_KIND,
+    "subject": _STR,
+    "action": {"enum": ["added", "changed", "removed"]},
+    "summary": _STR,
+    "actor": _STR,
+    "team_id": _OPT_STR,
+}
+_INCIDENT = {
+    "id": _INT,
+    "title": _STR,
+    "severity": _SEVERITY,
+    "status": {"enum": ["open", "closed"]},
+    "started_at": _TIME,
+    "opened_at": _TIME,
+    "closed_at": _OPT_TIME,
+    "opened_by": _STR,
+    "closed_by": _OPT_STR,
+    "resolution": _OPT_STR,
+    "cause": {
+        "oneOf": [
+            _answer(
+                {
+                    "kind": _CHANGE_KIND,
+                    "subject": _OPT_STR,
+                    "change_id": {"type": ["integer", "null"]},
+                }
+            ),
+            {"type": "null"},
+        ]
+    },
+    "team_id": _OPT_STR,
+    "time_to_resolve_s": _OPT_NUM,
+}
+_INCIDENT_REPORT = _answer(
+    {
+        "since": _TIME,
+        "until": _TIME,
+        "opened": _INT,
+        "closed": _INT,
+        "open_now": _INT,
+        "mean_time_to_resolve_s": _OPT_NUM,
+        "by_severity": {
+            "type": "array",
+            "items": _answer({"severity": _SEVERITY, "opened": _INT}),
+        },
+        "by_cause": {
+            "type": "array",
+            "items": _answer(
+                {
+                    "kind": {"enum": [*_CHANGE_KIND["enum"], "unknown"]},
+                    "incidents": _INT,
+                    "share": _OPT_NUM,
+                }
+            ),
+        },
+        "attributable_to_changes": {
+            **_INT,
+            "description": "Incidents opened in the window caused by prompt, model or "
+            "deployment changes.",
+        },
+        "attributable_share": _OPT_NUM,
+        "change_rates": {
+            "type": "array",
+            "items": _answer(
+                {
+                    "kind": _CHANGE_KIND,
+                    "changes": _INT,
+                    "incidents": _INT,
+                    "incidents_per_change": _OPT_NUM,
+                }
+            ),
+        },
+    }
+)
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
     "OpenAPI": _object({"openapi": _STR}, ("openapi",), closed=False),
@@ -411,6 +491,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     }
                 ),
             },
+            "incidents": _INCIDENT_REPORT,
         }
     ),
     "TeamCreate": _object(_TEAM_WRITE, ("name",)),
@@ -458,4 +539,38 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "AuditList": _list_of("AuditEntry"),
+    "IncidentOpen": _object(
+        {
+            "title": {"type": "string", "minLength": 1, "maxLength": 300},
+            "severity": _SEVERITY,
+            "cause": {
+                **_STR,
+                "description": "change:ID, KIND:SUBJECT (model:gpt-4o, prompt:support-bot@7, "
+                "deployment:openai-east) or unknown.",
+            },
+            "team": {**_STR, "description": "Team id or name."},
+            "started_at": {**_TIME, "description": "When impact began (default: now)."},
+        },
+        ("title",),
+    ),
+    "IncidentClose": _object({"resolution": _STR}),
+    "Incident": _answer(_INCIDENT),
+    "IncidentList": _list_of("Incident"),
+    "ChangeRecord": _object(
+        {
+            "kind": _CHANGE_KIND,
+            "subject": {
+                **_STR,
+                "description": "What changed: a model, a deployment, prompt-name@version.",
+            },
+            "summary": {"type": "string", "maxLength": 500},
+            "action": {"enum": ["added", "changed", "removed"]},
+            "actor": {**_STR, "description": "Who made it (default: the calling key)."},
+            "team": {**_STR, "description": "Team id or name, for a team's own change."},
+            "at": {**_TIME, "description": "When it happened (default: now)."},
+        },
+        ("kind", "subject"),
+    ),
+    "Change": _answer(_CHANGE),
+    "ChangeList": _list_of("Change"),
 }

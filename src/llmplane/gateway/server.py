@@ -14,6 +14,7 @@ import uvicorn
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
 from llmplane.gateway.app import build_services, create_app
+from llmplane.incidents import record_config_changes
 from llmplane.store import create_engine, migrate
 
 log = logging.getLogger("llmplane.gateway")
@@ -22,10 +23,16 @@ _GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def run_gateway(settings: Settings, platform: PlatformConfig, admin_key: str) -> None:
-    """Migrate the store, then serve until SIGINT/SIGTERM; in-flight streams finish and the
-    ledger is flushed before the process exits."""
+    """Migrate the store, record the model and deployment changes since the last start,
+    then serve until SIGINT/SIGTERM; in-flight streams finish and the ledger is flushed
+    before the process exits."""
     engine = create_engine(settings.resolved_database_url())
     migrate(engine)
+    try:
+        record_config_changes(engine, platform)
+    except Exception as exc:  # noqa: BLE001 - the change log must not keep traffic out
+        # Nothing was marked recorded that was not: the next start records the rest.
+        log.warning("recording configuration changes failed: %s", type(exc).__name__)
     app = create_app(build_services(settings, platform, engine, admin_key))
     config = uvicorn.Config(
         app,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -191,4 +192,59 @@ budget_alerts = Table(
     Column("spent_nanousd", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("budget_id", "period_start", "threshold", name="uq_budget_alerts_once"),
+)
+
+# Every change that can cause an incident: a model's or deployment's configuration (recorded
+# by the gateway at start-up), a prompt version, a config change or anything else recorded
+# through the admin API. Only non-secret facts: what, which, who, when, a short summary.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # model | deployment | prompt | config | other
+    Column("subject", String(200), nullable=False),  # gpt-4o, openai-east, support-bot@7
+    Column("action", String(16), nullable=False),  # added | changed | removed
+    Column("summary", String(500), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("team_id", String(64), nullable=True),
+)
+
+# The last configuration of each model, deployment and config section the gateway started
+# with, its secrets removed: what the next start compares against. A row changes only by
+# compare-and-set on its fingerprint, so of replicas starting together exactly one records.
+config_fingerprints = Table(
+    "config_fingerprints",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the canonical JSON below
+    Column("config", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("kind", "subject", name="pk_config_fingerprints"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("title", String(300), nullable=False),
+    Column("severity", String(8), nullable=False),  # sev1 (worst) .. sev4
+    Column("status", String(8), nullable=False),  # open | closed
+    Column("started_at", DateTime(timezone=True), nullable=False),  # impact began
+    Column("opened_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("closed_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("opened_by", String(64), nullable=False),
+    Column("closed_by", String(64), nullable=True),
+    Column("resolution", String(2000), nullable=True),
+    # The cause: a recorded change, or a kind and subject named directly; NULL kind: unknown.
+    Column("cause_kind", String(16), nullable=True),
+    Column("cause_subject", String(200), nullable=True),
+    Column(
+        "cause_change_id",
+        _BigId,
+        ForeignKey("changes.id", name="fk_incidents_cause_change"),
+        nullable=True,
+    ),
+    Column("team_id", String(64), nullable=True, index=True),
 )
