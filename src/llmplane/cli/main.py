@@ -9,6 +9,7 @@ import click
 from llmplane import __version__
 from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
+from llmplane.cli.logs import logs
 from llmplane.cli.report import report
 from llmplane.cli.teams import audit, budgets, services, teams
 from llmplane.cli.up import up
@@ -29,6 +30,7 @@ cli.add_command(services)
 cli.add_command(budgets)
 cli.add_command(audit)
 cli.add_command(report)
+cli.add_command(logs)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies
