@@ -369,7 +369,7 @@ def test_a_team_admin_reads_only_its_own_teams_logs(gateway: GatewayProcess) -> 
     status, _, answer = http("GET", f"{gateway.url}/admin/logs", key=admin_key)
     assert status == 200 and {r["team_id"] for r in answer["data"]} == {team.id}
     assert http("GET", f"{gateway.url}/admin/logs/{mine}", key=admin_key)[0] == 200
-    assert http("GET", f"{gateway.url}/admin/logs/{theirs}", key=admin_key)[0] == 404
+    assert http("GET", f"{gateway.url}/admin/logs/{theirs}", key=admin_key)[0] == 403
     status, _, _ = http("GET", f"{gateway.url}/admin/logs?team={other.name}", key=admin_key)
     assert status == 403
     # It reads its team's policy but cannot change it.

@@ -114,14 +114,11 @@ async def show_request_log(scope: RequestScope) -> Response:
     """One request's stored log with its request and response bodies (as its team's policy
     kept them: none, redacted or full)."""
     principal = await scope.manager()
-    team_id = None if principal.is_admin else principal.team_id
     await _written(scope)
     row = await asyncio.to_thread(
-        get_log,
-        scope.services.engine,
-        scope.request.path_params["request_id"],
-        team_id=team_id,
+        get_log, scope.services.engine, scope.request.path_params["request_id"]
     )
+    require_team(principal, row["team_id"])
     return json_response(scope, row)
 
 
