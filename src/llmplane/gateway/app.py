@@ -128,16 +128,21 @@ def build_services(
         )
     else:
         admission = LocalAdmissionGuard(engine)
-    # Always an observer (it skips requests whose team stores no logs in one attribute
-    # check), since a team's policy can change while the gateway runs.
-    stored_logs = StoredLogWriter(engine, _redactor, limit=settings.request_logs_queue_size)
+    # An observer unless turned off (it skips requests whose team stores no logs in one
+    # attribute check), since a team's policy can change while the gateway runs.
+    stored_logs = (
+        StoredLogWriter(engine, _redactor, limit=settings.request_logs_queue_size)
+        if settings.stored_logs
+        else None
+    )
     metrics = (
         GatewayMetrics(_state_reader(ledger, router, stored_logs), router.model_names)
         if settings.metrics
         else None
     )
     observers: list[Observer] = [metrics] if metrics is not None else []
-    observers.append(stored_logs)
+    if stored_logs is not None:
+        observers.append(stored_logs)
     if settings.request_log:
         observers.append(RequestLogObserver())
     if settings.otel_endpoint:
@@ -175,7 +180,7 @@ def _redactor() -> Callable[[list[str]], list[str]]:
 
 
 def _state_reader(
-    ledger: UsageLedger, router: ModelRouter, stored_logs: StoredLogWriter
+    ledger: UsageLedger, router: ModelRouter, stored_logs: StoredLogWriter | None
 ) -> Callable[[], GatewayState]:
     """What the metrics read at scrape time: the ledger's and the request logs' queues and
     each deployment's health."""
@@ -186,9 +191,9 @@ def _state_reader(
             ledger_queue_depth=ledger.depth,
             ledger_dropped=ledger.dropped,
             ledger_rejected=ledger.rejected,
-            request_logs_queue_depth=stored_logs.depth,
-            request_logs_dropped=stored_logs.dropped,
-            request_logs_rejected=stored_logs.rejected,
+            request_logs_queue_depth=stored_logs.depth if stored_logs else 0,
+            request_logs_dropped=stored_logs.dropped if stored_logs else 0,
+            request_logs_rejected=stored_logs.rejected if stored_logs else 0,
             deployments=[
                 DeploymentState(
                     model=model,
@@ -366,7 +371,6 @@ def create_app(services: GatewayServices) -> GatewayApp:
             services.stored_logs.start()
         await services.reload_budgets()
         background = [
-            asyncio.create_task(_purge_request_logs(services), name="request-log-retention"),
             asyncio.create_task(_refresh(services), name="refresh"),
             asyncio.create_task(_watch_budgets(services), name="budget-alerts"),
             asyncio.create_task(_check_deployments(services), name="health-checks"),
@@ -375,6 +379,10 @@ def create_app(services: GatewayServices) -> GatewayApp:
                 name="warm-providers",
             ),
         ]
+        if services.stored_logs is not None:
+            background.append(
+                asyncio.create_task(_purge_request_logs(services), name="request-log-retention")
+            )
         port = services.settings.metrics_port
         scraper = (
             start_http_server(port, services.settings.host, services.metrics.registry)[0]
