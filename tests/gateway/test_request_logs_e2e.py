@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,16 @@ class Team:
         assert status == 201, key
         self.key, self.key_id = key["key"], key["id"]
 
-    def call(self, path: str, body: dict[str, Any], *, user: str | None = None) -> tuple[str, Any]:
+    def call(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        user: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[str, Any]:
         """Make one model call; returns its request id and answer (JSON or SSE text)."""
-        request_id = _unique("req-logs")
+        request_id = request_id or _unique("req-logs")
         headers = {"x-request-id": request_id}
         if user is not None:
             headers["x-llmplane-user"] = user
@@ -300,12 +308,14 @@ def test_no_key_is_ever_stored(gateway: GatewayProcess) -> None:
     assert team.key[len("sk-lp-") :][:20] not in stored
 
 
-def test_the_platform_default_policy_and_the_body_cap(tmp_path: Path) -> None:
+def test_the_platform_default_policy_the_body_cap_and_the_retention_job(tmp_path: Path) -> None:
     config = {
         "models": [{"name": "mock", "deployments": [{"provider": "mock"}]}],
         "defaults": {"request_logs": {"bodies": "full", "max_body_bytes": 4096}},
     }
-    gateway = GatewayProcess(tmp_path, config["models"])
+    gateway = GatewayProcess(
+        tmp_path, config["models"], env={"LLMPLANE_REQUEST_LOGS_PURGE_INTERVAL_S": "0.2"}
+    )
     assert gateway.config is not None
     gateway.config.write_text(yaml.safe_dump(config))
     with gateway:
@@ -323,6 +333,12 @@ def test_the_platform_default_policy_and_the_body_cap(tmp_path: Path) -> None:
         assert row["response"]["choices"][0]["message"]["content"].startswith("This is a mock")
         opted_out.call("/v1/chat/completions", _chat())
         assert opted_out.logs() == []
+        # The gateway's own retention job deletes the row once it has expired.
+        _expire(gateway, request_id)
+        deadline = time.monotonic() + 10
+        while http("GET", f"{gateway.url}/admin/logs/{request_id}")[0] != 404:
+            assert time.monotonic() < deadline, "the expired row was not purged"
+            time.sleep(0.1)
 
 
 def test_logs_are_found_by_request_id_key_model_user_and_time(gateway: GatewayProcess) -> None:
@@ -370,6 +386,11 @@ def test_a_team_admin_reads_only_its_own_teams_logs(gateway: GatewayProcess) -> 
     assert status == 200 and {r["team_id"] for r in answer["data"]} == {team.id}
     assert http("GET", f"{gateway.url}/admin/logs/{mine}", key=admin_key)[0] == 200
     assert http("GET", f"{gateway.url}/admin/logs/{theirs}", key=admin_key)[0] == 403
+    # Request ids are the clients' own: another team reusing one hides nothing of this one.
+    other.call("/v1/chat/completions", _chat(), request_id=mine)
+    status, _, row = http("GET", f"{gateway.url}/admin/logs/{mine}", key=admin_key)
+    assert status == 200 and row["team_id"] == team.id
+    assert http("GET", f"{gateway.url}/admin/logs/{mine}")[2]["team_id"] == other.id
     status, _, _ = http("GET", f"{gateway.url}/admin/logs?team={other.name}", key=admin_key)
     assert status == 403
     # It reads its team's policy but cannot change it.

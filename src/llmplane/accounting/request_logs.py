@@ -108,8 +108,8 @@ def list_logs(
         return [_summary(row) for row in connection.execute(query).mappings()]
 
 
-def get_log(engine: Engine, request_id: str) -> dict[str, Any]:
-    """The newest row of ``request_id`` with its bodies:
+def get_log(engine: Engine, request_id: str, *, team_id: str | None = None) -> dict[str, Any]:
+    """The newest row of ``request_id`` (of ``team_id``'s, when given) with its bodies:
     ``request`` and ``response`` (JSON, or text where a body is not JSON; null when the
     policy kept none)."""
     query = (
@@ -118,6 +118,8 @@ def get_log(engine: Engine, request_id: str) -> dict[str, Any]:
         .order_by(request_logs.c.created_at.desc(), request_logs.c.id.desc())
         .limit(1)
     )
+    if team_id is not None:
+        query = query.where(request_logs.c.team_id == team_id)
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     if row is None:

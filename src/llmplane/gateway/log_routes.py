@@ -19,7 +19,7 @@ from llmplane.accounting.request_logs import (
     list_logs,
     purge_expired,
 )
-from llmplane.errors import InvalidRequestError, LLMPlaneError
+from llmplane.errors import InvalidRequestError, LLMPlaneError, NotFoundError
 from llmplane.gateway.admin_fields import query_time
 from llmplane.gateway.http import (
     Policy,
@@ -114,10 +114,15 @@ async def show_request_log(scope: RequestScope) -> Response:
     """One request's stored log with its request and response bodies (as its team's policy
     kept them: none, redacted or full)."""
     principal = await scope.manager()
+    request_id, engine = scope.request.path_params["request_id"], scope.services.engine
     await _written(scope)
-    row = await asyncio.to_thread(
-        get_log, scope.services.engine, scope.request.path_params["request_id"]
-    )
+    try:
+        # Request ids are the clients' own: a team admin gets its team's row of the id.
+        row = await asyncio.to_thread(get_log, engine, request_id, team_id=principal.team_id)
+    except NotFoundError:
+        if principal.team_id is None:
+            raise
+        row = await asyncio.to_thread(get_log, engine, request_id)  # another team's: 403
     require_team(principal, row["team_id"])
     return json_response(scope, row)
 
