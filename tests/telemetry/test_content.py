@@ -8,11 +8,11 @@ import orjson
 from llmplane.telemetry.content import (
     LogPolicy,
     RequestContent,
-    assemble_stream,
     bounded,
     map_strings,
     request_params,
 )
+from llmplane.telemetry.stream_answers import assemble_stream
 
 
 def _sse(*events: dict[str, object], named: bool = False) -> bytes:
