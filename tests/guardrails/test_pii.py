@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
-from llmplane.guardrails.pii import Redactor
+from llmplane.guardrails.pii import Redactor, RedactorProcess
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +50,17 @@ def test_redact_many_keeps_each_text_apart(redactor: Redactor) -> None:
         "",
         "call <PHONE_NUMBER> now",
     ]
+
+
+def test_the_redactor_process_redacts_in_a_child_process() -> None:
+    redactor = RedactorProcess()
+    try:
+        assert redactor.redact_many(["mail a.b@example.org", "key sk-lp-AbCdEfGhIjKlMnOpQrSt"]) == [
+            "mail <EMAIL_ADDRESS>",
+            "key <API_KEY>",
+        ]
+        children = multiprocessing.active_children()
+        assert children, "no child process redacted"
+    finally:
+        redactor.close()
+    assert not multiprocessing.active_children()

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 from sqlalchemy import text
@@ -58,6 +59,9 @@ from llmplane.telemetry.metrics import (
 )
 from llmplane.telemetry.request_log import RequestLogObserver
 from llmplane.telemetry.stored_logs import StoredLogWriter
+
+if TYPE_CHECKING:
+    from llmplane.guardrails.pii import RedactorProcess
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -171,12 +175,12 @@ def build_services(
     )
 
 
-def _redactor() -> Callable[[list[str]], list[str]]:
-    """The PII and secret redactor of ``redacted`` request logs (built in the writer's
-    thread, on first use: importing Presidio takes about a second)."""
-    from llmplane.guardrails.pii import Redactor
+def _redactor() -> RedactorProcess:
+    """The PII and secret redactor of ``redacted`` request logs, in a child process (built
+    by the writer thread on first use: importing Presidio takes about a second)."""
+    from llmplane.guardrails.pii import RedactorProcess
 
-    return Redactor().redact_many
+    return RedactorProcess()
 
 
 def _state_reader(

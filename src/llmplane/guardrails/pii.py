@@ -10,13 +10,19 @@ which its context words need, so it runs offline in a few milliseconds per text.
 
 Presidio (``pip install 'llmplane[pii]'``) is imported when the first ``Redactor`` is
 built, which takes about a second: build it off the event loop, once, and reuse it.
-A ``Redactor`` is not thread-safe; give each thread its own.
+A ``Redactor`` is not thread-safe; give each thread its own. Redacting costs a few
+milliseconds of pure-Python CPU per text, which a thread would spend holding its
+process's GIL: a server redacts with :class:`RedactorProcess`, the same redactor in a
+child process, so its event loop never waits for it.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 # Presidio's URL recogniser imports tldextract, which would fetch the public suffix list.
@@ -174,3 +180,44 @@ class Redactor:
         if len(parts) != len(texts):  # a finding spanned two texts: scan them one by one
             return [self.redact(text) for text in texts]
         return parts
+
+
+_CALL_TIMEOUT_S = 60.0
+_child: Redactor | None = None  # the redactor of a RedactorProcess's child
+
+
+def _start_child(entities: tuple[str, ...], score_threshold: float) -> None:
+    global _child
+    _child = Redactor(entities, score_threshold)
+
+
+def _redact_in_child(texts: list[str]) -> list[str]:
+    assert _child is not None
+    return _child.redact_many(texts)
+
+
+class RedactorProcess:
+    """A :class:`Redactor` in one child process (spawned, so it shares nothing with the
+    caller but the texts): :meth:`redact_many` blocks the calling thread, never the
+    process's other threads. The child starts with the first call; :meth:`close` stops it.
+    """
+
+    def __init__(
+        self, entities: Sequence[str] = DEFAULT_ENTITIES, score_threshold: float = 0.4
+    ) -> None:
+        if importlib.util.find_spec("presidio_analyzer") is None:
+            raise ImportError("presidio-analyzer is not installed (pip install 'llmplane[pii]')")
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_child,
+            initargs=(tuple(entities), score_threshold),
+        )
+
+    def redact_many(self, texts: list[str]) -> list[str]:
+        """As :meth:`Redactor.redact_many`, done in the child."""
+        return self._pool.submit(_redact_in_child, texts).result(_CALL_TIMEOUT_S)
+
+    def close(self) -> None:
+        """Stop the child."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

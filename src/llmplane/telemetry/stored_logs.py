@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -40,9 +40,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Builds a redactor (in the writer thread): it takes all the strings of a body and returns
-# them redacted, in order.
-RedactorFactory = Callable[[], Callable[[list[str]], list[str]]]
+
+class Redacting(Protocol):
+    """What redacts a body: all its strings in, the same strings redacted out, in order
+    (:class:`llmplane.guardrails.pii.RedactorProcess`); ``close`` if it has one is called
+    when the writer stops."""
+
+    def redact_many(self, texts: list[str]) -> list[str]:
+        """``texts``, each redacted."""
+        ...
+
+
+# Builds the redactor, in the writer thread, on the first redacted row.
+RedactorFactory = Callable[[], Redacting]
 
 _COLUMNS = (
     "request_id",
@@ -101,7 +111,7 @@ class StoredLogWriter:
             request_logs, _COLUMNS, engine.dialect.name, engine.dialect.paramstyle
         )
         self._redactor_factory = redactor_factory
-        self._redact: Callable[[list[str]], list[str]] | None = None
+        self._redact: Redacting | None = None
         self._redactor_failed = False
         self._limit = limit
         self._batch_size = batch_size
@@ -147,12 +157,15 @@ class StoredLogWriter:
             return self._progress.wait_for(lambda: self._done >= target, timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is queued, then stop the thread (and the redactor)."""
         self._stopped.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout_s)
         if self._pending:
             log.error("request logs: %d rows not written at shutdown", len(self._pending))
+        close = getattr(self._redact, "close", None)
+        if close is not None:
+            close()
 
     def _run(self) -> None:
         failures = 0
@@ -213,7 +226,7 @@ class StoredLogWriter:
                         type(exc.orig).__name__,
                     )
 
-    def _redactor(self) -> Callable[[list[str]], list[str]] | None:
+    def _redactor(self) -> Redacting | None:
         if self._redact is None and not self._redactor_failed:
             try:
                 if self._redactor_factory is None:
@@ -234,10 +247,10 @@ class StoredLogWriter:
         body, when a redacted policy has no redactor)."""
         if bodies != REDACTED:
             return _scrub_platform_keys
-        redact = self._redactor()
-        if redact is None:
+        redactor = self._redactor()
+        if redactor is None:
             return None
-        return lambda texts: _scrub_platform_keys(redact(texts))
+        return lambda texts: _scrub_platform_keys(redactor.redact_many(texts))
 
     def _row(self, trace: RequestTrace) -> tuple[Any, ...] | None:
         try:
@@ -266,9 +279,16 @@ class StoredLogWriter:
                     content.response(trace.operation), policy.max_body_bytes
                 )
                 truncated = cut_request or cut_response or content.events_truncated
-                request_body = orjson.dumps(map_strings(request, change)).decode()
-                if response is not None:
-                    response_body = orjson.dumps(map_strings(response, change)).decode()
+                try:
+                    request_body = orjson.dumps(map_strings(request, change)).decode()
+                    if response is not None:
+                        response_body = orjson.dumps(map_strings(response, change)).decode()
+                except Exception:
+                    if policy.bodies != REDACTED:
+                        raise
+                    # The redactor failed: no body rather than an unredacted one.
+                    log.exception("request logs: redaction failed (request %s)", trace.request_id)
+                    request_body = response_body = None
         return (
             trace.request_id,
             created,
