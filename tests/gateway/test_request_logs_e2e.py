@@ -450,6 +450,21 @@ def _expire(gateway: GatewayProcess, request_id: str) -> None:
         engine.dispose()
 
 
+def test_the_writers_queue_is_in_the_metrics(gateway: GatewayProcess) -> None:
+    team = Team(gateway, "metadata")
+    team.log(team.call("/v1/chat/completions", _chat())[0])
+    status, _, exposition = http("GET", f"{gateway.url}/metrics")
+    assert status == 200
+    samples = dict(
+        line.rsplit(" ", 1)
+        for line in exposition.splitlines()
+        if line.startswith("llmplane_request_logs")
+    )
+    assert samples["llmplane_request_logs_queue_depth"] == "0.0"
+    assert samples["llmplane_request_logs_dropped_rows_total"] == "0.0"
+    assert samples["llmplane_request_logs_rejected_rows_total"] == "0.0"
+
+
 def test_team_policy_from_the_cli(gateway: GatewayProcess) -> None:
     name = _unique("cli-logs")
     created = json.loads(
