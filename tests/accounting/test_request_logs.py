@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from llmplane.accounting.audit import list_audit
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.request_logs import delete_user_logs, get_log, list_logs, purge_expired
 from llmplane.errors import NotFoundError
+from llmplane.store import create_engine, migrate
 from llmplane.store.tables import request_logs
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.content import LogPolicy, RequestContent
@@ -139,3 +141,27 @@ def test_purge_deletes_only_expired_rows_in_batches(engine: Engine) -> None:
     assert [row["request_id"] for row in list_logs(engine)] == ["fresh"]
     assert purge_expired(engine, now=datetime.now(UTC) + timedelta(days=2)) == 1
     assert _count(engine) == 0
+
+
+def test_a_failing_store_delays_rows_but_loses_none(tmp_path: Path) -> None:
+    store = create_engine(f"sqlite:///{tmp_path / 'late.db'}")  # no tables yet: writes fail
+    writer = StoredLogWriter(store, interval_s=0.01).start()
+    for i in range(5):
+        writer.request_finished(_trace(f"late{i}"))
+    assert not writer.flush(0.3)  # still retrying
+    migrate(store)  # the store comes back
+    assert writer.flush(10)
+    writer.close()
+    assert _count(store) == 5 and writer.rejected == 0
+    store.dispose()
+
+
+def test_requests_beyond_the_queue_are_dropped_and_counted(engine: Engine) -> None:
+    writer = StoredLogWriter(engine, limit=3)  # not started: nothing is taken yet
+    for i in range(5):
+        writer.request_finished(_trace(f"q{i}"))
+    assert (writer.depth, writer.dropped) == (3, 2)
+    writer.start()
+    assert writer.flush(10)
+    writer.close()
+    assert _count(engine) == 3

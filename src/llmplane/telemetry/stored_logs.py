@@ -7,10 +7,10 @@ only appends the finished trace to a deque (nothing at all when the trace carrie
 ``interval_s`` the thread takes what is there and does the work that costs: extracts
 the request parameters, parses the reply or assembles the stream, cuts long bodies,
 redacts (``redacted``: through the redactor the gateway hands in, built on first use;
-the gateway's runs in a child process) and inserts the batch. When the store is unreachable the batch is retried;
-beyond ``limit`` waiting requests new ones are dropped and counted (``dropped``), never
-waited for. A row that cannot be built or that the store refuses is counted
-(``rejected``) and skipped.
+the gateway's runs in a child process) and inserts the batch. When the store is
+unreachable the batch is retried; beyond ``limit`` waiting requests new ones are
+dropped and counted (``dropped``), never waited for. A row that cannot be built or
+that the store refuses is counted (``rejected``) and skipped.
 
 No body keeps a platform key (``sk-lp-…``, also as a model may echo it with spaces), not
 even a ``full`` one: a live credential at rest in a table that team admins read.
