@@ -18,6 +18,7 @@ child process, so its event loop never waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -183,11 +184,14 @@ class Redactor:
 
 
 _CALL_TIMEOUT_S = 60.0
+_CHILD_NICENESS = 10
 _child: Redactor | None = None  # the redactor of a RedactorProcess's child
 
 
 def _start_child(entities: tuple[str, ...], score_threshold: float) -> None:
     global _child
+    with contextlib.suppress(OSError):
+        os.nice(_CHILD_NICENESS)  # background work: below the server that asked for it
     _child = Redactor(entities, score_threshold)
 
 

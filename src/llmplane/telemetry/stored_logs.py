@@ -18,7 +18,9 @@ even a ``full`` one: a live credential at rest in a table that team admins read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -88,6 +90,7 @@ _COLUMNS = (
 _PLATFORM_KEY = re.compile(r"sk\s{0,2}-\s{0,2}lp\s{0,2}-\s{0,2}\w+(?:\s{0,2}-\s{0,2}\w+)*")
 _UNREACHABLE = (OperationalError, InterfaceError)
 _RETRY_BACKOFF_S = (0.2, 1.0, 5.0)
+_NICENESS = 10
 
 
 def _scrub_platform_keys(texts: list[str]) -> list[str]:
@@ -168,6 +171,10 @@ class StoredLogWriter:
             close()
 
     def _run(self) -> None:
+        # Below the event loop's priority, as the ledger's writer: with one core, requests
+        # should not wait for a batch's time slice.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
         failures = 0
         while True:
             stopping = self._stopped.wait(self._interval_s)
