@@ -214,8 +214,21 @@ def start_llmplane_redis(stack: contextlib.ExitStack, work_dir: Path) -> Target:
 
 def start_llmplane_no_telemetry(stack: contextlib.ExitStack, work_dir: Path) -> Target:
     """As :func:`start_llmplane`, with telemetry off (no Prometheus metrics, no request
-    log lines, no spans), to measure what the default telemetry costs per request."""
+    log lines, no stored request logs, no spans), to measure what the default telemetry
+    costs per request."""
     return start_llmplane(stack, work_dir, metrics=False, request_log=False)
+
+
+def start_llmplane_logs_full(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane`, with the key's team storing full request logs (bodies as
+    sent), to measure what storing them costs."""
+    return start_llmplane(stack, work_dir, log_bodies="full")
+
+
+def start_llmplane_logs_redacted(stack: contextlib.ExitStack, work_dir: Path) -> Target:
+    """As :func:`start_llmplane`, with the key's team storing redacted request logs (PII
+    and secrets replaced, by Presidio in the writer thread)."""
+    return start_llmplane(stack, work_dir, log_bodies="redacted")
 
 
 def start_llmplane_metrics_only(stack: contextlib.ExitStack, work_dir: Path) -> Target:
@@ -248,6 +261,7 @@ def start_llmplane(
     metrics: bool = True,
     request_log: bool = True,
     otel_endpoint: str | None = None,
+    log_bodies: str | None = None,
 ) -> Target:
     """``llmplane up`` on the gateway core, with a fresh SQLite ledger and a virtual key
     (and the default telemetry: Prometheus metrics and request log lines; spans too when
@@ -275,6 +289,10 @@ def start_llmplane(
     if not request_log:
         env["LLMPLANE_REQUEST_LOG"] = "false"
         name = f"{name}-{'metrics-only' if metrics else 'no-telemetry'}"
+    if not metrics and not request_log:
+        env["LLMPLANE_STORED_LOGS"] = "false"
+    if log_bodies is not None:
+        name = f"{name}-logs-{log_bodies}"
     data_dir = work_dir / f"{name}-data"
     argv += ["--config", str(config), "--data-dir", str(data_dir)]
     server = start_server("llmplane", argv, core=GATEWAY_CORE, env=env, log_dir=work_dir)
@@ -309,7 +327,12 @@ def start_llmplane(
             "team budget, key budget (month), and rpm + tpm limits on the key, its service, "
             "its team and the team's use of the model; none is reached"
         )
-    key = _create_virtual_key(env, notes, *(LIMIT_ARGS if limits else ()))
+    key_args: tuple[str, ...] = LIMIT_ARGS if limits else ()
+    if log_bodies is not None:
+        _cli(env, "teams", "create", "bench-logs", "--log-bodies", log_bodies)
+        key_args = (*key_args, "--team", "bench-logs")
+        notes.append(f"the key's team stores {log_bodies} request logs")
+    key = _create_virtual_key(env, notes, *key_args)
     base = f"http://127.0.0.1:{LLMPLANE_PORT}"
     return Target(name, base, {"Authorization": f"Bearer {key}"}, server, notes, env)
 

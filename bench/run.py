@@ -45,6 +45,8 @@ from _targets import (
     start_litellm,
     start_llmplane,
     start_llmplane_limits,
+    start_llmplane_logs_full,
+    start_llmplane_logs_redacted,
     start_llmplane_metrics_only,
     start_llmplane_no_telemetry,
     start_llmplane_redis,
@@ -62,6 +64,8 @@ ALL_TARGETS = (
     "llmplane+tracing",
     "llmplane+limits",
     "llmplane+redis",
+    "llmplane-logs-full",
+    "llmplane-logs-redacted",
     "litellm",
 )
 STREAM_CONCURRENCY = 16
@@ -265,6 +269,8 @@ def run(args: argparse.Namespace) -> int:
                 "llmplane+tracing": start_llmplane_tracing,
                 "llmplane+limits": start_llmplane_limits,
                 "llmplane+redis": start_llmplane_redis,
+                "llmplane-logs-full": start_llmplane_logs_full,
+                "llmplane-logs-redacted": start_llmplane_logs_redacted,
                 "litellm": start_litellm,
             }
             for name in [t for t in ALL_TARGETS if t in args.targets]:

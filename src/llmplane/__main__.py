@@ -2,4 +2,6 @@
 
 from llmplane.cli.main import main
 
-main()
+# Guarded: a spawned child process (the PII redactor's) imports this module again.
+if __name__ == "__main__":
+    main()

@@ -33,14 +33,15 @@ def _unique(prefix: str) -> str:
 
 
 class World:
-    """Two teams with a team admin each, and a plain key in the first."""
+    """Two teams with a team admin each, and a plain key in the first (whose team keeps
+    request logs)."""
 
     def __init__(self, gateway: GatewayProcess) -> None:
         self.gateway = gateway
         self.team = _unique("authz-a")
         self.other = _unique("authz-b")
-        for team in (self.team, self.other):
-            cli("teams", "create", team, url=gateway.url)
+        cli("teams", "create", self.team, "--log-bodies", "metadata", url=gateway.url)
+        cli("teams", "create", self.other, url=gateway.url)
         cli("services", "create", "svc", "--team", self.team, url=gateway.url)
         self.keys = {
             "admin": ADMIN_KEY,
@@ -72,6 +73,19 @@ class World:
         )
         assert status == 201, incident
         return int(incident["id"])
+
+    def logged_request(self) -> str:
+        """The id of a request of the first team, with its stored request log."""
+        request_id = _unique("authz-req")
+        status, _, answer = http(
+            "POST",
+            f"{self.gateway.base_url}/chat/completions",
+            {"model": "mock", "messages": [{"role": "user", "content": "x"}]},
+            key=self.keys["member"],
+            headers={"x-request-id": request_id},
+        )
+        assert status == 200, answer
+        return request_id
 
     def team_key_name(self) -> str:
         """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
@@ -207,6 +221,13 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         ),
     ),
     ("GET", "/admin/changes"): (Policy.ADMIN, lambda w: ("/admin/changes?kind=deployment", None)),
+    ("GET", "/admin/logs"): (Policy.TEAM, lambda w: (f"/admin/logs?team={w.team}", None)),
+    ("GET", "/admin/logs/{request_id}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/logs/{w.logged_request()}", None),
+    ),
+    ("DELETE", "/admin/logs"): (Policy.ADMIN, lambda w: ("/admin/logs?user=nobody", None)),
+    ("POST", "/admin/logs/purge"): (Policy.ADMIN, lambda w: ("/admin/logs/purge", {})),
 }
 
 ALLOWED = {

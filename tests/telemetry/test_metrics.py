@@ -271,9 +271,10 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'off.db'}")
     migrate(engine)
     platform = parse_platform_config({"models": []}, file="test")
-    settings = Settings(data_dir=tmp_path, metrics=False, request_log=False)
+    settings = Settings(data_dir=tmp_path, metrics=False, request_log=False, stored_logs=False)
     services = build_services(settings, platform, engine, ADMIN_KEY)
-    # With no other observer (request log off, no OTLP endpoint) no trace is even made.
+    # With no other observer (request log and stored request logs off, no OTLP endpoint) no
+    # trace is even made.
     assert services.metrics is None and not services.telemetry.enabled
     with TestClient(create_app(services)) as client:
         answer = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})

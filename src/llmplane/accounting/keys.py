@@ -25,9 +25,11 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.limits import RateLimit
+from llmplane.config.platform import RequestLogDefaults
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
 from llmplane.store.tables import services, teams, virtual_keys
+from llmplane.telemetry.content import LogPolicy, resolve_policy
 
 KEY_PREFIX = "sk-lp-"
 MEMBER, TEAM_ADMIN = "member", "team_admin"
@@ -72,6 +74,9 @@ class Principal:
     team_model_limits: Mapping[str, tuple[int | None, int | None]] | None = field(
         default=None, compare=False
     )
+    # What the key's requests leave in the stored request logs (its team's policy, else the
+    # platform's default); None: nothing (the default).
+    log_policy: LogPolicy | None = field(default=None, compare=False)
     limits: tuple[RateLimit, ...] = field(init=False, compare=False)
     model_limits: Mapping[str, RateLimit] | None = field(init=False, compare=False)
 
@@ -187,7 +192,7 @@ def _record(row: RowMapping) -> KeyRecord:
     )
 
 
-def _principal(row: RowMapping) -> Principal:
+def _principal(row: RowMapping, log_defaults: RequestLogDefaults) -> Principal:
     expires = row["expires_at"]
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
@@ -209,6 +214,9 @@ def _principal(row: RowMapping) -> Principal:
         team_rpm=row["team_rpm"],
         team_tpm=row["team_tpm"],
         team_model_limits=model_limits(row["team_model_limits"]),
+        log_policy=resolve_policy(
+            row["team_log_bodies"], row["team_log_retention_days"], log_defaults
+        ),
     )
 
 
@@ -224,10 +232,20 @@ def model_limits(
 class KeyService:
     """Creates, lists, revokes and authenticates virtual keys and the admin key."""
 
-    def __init__(self, engine: Engine, admin_key: str) -> None:
+    def __init__(
+        self, engine: Engine, admin_key: str, log_defaults: RequestLogDefaults | None = None
+    ) -> None:
+        """``log_defaults``: the platform's request-log policy
+        (:class:`~llmplane.config.platform.RequestLogDefaults`; default: none)."""
         self._engine = engine
         self._admin_hash = hash_key(admin_key)
-        self._admin = Principal(key_id="admin", name="admin", is_admin=True)
+        self._log_defaults = log_defaults if log_defaults is not None else RequestLogDefaults()
+        self._admin = Principal(
+            key_id="admin",
+            name="admin",
+            is_admin=True,
+            log_policy=resolve_policy(None, None, self._log_defaults),
+        )
         self._cache: dict[str, Principal] = {}
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._changes_since = datetime.now(UTC)
@@ -257,7 +275,7 @@ class KeyService:
             if len(self._negative) > _NEGATIVE_CACHE_SIZE:
                 self._negative.popitem(last=False)
             raise AuthenticationError("Invalid API key.")
-        principal = _principal(row)
+        principal = _principal(row, self._log_defaults)
         self._cache[digest] = principal
         return principal
 
@@ -270,6 +288,8 @@ class KeyService:
                 teams.c.rpm.label("team_rpm"),
                 teams.c.tpm.label("team_tpm"),
                 teams.c.model_limits.label("team_model_limits"),
+                teams.c.log_bodies.label("team_log_bodies"),
+                teams.c.log_retention_days.label("team_log_retention_days"),
                 services.c.rpm.label("service_rpm"),
                 services.c.tpm.label("service_tpm"),
             )

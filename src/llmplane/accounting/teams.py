@@ -27,6 +27,10 @@ class Team:
     rpm: int | None = None
     tpm: int | None = None
     model_limits: dict[str, dict[str, int | None]] | None = None
+    # Stored request logs: none, metadata, redacted or full, kept this many days; None
+    # means the platform's default (defaults.request_logs).
+    log_bodies: str | None = None
+    log_retention_days: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -38,6 +42,8 @@ class Team:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "model_limits": self.model_limits,
+            "log_bodies": self.log_bodies,
+            "log_retention_days": self.log_retention_days,
         }
 
 
@@ -71,6 +77,8 @@ def _team(row: RowMapping) -> Team:
         row["rpm"],
         row["tpm"],
         row["model_limits"],
+        row["log_bodies"],
+        row["log_retention_days"],
     )
 
 
@@ -85,7 +93,16 @@ def _name(value: str, what: str) -> str:
     return name
 
 
-TEAM_FIELDS = ("name", "models", "max_tokens", "rpm", "tpm", "model_limits")
+TEAM_FIELDS = (
+    "name",
+    "models",
+    "max_tokens",
+    "rpm",
+    "tpm",
+    "model_limits",
+    "log_bodies",
+    "log_retention_days",
+)
 SERVICE_FIELDS = ("name", "rpm", "tpm")
 
 
@@ -116,6 +133,8 @@ class TeamService:
         rpm: int | None = None,
         tpm: int | None = None,
         model_limits: dict[str, dict[str, int | None]] | None = None,
+        log_bodies: str | None = None,
+        log_retention_days: int | None = None,
         actor: str = "admin",
     ) -> Team:
         """Create a team with a unique name."""
@@ -128,6 +147,8 @@ class TeamService:
             rpm,
             tpm,
             model_limits or None,
+            log_bodies,
+            log_retention_days,
         )
         try:
             with self._engine.begin() as connection:
@@ -140,6 +161,8 @@ class TeamService:
                         rpm=rpm,
                         tpm=tpm,
                         model_limits=team.model_limits,
+                        log_bodies=log_bodies,
+                        log_retention_days=log_retention_days,
                         created_at=now,
                         updated_at=now,
                     )
@@ -173,7 +196,8 @@ class TeamService:
     def update_team(
         self, id_or_name: str, changes: dict[str, Any], *, actor: str = "admin"
     ) -> Team:
-        """Change a team's name, model allowlist, max_tokens ceiling or rate limits."""
+        """Change a team's name, model allowlist, max_tokens ceiling, rate limits or
+        request-log policy."""
         allowed = set(TEAM_FIELDS)
         unknown = set(changes) - allowed
         if unknown:

@@ -10,6 +10,7 @@ from llmplane import __version__
 from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
 from llmplane.cli.incidents import changes, incidents
+from llmplane.cli.logs import logs
 from llmplane.cli.report import report
 from llmplane.cli.teams import audit, budgets, services, teams
 from llmplane.cli.up import up
@@ -32,6 +33,7 @@ cli.add_command(audit)
 cli.add_command(report)
 cli.add_command(incidents)
 cli.add_command(changes)
+cli.add_command(logs)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies

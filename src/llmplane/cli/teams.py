@@ -84,6 +84,30 @@ def _model_limits(
     return merged or None
 
 
+log_bodies_option = click.option(
+    "--log-bodies",
+    type=click.Choice(["none", "metadata", "redacted", "full", "default"]),
+    default=None,
+    help="What the team's requests leave in the stored request logs ('default': the platform's).",
+)
+log_retention_option = click.option(
+    "--log-retention-days",
+    type=LIMIT,
+    default=None,
+    help="Days the team's request logs are kept ('none': the platform's default).",
+)
+
+
+def _log_policy(bodies: str | None, days: int | str | None) -> dict[str, Any]:
+    """The ``log_bodies``/``log_retention_days`` fields the options set."""
+    given: dict[str, Any] = {}
+    if bodies is not None:
+        given["log_bodies"] = None if bodies == "default" else bodies
+    if days is not None:
+        given["log_retention_days"] = _limit_value(days)
+    return given
+
+
 rpm_option = click.option("--rpm", type=LIMIT, default=None, help="Requests per minute.")
 tpm_option = click.option("--tpm", type=LIMIT, default=None, help="Tokens per minute.")
 model_limit_option = click.option(
@@ -114,6 +138,8 @@ def teams() -> None:
 @rpm_option
 @tpm_option
 @model_limit_option
+@log_bodies_option
+@log_retention_option
 @json_option
 def create_team(
     name: str,
@@ -122,6 +148,8 @@ def create_team(
     rpm: int | str | None,
     tpm: int | str | None,
     model_limit: tuple[str, ...],
+    log_bodies: str | None,
+    log_retention_days: int | str | None,
     as_json: bool,
 ) -> None:
     """Create team NAME."""
@@ -131,6 +159,7 @@ def create_team(
         "max_tokens": max_tokens,
         **_limits(rpm, tpm),
         "model_limits": _model_limits(model_limit),
+        **_log_policy(log_bodies, log_retention_days),
     }
     team = call("POST", "/admin/teams", {k: v for k, v in body.items() if v is not None})
     _out(team, as_json, f"created team {team['id']} ({team['name']})")
@@ -156,6 +185,8 @@ def show_team(team: str, as_json: bool) -> None:
         f"{data['id']}  {data['name']}",
         f"  models: {','.join(data['models'] or ['*'])}  max_tokens: {data['max_tokens']}",
         f"  limits: {_limits_line(data)}",
+        f"  request logs: {data.get('log_bodies') or 'platform default'}, kept "
+        f"{data.get('log_retention_days') or 'the default number of'} days",
         f"  budget: {budget['limit_usd']} USD per {budget['period']}"
         if budget
         else "  budget: none",
@@ -172,6 +203,8 @@ def show_team(team: str, as_json: bool) -> None:
 @rpm_option
 @tpm_option
 @model_limit_option
+@log_bodies_option
+@log_retention_option
 @json_option
 def update_team(
     team: str,
@@ -181,6 +214,8 @@ def update_team(
     rpm: int | str | None,
     tpm: int | str | None,
     model_limit: tuple[str, ...],
+    log_bodies: str | None,
+    log_retention_days: int | str | None,
     as_json: bool,
 ) -> None:
     """Update TEAM (id or name); `--rpm none` removes a limit."""
@@ -192,6 +227,7 @@ def update_team(
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     body.update(_limits(rpm, tpm))
+    body.update(_log_policy(log_bodies, log_retention_days))
     if model_limit:
         current = call("GET", f"/admin/teams/{_quoted(team)}").get("model_limits")
         body["model_limits"] = _model_limits(model_limit, current)

@@ -255,11 +255,26 @@ class ModelConfig(_Strict):
     _tokenizer = field_validator("tokenizer")(_check_tokenizer)
 
 
+LogBodies = Literal["none", "metadata", "redacted", "full"]
+
+
+class RequestLogDefaults(_Strict):
+    """What a request leaves in the stored request logs when its team sets nothing:
+    ``none`` (nothing), ``metadata`` (who, what, how much; no content), ``redacted``
+    (bodies with PII and secrets replaced) or ``full`` (bodies as sent)."""
+
+    bodies: LogBodies = "none"
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)  # per body; longer is truncated
+
+
 class Defaults(_Strict):
-    """What a request that names no model gets, where OpenAI's API lets it name none."""
+    """Platform-wide defaults: what a request that names no model gets, where OpenAI's API
+    lets it name none, and the request-log policy of teams that set none."""
 
     # ``/v1/moderations`` without ``model`` (OpenAI's default is omni-moderation-latest).
     moderation_model: str | None = None
+    request_logs: RequestLogDefaults = Field(default_factory=RequestLogDefaults)
 
 
 class PlatformConfig(_Strict):

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # One JSON line per finished request on the llmplane.requests logger (at INFO).
     request_log: bool = True
+    # Stored request logs (the teams' log_bodies policies; false: off whatever they say):
+    # rows waiting beyond the queue size are dropped and counted; rows past their
+    # retention are deleted every purge interval.
+    stored_logs: bool = True
+    request_logs_queue_size: int = Field(default=10_000, ge=10)
+    request_logs_purge_interval_s: float = Field(default=300.0, gt=0)
     redis_url: str | None = None
     redis_failure_mode: Literal["closed", "open"] = "closed"
     reservation_ttl_s: float = Field(default=900.0, gt=0)

@@ -7,6 +7,9 @@ from typing import Any
 
 from llmplane.errors import InvalidRequestError
 from llmplane.gateway.router import ModelRouter
+from llmplane.telemetry.content import POLICIES
+
+_MAX_RETENTION_DAYS = 3650
 
 
 def refuse_unknown(body: dict[str, Any], known: tuple[str, ...], what: str) -> None:
@@ -101,3 +104,25 @@ def optional_model_limits(
             name: optional_positive_int(limit, name) for name in ("rpm", "tpm") if name in limit
         }
     return limits
+
+
+def optional_log_bodies(body: dict[str, Any]) -> str | None:
+    """A team's request-log policy (``none``, ``metadata``, ``redacted``, ``full``), if
+    present."""
+    value = body.get("log_bodies")
+    if value is not None and value not in POLICIES:
+        raise InvalidRequestError(
+            f"'log_bodies' must be one of {', '.join(POLICIES)}.", param="log_bodies"
+        )
+    return value
+
+
+def optional_retention_days(body: dict[str, Any]) -> int | None:
+    """Days a team's request logs are kept (1 to 3650), if present."""
+    value = optional_positive_int(body, "log_retention_days")
+    if value is not None and value > _MAX_RETENTION_DAYS:
+        raise InvalidRequestError(
+            f"'log_retention_days' must be at most {_MAX_RETENTION_DAYS}.",
+            param="log_retention_days",
+        )
+    return value

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 from sqlalchemy import text
@@ -24,6 +25,7 @@ from llmplane.accounting.alerts import BudgetAlerts
 from llmplane.accounting.budgets import AdmissionGuard, LocalAdmissionGuard, load_budgets
 from llmplane.accounting.keys import KeyService
 from llmplane.accounting.ledger import UsageLedger
+from llmplane.accounting.request_logs import purge_expired
 from llmplane.accounting.teams import TeamService
 from llmplane.config.platform import PlatformConfig
 from llmplane.config.settings import Settings
@@ -32,6 +34,7 @@ from llmplane.gateway import (
     admin_routes,
     bridged_routes,
     incident_routes,
+    log_routes,
     openai_routes,
     team_routes,
 )
@@ -56,6 +59,10 @@ from llmplane.telemetry.metrics import (
     GatewayState,
 )
 from llmplane.telemetry.request_log import RequestLogObserver
+from llmplane.telemetry.stored_logs import StoredLogWriter
+
+if TYPE_CHECKING:
+    from llmplane.guardrails.pii import RedactorProcess
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -80,6 +87,7 @@ class GatewayServices:
     alerts: BudgetAlerts
     telemetry: Telemetry = field(default_factory=Telemetry)
     metrics: GatewayMetrics | None = None  # when LLMPLANE_METRICS is on
+    stored_logs: StoredLogWriter | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     _budgets_loaded_at: datetime | None = None
     _budgets_full_at: float = 0.0
@@ -125,12 +133,21 @@ def build_services(
         )
     else:
         admission = LocalAdmissionGuard(engine)
+    # An observer unless turned off (it skips requests whose team stores no logs in one
+    # attribute check), since a team's policy can change while the gateway runs.
+    stored_logs = (
+        StoredLogWriter(engine, _redactor, limit=settings.request_logs_queue_size)
+        if settings.stored_logs
+        else None
+    )
     metrics = (
-        GatewayMetrics(_state_reader(ledger, router), router.model_names)
+        GatewayMetrics(_state_reader(ledger, router, stored_logs), router.model_names)
         if settings.metrics
         else None
     )
     observers: list[Observer] = [metrics] if metrics is not None else []
+    if stored_logs is not None:
+        observers.append(stored_logs)
     if settings.request_log:
         observers.append(RequestLogObserver())
     if settings.otel_endpoint:
@@ -149,7 +166,7 @@ def build_services(
         settings=settings,
         platform=platform,
         engine=engine,
-        keys=KeyService(engine, admin_key),
+        keys=KeyService(engine, admin_key, platform.defaults.request_logs),
         ledger=ledger,
         router=router,
         caller=ModelCaller(router, ledger, admission),
@@ -158,12 +175,23 @@ def build_services(
         alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
         telemetry=Telemetry(observers),
         metrics=metrics,
+        stored_logs=stored_logs,
     )
 
 
-def _state_reader(ledger: UsageLedger, router: ModelRouter) -> Callable[[], GatewayState]:
-    """What the metrics read at scrape time: the ledger's queue and each deployment's
-    health."""
+def _redactor() -> RedactorProcess:
+    """The PII and secret redactor of ``redacted`` request logs, in a child process (built
+    by the writer thread on first use: importing Presidio takes about a second)."""
+    from llmplane.guardrails.pii import RedactorProcess
+
+    return RedactorProcess()
+
+
+def _state_reader(
+    ledger: UsageLedger, router: ModelRouter, stored_logs: StoredLogWriter | None
+) -> Callable[[], GatewayState]:
+    """What the metrics read at scrape time: the ledger's and the request logs' queues and
+    each deployment's health."""
 
     def read() -> GatewayState:
         now = time.monotonic()
@@ -171,6 +199,9 @@ def _state_reader(ledger: UsageLedger, router: ModelRouter) -> Callable[[], Gate
             ledger_queue_depth=ledger.depth,
             ledger_dropped=ledger.dropped,
             ledger_rejected=ledger.rejected,
+            request_logs_queue_depth=stored_logs.depth if stored_logs else 0,
+            request_logs_dropped=stored_logs.dropped if stored_logs else 0,
+            request_logs_rejected=stored_logs.rejected if stored_logs else 0,
             deployments=[
                 DeploymentState(
                     model=model,
@@ -315,6 +346,19 @@ async def _check_deployments(services: GatewayServices) -> None:
         await asyncio.sleep(wait)
 
 
+async def _purge_request_logs(services: GatewayServices) -> None:
+    """Delete stored request logs past their retention, in batches, every few minutes
+    (every replica does it: deleting what another already deleted is harmless)."""
+    while True:
+        try:
+            deleted = await asyncio.to_thread(purge_expired, services.engine)
+            if deleted:
+                log.info("request logs: deleted %d rows past their retention", deleted)
+        except Exception as exc:  # noqa: BLE001 - keep purging through store hiccups
+            log.warning("request log retention failed: %s", type(exc).__name__)
+        await asyncio.sleep(services.settings.request_logs_purge_interval_s)
+
+
 async def _watch_budgets(services: GatewayServices) -> None:
     """Fire crossed soft thresholds (webhook and audit event, once per period)."""
     while True:
@@ -331,6 +375,8 @@ def create_app(services: GatewayServices) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.ledger.start()
+        if services.stored_logs is not None:
+            services.stored_logs.start()
         await services.reload_budgets()
         background = [
             asyncio.create_task(_refresh(services), name="refresh"),
@@ -341,6 +387,10 @@ def create_app(services: GatewayServices) -> GatewayApp:
                 name="warm-providers",
             ),
         ]
+        if services.stored_logs is not None:
+            background.append(
+                asyncio.create_task(_purge_request_logs(services), name="request-log-retention")
+            )
         port = services.settings.metrics_port
         scraper = (
             start_http_server(port, services.settings.host, services.metrics.registry)[0]
@@ -373,6 +423,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             *admin_routes.routes,
             *team_routes.routes,
             *incident_routes.routes,
+            *log_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

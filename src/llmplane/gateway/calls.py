@@ -30,6 +30,7 @@ from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_toke
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import completion_text, count_prompt, request_prompt_tokens
 from llmplane.telemetry import RequestTrace
+from llmplane.telemetry.content import RequestContent
 
 _T = TypeVar("_T")
 
@@ -49,6 +50,8 @@ class CallContext:
     # fallbacks to deployments with the same counter reuse it).
     prompt_counts: dict[TokenCounter, int] = field(default_factory=dict, compare=False)
     trace: RequestTrace | None = field(default=None, compare=False)  # when telemetry is on
+    # The trace's content when the team's request logs keep bodies (redacted or full).
+    content: RequestContent | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -323,6 +326,7 @@ class ModelCaller:
             wants_usage=client_options.get("include_usage") is True,
             settle=settle,
             api=ctx.endpoint,
+            capture=ctx.content,
         )
         left = None if ttft_s is None else max(ttft_s - (time.perf_counter() - started), 0.001)
         first = await relay.start(left)

@@ -31,6 +31,7 @@ from llmplane.gateway.validation import (
     check_rerank,
     parse_json_object,
 )
+from llmplane.telemetry.content import RequestContent
 
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
 _MAX_TAGS = 20
@@ -78,18 +79,24 @@ def call_context(
     body_bytes: int,
 ) -> CallContext:
     trace = scope.trace
+    user = body.get("user") or scope.request.headers.get("x-llmplane-user")
+    if user is not None:
+        user = user[:_MAX_USER_LENGTH]
+    content = None
     if trace is not None:  # before the checks: a refused call is reported with its model
         trace.operation, trace.model, trace.principal = endpoint_kind.value, model, principal
         trace.stream = body.get("stream") is True
+        policy = principal.log_policy
+        if policy is not None:  # the team stores request logs (the default, none, does not)
+            trace.content = RequestContent(policy, body, user)
+            if policy.wants_content:
+                content = trace.content
     scope.services.router.require(model)
     if not principal.may_use(model):
         raise PermissionDeniedError(f"This key may not use the model '{model}'.", param="model")
     ceiling = principal.team_max_tokens
     if ceiling is not None and endpoint_kind in _OUTPUT_LIMITS:
         _apply_max_tokens_ceiling(body, ceiling, _OUTPUT_LIMITS[endpoint_kind])
-    user = body.get("user") or scope.request.headers.get("x-llmplane-user")
-    if user is not None:
-        user = user[:_MAX_USER_LENGTH]
     metadata = body.get("metadata")
     tags = dict(metadata) if isinstance(metadata, dict) else {}
     header = scope.request.headers.get("x-llmplane-tags")
@@ -104,6 +111,7 @@ def call_context(
         tags=tags or None,
         body_bytes=body_bytes,
         trace=trace,
+        content=content,
     )
 
 
@@ -118,7 +126,10 @@ def reply_headers(result: CallResult) -> dict[str, str]:
 
 async def one_reply(scope: RequestScope, ctx: CallContext, body: dict[str, Any]) -> Response:
     """Make the (non-streaming) call and answer with what the upstream answered."""
-    return _reply(scope, await scope.unless_disconnected(scope.services.caller.complete(ctx, body)))
+    result = await scope.unless_disconnected(scope.services.caller.complete(ctx, body))
+    if ctx.content is not None:  # the team's request logs keep bodies
+        ctx.content.reply = result.reply.body
+    return _reply(scope, result)
 
 
 def _reply(scope: RequestScope, result: CallResult) -> Response:

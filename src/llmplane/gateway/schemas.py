@@ -94,6 +94,13 @@ _KEY = {
     "status": {"enum": ["active", "revoked"]},
 }
 
+_LOG_BODIES = {
+    "enum": ["none", "metadata", "redacted", "full", None],
+    "description": "What the team's requests leave in the request logs (null: the platform's "
+    "default).",
+}
+_LOG_DAYS = {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
+
 _TEAM = {
     "id": _STR,
     "name": _STR,
@@ -102,6 +109,8 @@ _TEAM = {
     "rpm": _OPT_LIMIT,
     "tpm": _OPT_LIMIT,
     "model_limits": _MODEL_LIMITS,
+    "log_bodies": _LOG_BODIES,
+    "log_retention_days": _LOG_DAYS,
 }
 
 _TEAM_WRITE = {
@@ -111,6 +120,8 @@ _TEAM_WRITE = {
     "rpm": _OPT_LIMIT,
     "tpm": _OPT_LIMIT,
     "model_limits": _MODEL_LIMITS,
+    "log_bodies": _LOG_BODIES,
+    "log_retention_days": _LOG_DAYS,
 }
 
 _SERVICE_WRITE = {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
@@ -205,6 +216,42 @@ _INCIDENT_REPORT = _answer(
         },
     }
 )
+_REQUEST_LOG = {
+    "request_id": _STR,
+    "created_at": _TIME,
+    "expires_at": _TIME,
+    "policy": {"enum": ["metadata", "redacted", "full"]},
+    "team_id": _OPT_STR,
+    "service_id": _OPT_STR,
+    "key_id": _OPT_STR,
+    "user": _OPT_STR,
+    "operation": _OPT_STR,
+    "model": _OPT_STR,
+    "served_model": _OPT_STR,
+    "deployment": _OPT_STR,
+    "provider": _OPT_STR,
+    "status": _INT,
+    "error_type": _OPT_STR,
+    "error_code": _OPT_STR,
+    "stream": {"type": "boolean"},
+    "attempts": _INT,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "cached_tokens": _INT,
+    "cost_usd": _NUM,
+    "duration_ms": _NUM,
+    "ttft_ms": _OPT_NUM,
+    "params": {
+        "type": ["object", "null"],
+        "description": "Request parameters without content: numbers, enums, tool names, "
+        "the response format's type, message counts.",
+    },
+    "truncated": {"type": "boolean"},
+}
+_BODY = {
+    "description": "The body as the team's policy kept it: JSON (a stream assembled into "
+    "one reply object), text where it was not JSON, null under the metadata policy."
+}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
@@ -573,4 +620,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Change": _answer(_CHANGE),
     "ChangeList": _list_of("Change"),
+    "RequestLog": _answer(_REQUEST_LOG),
+    "RequestLogList": _list_of("RequestLog"),
+    "RequestLogDetail": _answer({**_REQUEST_LOG, "request": _BODY, "response": _BODY}),
+    "RequestLogDeletion": _answer({"user": _STR, "team_id": _OPT_STR, "deleted": _INT}),
+    "RequestLogPurge": _answer({"deleted": _INT}),
 }

@@ -28,6 +28,7 @@ from llmplane.gateway.providers.anthropic_format import usage_of
 from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import request_prompt_tokens
+from llmplane.telemetry.content import RequestContent
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -61,6 +62,7 @@ class StreamRelay:
         wants_usage: bool,
         settle: Settle,
         api: Endpoint = Endpoint.CHAT,
+        capture: RequestContent | None = None,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()
@@ -84,6 +86,11 @@ class StreamRelay:
         self._failure: LLMPlaneError | None = None  # the upstream's own failure event
         self.status = 200  # how it ended, once settled
         self.error_code: str | None = None
+        # The request's content, when the team's request logs keep bodies: the bytes the
+        # client gets are kept (by reference; assembled later, off the event loop).
+        self._capture = capture
+        if capture is not None:
+            capture.start_stream()
 
     def _keep_responses(self, events: list[bytes]) -> bytes:
         for index, event in enumerate(events):
@@ -188,6 +195,8 @@ class StreamRelay:
                 self._ttft = time.perf_counter()
             data = self._keep(events)
             if data:
+                if self._capture is not None:
+                    self._capture.add_events(data)
                 return data
             if self._failure is not None:
                 raise self._failure

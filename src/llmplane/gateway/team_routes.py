@@ -25,9 +25,11 @@ from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.accounting.teams import SERVICE_FIELDS, TEAM_FIELDS, Team
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway.admin_fields import (
+    optional_log_bodies,
     optional_model_limits,
     optional_models,
     optional_positive_int,
+    optional_retention_days,
     refuse_unknown,
     required_str,
 )
@@ -48,7 +50,8 @@ from llmplane.gateway.validation import parse_json_object
 @endpoint
 async def create_team(scope: RequestScope) -> Response:
     """Create a team (unique name; optional model allowlist, max_tokens ceiling, rpm and
-    tpm, and rpm/tpm per model)."""
+    tpm, rpm/tpm per model, and request-log policy: ``log_bodies``,
+    ``log_retention_days``)."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
     refuse_unknown(body, ("name", *TEAM_FIELDS), "team")
@@ -60,6 +63,8 @@ async def create_team(scope: RequestScope) -> Response:
         rpm=optional_positive_int(body, "rpm"),
         tpm=optional_positive_int(body, "tpm"),
         model_limits=optional_model_limits(scope.services.router, body),
+        log_bodies=optional_log_bodies(body),
+        log_retention_days=optional_retention_days(body),
         actor=principal.key_id,
     )
     return json_response(scope, team.to_json(), status=201)
@@ -100,8 +105,10 @@ async def show_team(scope: RequestScope) -> Response:
 @documented("Team", request="TeamUpdate")
 @endpoint
 async def update_team(scope: RequestScope) -> Response:
-    """Change a team's name, model allowlist, max_tokens ceiling or rate limits (a field
-    set to null is removed; ``model_limits`` is replaced as a whole)."""
+    """Change a team's name, model allowlist, max_tokens ceiling, rate limits or request-log
+    policy (a field set to null is removed, for the log policy: back to the platform's
+    default; ``model_limits`` is replaced as a whole). Only the platform admin changes a
+    team's policy: a team admin can read it (``GET``) but neither loosen nor tighten it."""
     principal = await scope.admin()
     body = parse_json_object(await scope.body())
     refuse_unknown(body, TEAM_FIELDS, "team")
@@ -116,6 +123,10 @@ async def update_team(scope: RequestScope) -> Response:
     for name in ("max_tokens", "rpm", "tpm"):
         if name in body:
             changes[name] = optional_positive_int(body, name)
+    if "log_bodies" in body:
+        changes["log_bodies"] = optional_log_bodies(body)
+    if "log_retention_days" in body:
+        changes["log_retention_days"] = optional_retention_days(body)
     team = await asyncio.to_thread(
         scope.services.teams.update_team,
         scope.request.path_params["team"],

@@ -22,6 +22,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -139,6 +140,10 @@ teams = Table(
     Column("rpm", Integer, nullable=True),
     Column("tpm", Integer, nullable=True),
     Column("model_limits", JSON, nullable=True),  # {model: {"rpm": N, "tpm": M}}
+    # What the team's requests leave in request_logs (none, metadata, redacted, full) and
+    # for how many days; NULL: the platform's defaults.request_logs.
+    Column("log_bodies", String(16), nullable=True),
+    Column("log_retention_days", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -247,4 +252,48 @@ incidents = Table(
         nullable=True,
     ),
     Column("team_id", String(64), nullable=True, index=True),
+)
+
+# One row per request whose team's policy stores request logs (metadata, redacted or full),
+# written in batches off the request path and deleted once past expires_at. Request ids are
+# the client's when it sent one, so they are indexed, not unique.
+request_logs = Table(
+    "request_logs",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("policy", String(16), nullable=False),  # metadata | redacted | full
+    Column("team_id", String(64), nullable=True),
+    Column("service_id", String(64), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("operation", String(50), nullable=True),
+    Column("model", String(200), nullable=True),  # as asked
+    Column("served_model", String(200), nullable=True),
+    Column("deployment", String(200), nullable=True),
+    Column("provider", String(50), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("error_type", String(100), nullable=True),
+    Column("error_code", String(100), nullable=True),
+    Column("stream", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("cost_nanousd", BigInteger, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("params", JSON, nullable=True),  # request parameters without content
+    Column("request_body", Text, nullable=True),  # JSON text (redacted or full)
+    Column("response_body", Text, nullable=True),
+    Column("truncated", Boolean, nullable=False),
+    Index("ix_request_logs_request_id", "request_id"),
+    Index("ix_request_logs_team_created", "team_id", "created_at"),
+    Index("ix_request_logs_key_created", "key_id", "created_at"),
+    Index("ix_request_logs_user_created", "user_id", "created_at"),
+    Index("ix_request_logs_model_created", "model", "created_at"),
+    Index("ix_request_logs_created_at", "created_at"),
+    Index("ix_request_logs_expires_at", "expires_at"),
 )

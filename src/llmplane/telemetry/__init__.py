@@ -11,8 +11,11 @@ for a stream when the stream ends — the finished trace goes to each
 Observers run on the event loop at the end of a request: they must be cheap
 (record and return; exporting happens elsewhere, batched) and must not raise —
 an observer that does is logged and skipped, never the client's problem. A trace
-carries identities (team, service and key ids) and numbers, never a key, a
-provider secret or prompt content.
+carries identities (team, service and key ids) and numbers, never a key or a
+provider secret; prompt and completion content only in ``content``, and only when the
+team's request-log policy keeps it (:mod:`llmplane.telemetry.content`): an observer that
+reports content must honour ``content.policy`` (``metadata``: none; ``redacted``: only
+through a redactor; ``full``: as is).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from llmplane.errors import LLMPlaneError
 if TYPE_CHECKING:
     from llmplane.accounting.keys import Principal
     from llmplane.accounting.ledger import UsageRecord
+    from llmplane.telemetry.content import RequestContent
 
 log = logging.getLogger("llmplane.telemetry")
 
@@ -52,6 +56,9 @@ class RequestTrace:
     error_code: str | None = None
     duration_s: float = 0.0
     finished: bool = False
+    # The request's content by reference, when its team's policy stores request logs
+    # (metadata, redacted or full); None for the default policy, none.
+    content: RequestContent | None = None
 
     @property
     def is_probe(self) -> bool:

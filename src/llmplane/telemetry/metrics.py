@@ -60,6 +60,9 @@ class GatewayState:
     ledger_queue_depth: int = 0
     ledger_dropped: int = 0
     ledger_rejected: int = 0
+    request_logs_queue_depth: int = 0
+    request_logs_dropped: int = 0
+    request_logs_rejected: int = 0
     deployments: Sequence[DeploymentState] = field(default_factory=tuple)
 
 
@@ -230,6 +233,21 @@ class GatewayMetrics:
             "llmplane_ledger_rejected_rows",
             "Usage ledger rows the store refused.",
             value=state.ledger_rejected,
+        )
+        yield GaugeMetricFamily(
+            "llmplane_request_logs_queue_depth",
+            "Stored request-log rows waiting to be written.",
+            value=state.request_logs_queue_depth,
+        )
+        yield CounterMetricFamily(
+            "llmplane_request_logs_dropped_rows",
+            "Stored request-log rows dropped because their queue was full.",
+            value=state.request_logs_dropped,
+        )
+        yield CounterMetricFamily(
+            "llmplane_request_logs_rejected_rows",
+            "Stored request-log rows that could not be built or that the store refused.",
+            value=state.request_logs_rejected,
         )
         names = ["model", "deployment"]
         in_flight = GaugeMetricFamily(
