@@ -12,7 +12,7 @@ import click
 
 from llmplane.accounting.admin_key import ADMIN_KEY_FILE, ensure_admin_key
 from llmplane.cli.phoenix import DEFAULT_PORT as PHOENIX_PORT
-from llmplane.cli.phoenix import PhoenixProcess
+from llmplane.cli.phoenix import INSTALL_HINT, PhoenixProcess, phoenix_installed
 from llmplane.config.platform import config_path_from, load_platform_config
 from llmplane.config.settings import Settings
 from llmplane.errors import ConfigError
@@ -65,6 +65,9 @@ def up(
         platform = load_platform_config(config_path_from(config_file, os.environ))
     except ConfigError as exc:
         click.echo(f"error: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+    if with_phoenix and not phoenix_installed():
+        click.echo(f"error: --with-phoenix needs Arize Phoenix: {INSTALL_HINT}", err=True)
         sys.exit(2)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
