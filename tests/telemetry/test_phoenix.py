@@ -147,11 +147,13 @@ def test_gateway_spans_reach_phoenix_in_the_callers_trace(
         }
         import psutil
 
+        phoenix = psutil.Process(phoenix_pid)
         listening = {
             conn.laddr.ip
-            for conn in psutil.Process(phoenix_pid).net_connections("inet")
+            for conn in phoenix.net_connections("inet")
             if conn.status == psutil.CONN_LISTEN
         }
+        phoenix_env = phoenix.environ()
     assert gateway.process is not None and gateway.process.returncode == 0
     assert _gone(phoenix_pid), "Phoenix outlived its gateway"
 
@@ -184,6 +186,8 @@ def test_gateway_spans_reach_phoenix_in_the_callers_trace(
     assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}
     # … and neither it nor the gateway reached past this machine.
     assert not outbound.exists(), outbound.read_text()
+    assert phoenix_env["PHOENIX_TELEMETRY_ENABLED"] == "false"
+    assert ADMIN_KEY not in phoenix_env.values()  # Phoenix is not given llmplane's secrets
 
 
 @needs_phoenix

@@ -84,9 +84,16 @@ class PhoenixProcess:
                 f"port {self.port} on {_HOST} is in use; pick another with --phoenix-port"
             )
         self.working_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Phoenix gets no llmplane setting (the admin key among them) and none of the
+        # gateway's OTLP exporter settings (Phoenix reads OTEL_EXPORTER_OTLP_ENDPOINT).
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("LLMPLANE_", "OTEL_"))
+        }
         env = {
             **_DEFAULT_ENV,
-            **os.environ,
+            **inherited,
             **_PINNED_ENV,
             "PHOENIX_PORT": str(self.port),
             # Its OTLP/gRPC receiver, unused by llmplane, needs a port of its own.
