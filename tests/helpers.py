@@ -66,14 +66,19 @@ def simulator_model(
 
 
 class GatewayProcess:
-    """``llmplane up`` in a subprocess, on a free port, with its own data dir."""
+    """``llmplane up`` in a subprocess, on a free port, with its own data dir; ``args`` are
+    more options of ``llmplane up`` (``--with-phoenix``, …)."""
 
     def __init__(
         self,
         tmp: Path,
         models: list[dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        ready_timeout_s: float = 30,
     ) -> None:
+        self.args = args or []
+        self.ready_timeout_s = ready_timeout_s
         self.data_dir = tmp / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -101,9 +106,10 @@ class GatewayProcess:
         if self.config is not None:
             args += ["--config", str(self.config)]
         canary.watch_file(self.log, "the log of the gateway")
+        args += self.args
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log.read_text()}")
@@ -113,7 +119,10 @@ class GatewayProcess:
                         return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"gateway not ready in 30 s:\n{self.log.read_text()}")
+        self.stop()
+        raise RuntimeError(
+            f"gateway not ready in {self.ready_timeout_s:.0f} s:\n{self.log.read_text()}"
+        )
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM (graceful shutdown) and wait; returns the exit code."""
