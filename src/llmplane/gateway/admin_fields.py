@@ -80,6 +80,14 @@ def query_time(value: str | None, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def query_limit(value: str | None, maximum: int = 10_000) -> int:
+    """A ``?limit=`` query parameter: a whole number from 1 to ``maximum`` (default 100)."""
+    raw = "100" if value is None else value
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise InvalidRequestError(f"'limit' must be between 1 and {maximum}.", param="limit")
+    return int(raw)
+
+
 def optional_model_limits(
     router: ModelRouter, body: dict[str, Any]
 ) -> dict[str, dict[str, int | None]] | None:

@@ -12,8 +12,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane import incidents as incident_log
-from llmplane.errors import InvalidRequestError
-from llmplane.gateway.admin_fields import optional_str, query_time, refuse_unknown, required_str
+from llmplane.gateway.admin_fields import (
+    optional_str,
+    query_limit,
+    query_time,
+    refuse_unknown,
+    required_str,
+)
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -24,15 +29,6 @@ from llmplane.gateway.http import (
     requires,
 )
 from llmplane.gateway.validation import parse_json_object
-
-_MAX_LIMIT = 10_000
-
-
-def _limit(scope: RequestScope) -> int:
-    raw = scope.request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 0 < int(raw) <= _MAX_LIMIT:
-        raise InvalidRequestError(f"'limit' must be between 1 and {_MAX_LIMIT}.", param="limit")
-    return int(raw)
 
 
 async def _team_id(scope: RequestScope, ref: str | None) -> str | None:
@@ -106,7 +102,7 @@ async def list_incidents(scope: RequestScope) -> Response:
         status=params.get("status"),
         team_id=team_id,
         since=query_time(params.get("since"), "since"),
-        limit=_limit(scope),
+        limit=query_limit(scope.request.query_params.get("limit")),
     )
     return json_response(scope, {"object": "list", "data": [i.to_json() for i in found]})
 
@@ -157,7 +153,7 @@ async def list_changes(scope: RequestScope) -> Response:
         until=query_time(params.get("until"), "until"),
         kind=params.get("kind"),
         team_id=await _team_id(scope, params.get("team")),
-        limit=_limit(scope),
+        limit=query_limit(scope.request.query_params.get("limit")),
     )
     return json_response(scope, {"object": "list", "data": [c.to_json() for c in found]})
 

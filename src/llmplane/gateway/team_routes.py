@@ -30,6 +30,7 @@ from llmplane.gateway.admin_fields import (
     optional_models,
     optional_positive_int,
     optional_retention_days,
+    query_limit,
     refuse_unknown,
     required_str,
 )
@@ -304,13 +305,11 @@ async def audit(scope: RequestScope) -> Response:
     """The newest audit entries (``?limit=``, ``?object_type=``)."""
     await scope.admin()
     params = scope.request.query_params
-    raw_limit = params.get("limit", "100")
-    if not raw_limit.isdigit() or not 0 < int(raw_limit) <= 10_000:
-        raise InvalidRequestError("'limit' must be between 1 and 10000.", param="limit")
+    limit = query_limit(params.get("limit"))
     entries = await asyncio.to_thread(
         list_audit,
         scope.services.engine,
-        limit=int(raw_limit),
+        limit=limit,
         object_type=params.get("object_type"),
     )
     return json_response(scope, {"object": "list", "data": entries})
