@@ -14,6 +14,9 @@ import click
 from llmplane.accounting.spend import SPEND_DIMENSIONS
 from llmplane.cli.client import call
 
+_DURATION = re.compile(r"(\d+)([dhm])")
+_DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
@@ -30,12 +33,43 @@ def keys() -> None:
     """Create, list and revoke virtual keys."""
 
 
-def _expires_at(value: str) -> str:
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+def duration(value: str) -> timedelta | None:
+    """A duration such as ``30d``, ``12h`` or ``90m``; ``None`` if ``value`` is not one."""
+    match = _DURATION.fullmatch(value.strip())
     if match is None:
+        return None
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def time_option(value: str | None, option: str) -> str | None:
+    """A time option: an ISO date or time as given, or a duration ago (``24h``, ``7d``,
+    ``90m``) as an ISO time."""
+    if value is None:
+        return None
+    ago = duration(value)
+    if ago is not None:
+        return (datetime.now(UTC) - ago).isoformat()
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "use an ISO date or time (2026-11-01) or a duration ago (24h, 7d, 90m)",
+            param_hint=option,
+        ) from None
+    return value
+
+
+def query_string(params: dict[str, Any]) -> str:
+    """``?name=value&…`` of the parameters that are not ``None`` (empty if none is)."""
+    given = {name: value for name, value in params.items() if value is not None}
+    return f"?{urllib.parse.urlencode(given)}" if given else ""
+
+
+def _expires_at(value: str) -> str:
+    lifetime = duration(value)
+    if lifetime is None:
         raise click.BadParameter("use a duration such as 30d, 12h or 90m", param_hint="--expires")
-    unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
-    return (datetime.now(UTC) + timedelta(**{unit: int(match.group(1))})).isoformat()
+    return (datetime.now(UTC) + lifetime).isoformat()
 
 
 @keys.command("create")

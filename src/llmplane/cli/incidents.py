@@ -3,29 +3,16 @@ cause incidents, against the running gateway."""
 
 from __future__ import annotations
 
-import re
 import urllib.parse
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
-from llmplane.cli.admin import print_json, print_table
+from llmplane.cli.admin import print_json, print_table, query_string, time_option
 from llmplane.cli.client import call
 
 _SEVERITIES = ["sev1", "sev2", "sev3", "sev4"]
 _KINDS = ["model", "deployment", "prompt", "config", "other"]
-
-
-def _since(value: str | None) -> str | None:
-    """An ISO time as given, or a duration back from now (``7d``, ``12h``, ``30m``)."""
-    if value is None:
-        return None
-    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
-    if match is None:
-        return value
-    unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
-    return (datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})).isoformat()
 
 
 def _cause(incident: dict[str, Any]) -> str:
@@ -108,9 +95,12 @@ def close_incident(incident: str, resolution: str | None, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_incidents(only_open: bool, team: str | None, since: str | None, as_json: bool) -> None:
     """The newest incidents first."""
-    query = {"status": "open" if only_open else None, "team": team, "since": _since(since)}
-    params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-    found = call("GET", f"/admin/incidents{'?' + params if params else ''}")["data"]
+    query = {
+        "status": "open" if only_open else None,
+        "team": team,
+        "since": time_option(since, "--since"),
+    }
+    found = call("GET", f"/admin/incidents{query_string(query)}")["data"]
     if as_json:
         print_json(found)
         return
@@ -178,9 +168,8 @@ def record_change(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_changes(since: str | None, kind: str | None, as_json: bool) -> None:
     """The newest changes first."""
-    query = {"since": _since(since), "kind": kind}
-    params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-    found = call("GET", f"/admin/changes{'?' + params if params else ''}")["data"]
+    query = {"since": time_option(since, "--since"), "kind": kind}
+    found = call("GET", f"/admin/changes{query_string(query)}")["data"]
     if as_json:
         print_json(found)
         return

@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import urllib.parse
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
-from llmplane.cli.admin import print_json, print_table
+from llmplane.cli.admin import print_json, print_table, query_string, time_option
 from llmplane.cli.client import call
-
-_AGO = re.compile(r"(\d+)([dhm])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-
-
-def _when(value: str | None, option: str) -> str | None:
-    """An ISO date or time as given, or a duration ago (``24h``, ``7d``, ``90m``)."""
-    if value is None:
-        return None
-    match = _AGO.fullmatch(value.strip())
-    if match is not None:
-        ago = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (datetime.now(UTC) - ago).isoformat()
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            "use an ISO date or time (2026-11-01) or a duration ago (24h, 7d, 90m)",
-            param_hint=option,
-        ) from None
-    return value
-
-
-def _query(params: dict[str, Any]) -> str:
-    given = {name: value for name, value in params.items() if value is not None}
-    return f"?{urllib.parse.urlencode(given)}" if given else ""
 
 
 @click.group(invoke_without_command=True)
@@ -65,15 +36,15 @@ def logs(
     """Stored request logs (of teams whose policy keeps them), newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    query = _query(
+    query = query_string(
         {
             "request_id": request_id,
             "key": key,
             "model": model,
             "team": team,
             "user": user,
-            "since": _when(since, "--since"),
-            "until": _when(until, "--until"),
+            "since": time_option(since, "--since"),
+            "until": time_option(until, "--until"),
             "limit": limit,
         }
     )
@@ -128,7 +99,7 @@ def delete(user: str, team: str | None, yes: bool, as_json: bool) -> None:
     """Delete every stored request log of one end user (a deletion request; audited)."""
     if not yes:
         click.confirm(f"Delete every stored request log of user {user!r}?", abort=True)
-    result = call("DELETE", f"/admin/logs{_query({'user': user, 'team': team})}")
+    result = call("DELETE", f"/admin/logs{query_string({'user': user, 'team': team})}")
     if as_json:
         print_json(result)
     else:
