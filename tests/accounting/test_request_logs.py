@@ -83,6 +83,29 @@ def test_the_writer_stores_one_row_per_logged_request(engine: Engine) -> None:
         get_log(engine, "req_none")
 
 
+@pytest.mark.parametrize(
+    ("said", "stored"),
+    [
+        # token_urlsafe keys: "--" inside, a leading or a trailing "-".
+        ("my key is sk-lp-Ab3--_Y7Ls now", "my key is <API_KEY> now"),
+        ("sk-lp--x9Qw and more", "<API_KEY> and more"),
+        ("key sk-lp-x9Qw-.", "key <API_KEY>."),
+        ("admin: sk-lp-admin-Zx_-0", "admin: <API_KEY>"),
+        # As a model may echo it, spaced around its dashes.
+        ("it was sk - lp - abc - def, right", "it was <API_KEY>, right"),
+        ("a help page about sk-lp keys", "a help page about sk-lp keys"),
+    ],
+)
+def test_no_shape_of_platform_key_reaches_a_stored_body(
+    engine: Engine, said: str, stored: str
+) -> None:
+    trace = _trace("req_key")
+    assert trace.content is not None
+    trace.content.request = {"model": "mock", "messages": [{"role": "user", "content": said}]}
+    _write(engine, trace)
+    assert get_log(engine, "req_key")["request"]["messages"][0]["content"] == stored
+
+
 def test_redacted_rows_without_a_redactor_keep_no_bodies(engine: Engine) -> None:
     def broken() -> Any:
         raise ImportError("presidio is not installed")

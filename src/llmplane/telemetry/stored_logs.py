@@ -87,7 +87,11 @@ _COLUMNS = (
     "truncated",
 )
 # A platform key, also as a tokenizer or a model may echo it ("sk - lp - abc - def").
-_PLATFORM_KEY = re.compile(r"sk\s{0,2}-\s{0,2}lp\s{0,2}-\s{0,2}\w+(?:\s{0,2}-\s{0,2}\w+)*")
+# Its random part is base64url, so it may hold "--" and start or end with "-"; spaces
+# count only next to a dash.
+_PLATFORM_KEY = re.compile(
+    r"sk\s{0,2}-\s{0,2}lp\s{0,2}-(?:[\w-]|\s{1,2}(?=-)|(?<=-)\s{1,2}(?=\w))*"
+)
 _UNREACHABLE = (OperationalError, InterfaceError)
 _RETRY_BACKOFF_S = (0.2, 1.0, 5.0)
 _NICENESS = 10
