@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LLMPLANE_OTEL_SERVICE_NAME", "OTEL_SERVICE_NAME"),
     )
     otel_queue_size: int = Field(default=8192, ge=16)
+    # Prompt and completion content in spans where a team's request-log policy lets bodies
+    # out (full, or redacted); false: never, whatever the teams' policies say.
+    otel_content: bool = True
     metrics: bool = True  # Prometheus metrics at /metrics (admin key)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # also unauthenticated here
 

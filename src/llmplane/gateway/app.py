@@ -51,7 +51,8 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
-from llmplane.telemetry import Observer, Telemetry
+from llmplane.telemetry import Observer, RequestTrace, Telemetry
+from llmplane.telemetry.bodies import BodyFilter
 from llmplane.telemetry.metrics import (
     CONTENT_TYPE,
     DeploymentState,
@@ -63,6 +64,7 @@ from llmplane.telemetry.stored_logs import StoredLogWriter
 
 if TYPE_CHECKING:
     from llmplane.guardrails.pii import RedactorProcess
+    from llmplane.telemetry.tracing import SpanObserver
 
 log = logging.getLogger("llmplane.gateway")
 
@@ -135,13 +137,28 @@ def build_services(
         admission = LocalAdmissionGuard(engine)
     # An observer unless turned off (it skips requests whose team stores no logs in one
     # attribute check), since a team's policy can change while the gateway runs.
+    # The bodies the teams' policies let out, filtered once per request for the stored
+    # request logs and the spans (its redactor, a child process, starts on first use).
+    bodies = BodyFilter(_redactor)
     stored_logs = (
-        StoredLogWriter(engine, _redactor, limit=settings.request_logs_queue_size)
+        StoredLogWriter(engine, bodies=bodies, limit=settings.request_logs_queue_size)
         if settings.stored_logs
         else None
     )
+    spans: SpanObserver | None = None
+    if settings.otel_endpoint:
+        # Imported here: the gateway without tracing never loads OpenTelemetry.
+        from llmplane.telemetry.tracing import SpanObserver
+
+        spans = SpanObserver.otlp(
+            settings.otel_endpoint,
+            settings.otel_protocol,
+            settings.otel_service_name,
+            settings.otel_queue_size,
+            bodies=bodies if settings.otel_content else None,
+        )
     metrics = (
-        GatewayMetrics(_state_reader(ledger, router, stored_logs), router.model_names)
+        GatewayMetrics(_state_reader(ledger, router, stored_logs, spans), router.model_names)
         if settings.metrics
         else None
     )
@@ -150,18 +167,11 @@ def build_services(
         observers.append(stored_logs)
     if settings.request_log:
         observers.append(RequestLogObserver())
-    if settings.otel_endpoint:
-        # Imported here: the gateway without tracing never loads OpenTelemetry.
-        from llmplane.telemetry.tracing import SpanObserver
-
-        observers.append(
-            SpanObserver.otlp(
-                settings.otel_endpoint,
-                settings.otel_protocol,
-                settings.otel_service_name,
-                settings.otel_queue_size,
-            )
-        )
+    if spans is not None:
+        observers.append(spans)
+    if stored_logs is not None or spans is not None:
+        # Closed after the observers that use it (the telemetry closes them in order).
+        observers.append(_Closing(bodies))
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -187,11 +197,27 @@ def _redactor() -> RedactorProcess:
     return RedactorProcess()
 
 
+class _Closing:
+    """An observer that observes nothing and closes ``thing`` with the telemetry."""
+
+    def __init__(self, thing: BodyFilter) -> None:
+        self._thing = thing
+
+    def request_finished(self, trace: RequestTrace) -> None:
+        return None
+
+    def close(self) -> None:
+        self._thing.close()
+
+
 def _state_reader(
-    ledger: UsageLedger, router: ModelRouter, stored_logs: StoredLogWriter | None
+    ledger: UsageLedger,
+    router: ModelRouter,
+    stored_logs: StoredLogWriter | None,
+    spans: SpanObserver | None = None,
 ) -> Callable[[], GatewayState]:
-    """What the metrics read at scrape time: the ledger's and the request logs' queues and
-    each deployment's health."""
+    """What the metrics read at scrape time: the ledger's, the request logs' and the
+    spans' queues and each deployment's health."""
 
     def read() -> GatewayState:
         now = time.monotonic()
@@ -202,6 +228,9 @@ def _state_reader(
             request_logs_queue_depth=stored_logs.depth if stored_logs else 0,
             request_logs_dropped=stored_logs.dropped if stored_logs else 0,
             request_logs_rejected=stored_logs.rejected if stored_logs else 0,
+            spans_queue_depth=spans.depth if spans else 0,
+            spans_dropped=spans.dropped if spans else 0,
+            spans_failed=spans.failed if spans else 0,
             deployments=[
                 DeploymentState(
                     model=model,

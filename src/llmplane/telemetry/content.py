@@ -1,4 +1,4 @@
-"""What a request's content looks like to the stored request logs (and, later, to spans).
+"""What a request's content looks like to the stored request logs and to spans.
 
 A team's :class:`LogPolicy` says what its requests leave behind: ``metadata`` (who, what,
 how much, and the request's parameters without content), ``redacted`` (the bodies too,
@@ -9,7 +9,8 @@ On the request path a :class:`RequestContent` only keeps references: the parsed 
 body, the reply bytes, or the SSE bytes of a stream as they were relayed (up to a cap).
 Everything that costs CPU — parsing a reply, assembling a streamed answer, cutting long
 text, redacting — is done by whoever reads it later, off the event loop
-(:mod:`llmplane.telemetry.stored_logs` does it in its writer thread).
+(:mod:`llmplane.telemetry.bodies`, called by the request-log writer and the span
+exporter threads).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class RequestContent:
     event_bytes: int = 0
     events_truncated: bool = False
     _event_limit: int = field(default=0, repr=False)
+    # The bodies after the policy's filter (telemetry.bodies.Bodies), False when none
+    # are kept; set once, off the loop, by the first background thread that needs them.
+    filtered: Any = field(default=None, repr=False)
 
     def start_stream(self) -> None:
         """A (new) stream attempt starts: forget the events of an earlier one."""

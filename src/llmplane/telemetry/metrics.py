@@ -63,6 +63,9 @@ class GatewayState:
     request_logs_queue_depth: int = 0
     request_logs_dropped: int = 0
     request_logs_rejected: int = 0
+    spans_queue_depth: int = 0
+    spans_dropped: int = 0
+    spans_failed: int = 0
     deployments: Sequence[DeploymentState] = field(default_factory=tuple)
 
 
@@ -248,6 +251,21 @@ class GatewayMetrics:
             "llmplane_request_logs_rejected_rows",
             "Stored request-log rows that could not be built or that the store refused.",
             value=state.request_logs_rejected,
+        )
+        yield GaugeMetricFamily(
+            "llmplane_spans_queue_depth",
+            "Finished requests waiting for their span to be exported.",
+            value=state.spans_queue_depth,
+        )
+        yield CounterMetricFamily(
+            "llmplane_spans_dropped",
+            "Requests not traced because the span queue was full.",
+            value=state.spans_dropped,
+        )
+        yield CounterMetricFamily(
+            "llmplane_spans_failed",
+            "Spans the trace collector did not take (after the exporter's retries).",
+            value=state.spans_failed,
         )
         names = ["model", "deployment"]
         in_flight = GaugeMetricFamily(

@@ -200,10 +200,11 @@ class SpanEncoder:
             ]
         )
 
-    def span(self, trace: RequestTrace) -> bytes | None:
+    def span(self, trace: RequestTrace, extra: Sequence[tuple[str, str]] = ()) -> bytes | None:
         """``trace`` as a ``ScopeSpans.spans`` field, or ``None`` when the caller's trace
         context says it is not sampled (then its trace is not recorded, as the SDK's
-        parent-based sampler does). The caller's ``traceparent`` is the parent."""
+        parent-based sampler does). The caller's ``traceparent`` is the parent; ``extra``
+        are string attributes of this span alone (not cached)."""
         parent = parse_traceparent(trace.traceparent) if trace.traceparent else None
         span_id = (self._random.getrandbits(64) or 1).to_bytes(8, "big")
         if parent is None:
@@ -225,6 +226,7 @@ class SpanEncoder:
             self._shape(trace),
             _request_id(trace.request_id),
         ]
+        parts.extend(_attribute(_SPAN_ATTRIBUTE, key, value) for key, value in extra)
         if attempts:
             self._usage(parts, attempts)
             self._attempt_events(parts, attempts)

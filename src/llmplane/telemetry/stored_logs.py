@@ -21,13 +21,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -35,26 +33,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from llmplane.store.bulk import BulkInsert
 from llmplane.store.tables import request_logs
-from llmplane.telemetry.content import REDACTED, bounded, map_strings, request_params
+from llmplane.telemetry.bodies import BodyFilter, RedactorFactory
+from llmplane.telemetry.content import REDACTED, request_params
 
 if TYPE_CHECKING:
     from llmplane.telemetry import RequestTrace
 
 log = logging.getLogger(__name__)
 
-
-class Redacting(Protocol):
-    """What redacts a body: all its strings in, the same strings redacted out, in order
-    (:class:`llmplane.guardrails.pii.RedactorProcess`); ``close`` if it has one is called
-    when the writer stops."""
-
-    def redact_many(self, texts: list[str]) -> list[str]:
-        """``texts``, each redacted."""
-        ...
-
-
-# Builds the redactor, in the writer thread, on the first redacted row.
-RedactorFactory = Callable[[], Redacting]
 
 _COLUMNS = (
     "request_id",
@@ -86,19 +72,9 @@ _COLUMNS = (
     "response_body",
     "truncated",
 )
-# A platform key, also as a tokenizer or a model may echo it ("sk - lp - abc - def").
-# Its random part is base64url, so it may hold "--" and start or end with "-"; spaces
-# count only next to a dash.
-_PLATFORM_KEY = re.compile(
-    r"sk\s{0,2}-\s{0,2}lp\s{0,2}-(?:[\w-]|\s{1,2}(?=-)|(?<=-)\s{1,2}(?=\w))*"
-)
 _UNREACHABLE = (OperationalError, InterfaceError)
 _RETRY_BACKOFF_S = (0.2, 1.0, 5.0)
 _NICENESS = 10
-
-
-def _scrub_platform_keys(texts: list[str]) -> list[str]:
-    return [_PLATFORM_KEY.sub("<API_KEY>", text) if "lp" in text else text for text in texts]
 
 
 class StoredLogWriter:
@@ -109,6 +85,7 @@ class StoredLogWriter:
         engine: Engine,
         redactor_factory: RedactorFactory | None = None,
         *,
+        bodies: BodyFilter | None = None,
         limit: int = 10_000,
         batch_size: int = 200,
         interval_s: float = 0.2,
@@ -117,9 +94,9 @@ class StoredLogWriter:
         self._insert = BulkInsert(
             request_logs, _COLUMNS, engine.dialect.name, engine.dialect.paramstyle
         )
-        self._redactor_factory = redactor_factory
-        self._redact: Redacting | None = None
-        self._redactor_failed = False
+        # The gateway hands in the filter its span exporter shares; else one of our own.
+        self._owns_bodies = bodies is None
+        self._bodies = bodies if bodies is not None else BodyFilter(redactor_factory)
         self._limit = limit
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -170,9 +147,8 @@ class StoredLogWriter:
             self._thread.join(timeout_s)
         if self._pending:
             log.error("request logs: %d rows not written at shutdown", len(self._pending))
-        close = getattr(self._redact, "close", None)
-        if close is not None:
-            close()
+        if self._owns_bodies:
+            self._bodies.close()
 
     def _run(self) -> None:
         # Below the event loop's priority, as the ledger's writer: with one core, requests
@@ -237,32 +213,6 @@ class StoredLogWriter:
                         type(exc.orig).__name__,
                     )
 
-    def _redactor(self) -> Redacting | None:
-        if self._redact is None and not self._redactor_failed:
-            try:
-                if self._redactor_factory is None:
-                    raise ImportError("no redactor configured")
-                self._redact = self._redactor_factory()
-            except Exception as exc:  # noqa: BLE001 - redacted bodies are then not stored
-                self._redactor_failed = True
-                log.error(
-                    "request logs: no PII redactor (%s: %s); redacted policies store metadata "
-                    "only (pip install 'llmplane[pii]')",
-                    type(exc).__name__,
-                    exc,
-                )
-        return self._redact
-
-    def _text_filter(self, bodies: str) -> Callable[[list[str]], list[str]] | None:
-        """What a body's strings go through before they are stored (``None``: store no
-        body, when a redacted policy has no redactor)."""
-        if bodies != REDACTED:
-            return _scrub_platform_keys
-        redactor = self._redactor()
-        if redactor is None:
-            return None
-        return lambda texts: _scrub_platform_keys(redactor.redact_many(texts))
-
     def _row(self, trace: RequestTrace) -> tuple[Any, ...] | None:
         try:
             return self.build_row(trace)
@@ -282,24 +232,20 @@ class StoredLogWriter:
         created = datetime.fromtimestamp(trace.started_at + trace.duration_s, UTC)
         request_body = response_body = None
         truncated = False
-        if policy.wants_content:
-            change = self._text_filter(policy.bodies)
-            if change is not None:
-                request, cut_request = bounded(content.request, policy.max_body_bytes)
-                response, cut_response = bounded(
-                    content.response(trace.operation), policy.max_body_bytes
-                )
-                truncated = cut_request or cut_response or content.events_truncated
-                try:
-                    request_body = orjson.dumps(map_strings(request, change)).decode()
-                    if response is not None:
-                        response_body = orjson.dumps(map_strings(response, change)).decode()
-                except Exception:
-                    if policy.bodies != REDACTED:
-                        raise
-                    # The redactor failed: no body rather than an unredacted one.
-                    log.exception("request logs: redaction failed (request %s)", trace.request_id)
-                    request_body = response_body = None
+        try:
+            bodies = self._bodies.bodies(trace)
+        except Exception:
+            if policy.bodies == REDACTED:
+                # The redactor failed: no body rather than an unredacted one.
+                log.exception("request logs: redaction failed (request %s)", trace.request_id)
+                bodies = None
+            else:
+                raise
+        if bodies is not None:
+            request_body = orjson.dumps(bodies.request).decode()
+            if bodies.response is not None:
+                response_body = orjson.dumps(bodies.response).decode()
+            truncated = bodies.truncated
         return (
             trace.request_id,
             created,

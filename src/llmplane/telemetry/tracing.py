@@ -17,6 +17,12 @@ only then). The exporters bring the standard ``OTEL_EXPORTER_OTLP_*`` settings (
 timeout, compression, certificates) and their retries. :meth:`SpanObserver.close` sends
 what is queued and stops the thread.
 
+Prompt and completion content goes into a span only where the team's request-log policy
+lets bodies out (``full``, or ``redacted`` through the PII redactor: the same filtered
+bodies the stored request logs keep, computed once, in this thread or theirs), as the
+GenAI attributes ``gen_ai.system_instructions``, ``gen_ai.input.messages`` and
+``gen_ai.output.messages`` (JSON, each cut to ``CONTENT_CHARS`` characters of text).
+
 This module imports OpenTelemetry: import it only when tracing is configured.
 """
 
@@ -26,12 +32,15 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import orjson
 from opentelemetry.sdk.resources import Resource
 
 from llmplane.errors import ConfigError
 from llmplane.telemetry import RequestTrace
+from llmplane.telemetry.bodies import Bodies, BodyFilter
+from llmplane.telemetry.content import bounded
 from llmplane.telemetry.span_encoding import SpanEncoder
 
 log = logging.getLogger("llmplane.telemetry.tracing")
@@ -41,6 +50,45 @@ _TRACES_PATH = "/v1/traces"
 # Spans encoded between two yields of the GIL, so that a large batch does not hold the
 # event loop's thread up for more than a fraction of a millisecond at a time.
 _ENCODE_SLICE = 32
+
+
+# Text kept per content attribute: collectors refuse or cut very large attributes.
+CONTENT_CHARS = 16_384
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(bounded(value, CONTENT_CHARS)[0]).decode()
+
+
+def content_attributes(operation: str | None, bodies: Bodies) -> list[tuple[str, str]]:
+    """The GenAI content attributes of a request's (filtered) bodies: its system
+    instructions, input messages and output messages, as the operation shapes them."""
+    request, response = bodies.request, bodies.response
+    if not isinstance(request, dict):
+        return []
+    attributes: list[tuple[str, str]] = []
+    system = request.get("instructions") if operation == "responses" else request.get("system")
+    if system:
+        attributes.append(("gen_ai.system_instructions", _json(system)))
+    inputs = request.get("input") if operation in ("responses", "embeddings") else None
+    inputs = inputs if inputs is not None else request.get("messages")
+    if inputs is not None:
+        attributes.append(("gen_ai.input.messages", _json(inputs)))
+    output: Any = None
+    if isinstance(response, dict):
+        if operation == "chat.completions":
+            choices = response.get("choices")
+            if isinstance(choices, list):
+                output = [c.get("message") for c in choices if isinstance(c, dict)]
+        elif operation == "responses":
+            output = response.get("output")
+        elif operation == "messages":
+            output = [{"role": "assistant", "content": response.get("content")}]
+    elif isinstance(response, str):
+        output = response
+    if output is not None:
+        attributes.append(("gen_ai.output.messages", _json(output)))
+    return attributes
 
 
 def traces_url(endpoint: str) -> str:
@@ -90,11 +138,13 @@ class SpanObserver:
         max_queue_size: int = 8192,
         max_export_batch_size: int = 512,
         schedule_delay_ms: float = 1000,
+        bodies: BodyFilter | None = None,
     ) -> None:
         # Resource.create adds OTEL_RESOURCE_ATTRIBUTES and the telemetry.sdk.* attributes.
         resource = Resource.create({"service.name": service_name})
         self._encoder = SpanEncoder(dict(resource.attributes))
         self._sender = sender
+        self._bodies = bodies  # None: no content in spans
         self._limit = max_queue_size
         self._batch_size = max(1, min(max_export_batch_size, max_queue_size))
         self._delay_s = schedule_delay_ms / 1000
@@ -114,9 +164,16 @@ class SpanObserver:
         protocol: OTLPProtocol = "http/protobuf",
         service_name: str = "llmplane",
         max_queue_size: int = 8192,
+        bodies: BodyFilter | None = None,
     ) -> SpanObserver:
-        """An observer exporting to the OTLP collector at ``endpoint`` over ``protocol``."""
-        return cls(otlp_sender(endpoint, protocol), service_name, max_queue_size)
+        """An observer exporting to the OTLP collector at ``endpoint`` over ``protocol``;
+        with ``bodies``, spans carry content where the team's policy allows it."""
+        return cls(otlp_sender(endpoint, protocol), service_name, max_queue_size, bodies=bodies)
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for their span."""
+        return len(self._pending)
 
     def request_finished(self, trace: RequestTrace) -> None:
         """Queue ``trace`` for its span; encoding and export happen in the thread."""
@@ -137,7 +194,7 @@ class SpanObserver:
             while pending and len(spans) < self._batch_size:
                 trace = pending.popleft()
                 try:
-                    span = self._encoder.span(trace)
+                    span = self._encoder.span(trace, self._content(trace))
                 except Exception:  # one odd trace must not stop tracing
                     log.exception("could not encode the span of request %s", trace.request_id)
                     continue
@@ -154,6 +211,17 @@ class SpanObserver:
                 self._limit,
             )
             self._dropped_reported = self.dropped
+
+    def _content(self, trace: RequestTrace) -> list[tuple[str, str]]:
+        content = trace.content
+        if self._bodies is None or content is None or not content.policy.wants_content:
+            return []
+        try:
+            bodies = self._bodies.bodies(trace)
+        except Exception:  # the redactor failed: the span goes without content
+            log.exception("no content in the span of request %s", trace.request_id)
+            return []
+        return content_attributes(trace.operation, bodies) if bodies is not None else []
 
     def _send(self, spans: list[bytes]) -> None:
         try:
