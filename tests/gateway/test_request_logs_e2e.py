@@ -358,6 +358,9 @@ def test_logs_are_found_by_request_id_key_model_user_and_time(gateway: GatewayPr
     created = team.logs()[0]["created_at"]
     assert team.logs(f"&until={created.replace('+00:00', 'Z')}") == team.logs("&user=alice")
     assert team.logs("&since=2999-01-01") == []
+    for bad in ("0", "1001", "ten"):  # refused, not silently clamped
+        status, _, error = http("GET", f"{gateway.url}/admin/logs?limit={bad}")
+        assert status == 400 and error["error"]["param"] == "limit", bad
 
     listed = json.loads(
         cli(

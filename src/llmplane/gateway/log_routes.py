@@ -20,7 +20,7 @@ from llmplane.accounting.request_logs import (
     purge_expired,
 )
 from llmplane.errors import InvalidRequestError, LLMPlaneError, NotFoundError
-from llmplane.gateway.admin_fields import query_time
+from llmplane.gateway.admin_fields import query_limit, query_time
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -81,10 +81,7 @@ async def list_request_logs(scope: RequestScope) -> Response:
     team's)."""
     principal = await scope.manager()
     params = scope.request.query_params
-    try:
-        limit = int(params.get("limit", "100"))
-    except ValueError:
-        raise InvalidRequestError("'limit' must be a whole number.", param="limit") from None
+    limit = query_limit(params.get("limit"), MAX_LIMIT)
     team_id = await _team_filter(scope, principal)
     since, until = (
         query_time(params.get("since"), "since"),
