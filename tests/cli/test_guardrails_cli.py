@@ -111,3 +111,17 @@ def test_bad_input_exits_2_saying_what_to_fix(tmp_path: Path) -> None:
         result = cli("guardrails", "eval", *args, url="", check=False)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
+
+
+def test_the_packaged_output_sets_are_the_default(tmp_path: Path) -> None:
+    out = cli(
+        "guardrails", "eval", "--detector", "system_prompt_leak", "--detector", "json_schema",
+        "--json", url="",
+    ).stdout  # fmt: skip
+    results = {r["detector"]: r for r in json.loads(out)["results"]}
+    leak, schema = results["system_prompt_leak"], results["json_schema"]
+    assert leak["set"].endswith("datasets/system_prompt_leak.jsonl") and leak["examples"] >= 40
+    # No answer that merely shares short phrases with its system prompt is flagged.
+    assert leak["tags"]["hard-benign"]["fp"] == 0 and leak["tags"]["verbatim"]["fn"] == 0
+    assert schema["set"].endswith("datasets/json_schema.jsonl")
+    assert (schema["fp"], schema["fn"]) == (0, 0)

@@ -193,4 +193,9 @@ def test_packaged_sets_are_used_when_present_and_missing_ones_said(tmp_path: Pat
     write_set(tmp_path / "injection.jsonl", [{"id": "1", "text": "t", "label": False}])
     pairs, missing = pairings([], [], packaged=tmp_path)
     assert [p.detector for p in pairs] == ["injection"]
-    assert len(missing) == 2 and all("pii.jsonl is missing" in note for note in missing)
+    assert [note.split(" is missing")[0] for note in missing] == [
+        "packaged set pii.jsonl",
+        "packaged set pii.jsonl",
+        "packaged set system_prompt_leak.jsonl",
+        "packaged set json_schema.jsonl",
+    ]

@@ -49,6 +49,8 @@ DEFAULT_PAIRINGS: tuple[DefaultPairing, ...] = (
     DefaultPairing("pii.jsonl", "pii"),
     DefaultPairing("pii.jsonl", "secrets", SECRET_TYPES),
     DefaultPairing("injection.jsonl", "injection"),
+    DefaultPairing("system_prompt_leak.jsonl", "system_prompt_leak"),
+    DefaultPairing("json_schema.jsonl", "json_schema"),
 )
 
 
