@@ -52,6 +52,11 @@ def test_a_verbatim_quote_is_flagged_with_its_span_and_share() -> None:
             "you are ARIA -- the support-assistant of\n\nnorthwind bank... YOU ARE A "
             "HELPFUL ASSISTANT",
         ),
+        # full-width letters (NFKC) in upper case
+        (
+            "I'll Ｎｅｖｅｒ ＲＥＶＥＡＬ the internal fee schedule to ANYONE.",
+            "Ｎｅｖｅｒ ＲＥＶＥＡＬ the internal fee schedule to ANYONE",
+        ),
         # a word changed, a word inserted, a word dropped (a lone last word is not seen)
         (
             "I must escalate every fraud report to the duty officer with code RED-7 and "

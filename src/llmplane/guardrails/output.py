@@ -56,6 +56,11 @@ class _BoundedCache(Generic[_K, _V]):
 # --- system prompt leakage --------------------------------------------------------------
 
 _WORD = re.compile(r"\w+")
+# ASCII text: every character \w does not match becomes a space (str.translate and split
+# are several times faster than the regular expression, with the same words).
+_ASCII_SPACES = str.maketrans(
+    {chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
+)
 _SEED = 4  # words in the shingles that find candidate quotes
 _CANDIDATES = 8  # prompt positions tried per seed (a prompt repeating itself has more)
 _MAX_GAP = 3  # words an altered quote may insert, drop or change between two runs
@@ -63,8 +68,12 @@ _MIN_PROMPT_WORDS = 5  # a shorter system prompt has nothing distinctive to leak
 LEAK_TYPE = "system_prompt_leak.quote"
 
 
-def _normal(word: str) -> str:
-    return unicodedata.normalize("NFKC", word).casefold()
+def _words(text: str) -> list[str]:
+    """The words of ``text``, case-folded and NFKC-normalised (one C-speed pass for ASCII
+    text, where lowering is all it takes and keeps every word where it was)."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_SPACES).split()
+    return [unicodedata.normalize("NFKC", word).casefold() for word in _WORD.findall(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +82,18 @@ class _PromptIndex:
 
     words: tuple[str, ...]
     seeds: dict[tuple[str, ...], tuple[int, ...]]
+    firsts: frozenset[str]  # the first words of the seeds: most answer words are not one
 
     @classmethod
     def build(cls, prompt: str) -> _PromptIndex:
-        words = tuple(_normal(match.group()) for match in _WORD.finditer(prompt))
+        words = tuple(_words(prompt))
         starts: dict[tuple[str, ...], list[int]] = {}
         for position in range(len(words) - _SEED + 1):
             at = starts.setdefault(words[position : position + _SEED], [])
             if len(at) < _CANDIDATES:
                 at.append(position)
-        return cls(words, {seed: tuple(at) for seed, at in starts.items()})
+        seeds = {seed: tuple(at) for seed, at in starts.items()}
+        return cls(words, seeds, frozenset(seed[0] for seed in seeds))
 
 
 @dataclass(slots=True)
@@ -144,13 +155,12 @@ class SystemPromptLeakDetector:
         prompt_words = index.words
         if len(prompt_words) < _MIN_PROMPT_WORDS:
             return Verdict.clean(self.name)
-        tokens = list(_WORD.finditer(text))
-        words = [_normal(token.group()) for token in tokens]
-        quotes = self._quotes(words, index)
+        quotes = self._quotes(_words(text), index)
         needed = min(self.min_words, len(prompt_words))
         kept = [quote for quote in quotes if quote.matched >= needed]
         if not kept:
             return Verdict.clean(self.name)
+        tokens = [match.span() for match in _WORD.finditer(text)]  # word i is at tokens[i]
         covered: set[int] = set()
         findings = []
         for quote in kept:
@@ -159,8 +169,8 @@ class SystemPromptLeakDetector:
             findings.append(
                 Finding(
                     LEAK_TYPE,
-                    tokens[quote.first].start(),
-                    tokens[quote.last].end(),
+                    tokens[quote.first][0],
+                    tokens[quote.last][1],
                     round(len(positions) / len(prompt_words), 4),
                 )
             )
@@ -181,7 +191,11 @@ class SystemPromptLeakDetector:
         quotes: list[_Quote] = []
         position = 0
         end = len(words) - _SEED + 1
+        firsts = index.firsts
         while position < end:
+            if words[position] not in firsts:
+                position += 1
+                continue
             starts = index.seeds.get(tuple(words[position : position + _SEED]))
             if starts is None:
                 position += 1
