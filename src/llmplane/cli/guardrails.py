@@ -195,17 +195,27 @@ def eval_command(
             _fail(f"--option names detector {name!r}, which is not evaluated")
     examples: dict[Path, list[Example]] = {}
     built = {}
+    skipped: set[str] = set()
     for pair in pairs:
         try:
             if pair.path not in examples:
                 examples[pair.path] = load_examples(pair.path)
         except DatasetError as exc:
             _fail(str(exc))
-        if pair.detector not in built:
+        if pair.detector not in built and pair.detector not in skipped:
             try:
                 built[pair.detector] = build_detector(pair.detector, by_detector.get(pair.detector))
-            except (ValueError, TypeError, ImportError, AttributeError) as exc:
+            except ImportError as exc:
+                if detectors or sets:
+                    _fail(f"detector {pair.detector!r} cannot be built: {exc}")
+                # A run of every packaged set measures what this installation has.
+                click.echo(f"{pair.detector} is not evaluated: {exc}", err=True)
+                skipped.add(pair.detector)
+            except (ValueError, TypeError, AttributeError) as exc:
                 _fail(f"detector {pair.detector!r} cannot be built: {exc}")
+    pairs = [pair for pair in pairs if pair.detector in built]
+    if not pairs:
+        _fail("nothing to evaluate: no detector of the packaged sets could be built")
     results = [_run(built[pair.detector], pair, examples[pair.path], repeat) for pair in pairs]
     documents = [result.as_dict() for result in results]
     missed = _gates(documents, min_recall, min_precision)
