@@ -9,6 +9,7 @@ import click
 from llmplane import __version__
 from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
+from llmplane.cli.guardrails import guardrails
 from llmplane.cli.incidents import changes, incidents
 from llmplane.cli.logs import logs
 from llmplane.cli.report import report
@@ -34,6 +35,7 @@ cli.add_command(report)
 cli.add_command(incidents)
 cli.add_command(changes)
 cli.add_command(logs)
+cli.add_command(guardrails)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies

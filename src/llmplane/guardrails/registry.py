@@ -13,18 +13,32 @@ Python, in a module the platform config names (never code sent over the API)::
 
         def __init__(self, max_amount: int = 100) -> None: ...
         def check(self, text, context=registry.DEFAULT_CONTEXT): ...
+
+:func:`load_plugins` imports such modules by name (``load_plugins(["mycompany.guards"])``),
+each once; importing runs their ``register_detector`` calls. Plugin code is the platform
+team's own, installed on the platform's machines and named in its configuration: nothing
+that arrives over the API is ever imported, evaluated or executed (LiteLLM's
+CVE-2026-40217 ran guardrail code a caller sent).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from llmplane.guardrails.base import DEFAULT_CONTEXT, Detector
 
-__all__ = ["DEFAULT_CONTEXT", "build_detector", "detector_names", "register_detector"]
+__all__ = [
+    "DEFAULT_CONTEXT",
+    "PluginError",
+    "build_detector",
+    "detector_names",
+    "load_plugins",
+    "register_detector",
+]
 
 DetectorFactory = Callable[..., Detector]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -40,6 +54,12 @@ _BUILTIN: dict[str, str] = {
 }
 _custom: dict[str, DetectorFactory] = {}
 _lock = threading.Lock()
+_plugins: dict[str, list[str]] = {}  # module -> the detector names its import registered
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+class PluginError(ImportError):
+    """A plugin module could not be imported; the message names the module."""
 
 
 def register_detector(name: str) -> Callable[[_F], _F]:
@@ -82,3 +102,35 @@ def build_detector(name: str, options: Mapping[str, Any] | None = None) -> Detec
     if not isinstance(detector, Detector):
         raise TypeError(f"detector {name!r} has no name and check()")
     return detector
+
+
+def load_plugins(modules: Iterable[str]) -> dict[str, list[str]]:
+    """Import each plugin module named (dotted names, as ``import`` takes them), once per
+    process, so that its :func:`register_detector` calls run; returns, for each module,
+    the detector names its import registered. :class:`PluginError` names the module that
+    failed and why (not installed, or an error while importing it)."""
+    if isinstance(modules, str):
+        raise TypeError("load_plugins takes a list of module names")
+    loaded: dict[str, list[str]] = {}
+    for module in modules:
+        if not _MODULE_NAME.fullmatch(module):
+            raise PluginError(f"guardrail plugin {module!r} is not a module name (a.b.c)")
+        with _lock:
+            known = _plugins.get(module)
+        if known is not None:
+            loaded[module] = known
+            continue
+        with _lock:
+            before = set(_custom)
+        # Not under _lock: the module's register_detector calls take it.
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise PluginError(
+                f"guardrail plugin {module!r} could not be imported: {type(exc).__name__}: {exc}"
+            ) from exc
+        with _lock:
+            added = sorted(set(_custom) - before)
+            _plugins[module] = added
+        loaded[module] = added
+    return loaded
