@@ -97,7 +97,9 @@ def test_content_checks_params_and_fingerprints_equal_content_equally() -> None:
         PromptContent.parse({"template": "x", "params": {"api_base": "http://evil"}})
     assert refused.value.param == "params.api_base"
     with pytest.raises(InvalidRequestError) as refused:
-        PromptContent.parse({"template": "{{ n }}", "variables": {"n": {"type": "integer", "default": "x"}}})
+        PromptContent.parse(
+            {"template": "{{ n }}", "variables": {"n": {"type": "integer", "default": "x"}}}
+        )
     assert refused.value.param == "variables.n"
     one = PromptContent.parse({"template": "x", "params": {"temperature": 0.2, "seed": 1}})
     same = PromptContent.parse({"template": "x", "params": {"seed": 1, "temperature": 0.2}})
