@@ -11,6 +11,7 @@ from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
 from llmplane.cli.incidents import changes, incidents
 from llmplane.cli.logs import logs
+from llmplane.cli.prompts import prompts
 from llmplane.cli.report import report
 from llmplane.cli.teams import audit, budgets, services, teams
 from llmplane.cli.up import up
@@ -34,6 +35,7 @@ cli.add_command(report)
 cli.add_command(incidents)
 cli.add_command(changes)
 cli.add_command(logs)
+cli.add_command(prompts)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies
