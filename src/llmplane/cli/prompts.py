@@ -177,7 +177,10 @@ def label(name: str, version: int, label: str, reason: str | None, as_json: bool
     if reason is not None:
         body["reason"] = reason
     answer = call("PUT", f"{_path(name)}/labels/{urllib.parse.quote(label, safe='')}", body)
-    print_json(answer) if as_json else _moved(answer)
+    if as_json:
+        print_json(answer)
+    else:
+        _moved(answer)
 
 
 @prompts.command("rollback")
@@ -190,7 +193,10 @@ def rollback(name: str, label: str, reason: str | None, as_json: bool) -> None:
     body = {"reason": reason} if reason is not None else {}
     path = f"{_path(name)}/labels/{urllib.parse.quote(label, safe='')}/rollback"
     answer = call("POST", path, body)
-    print_json(answer) if as_json else _moved(answer)
+    if as_json:
+        print_json(answer)
+    else:
+        _moved(answer)
 
 
 @prompts.command("history")

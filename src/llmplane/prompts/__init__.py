@@ -5,21 +5,17 @@ path. Promotion gates plug in through :mod:`llmplane.prompts.gates`."""
 from llmplane.prompts.cache import PromptResolver, ResolvedPrompt
 from llmplane.prompts.content import PromptContent, check_name
 from llmplane.prompts.gates import GateRefusedError, LabelGate, ProposedMove
+from llmplane.prompts.labels import LabelMove, check_label, label_history, rollback, set_label
 from llmplane.prompts.registry import (
     DEFAULT_LABEL,
     LATEST,
-    LabelMove,
     Prompt,
     PromptVersion,
-    check_label,
     create_version,
     get_prompt,
     get_version,
-    label_history,
     list_prompts,
     list_versions,
-    rollback,
-    set_label,
 )
 from llmplane.prompts.template import CompiledTemplate, VariableSpec, parse_cli_value
 

@@ -14,7 +14,7 @@ from typing import Any
 from llmplane.errors import InvalidRequestError
 from llmplane.prompts.cache import ResolvedPrompt
 from llmplane.prompts.content import check_name
-from llmplane.prompts.registry import check_label
+from llmplane.prompts.labels import check_label
 
 _REFERENCE_FIELDS = frozenset({"name", "label", "version", "variables"})
 # Chat parameters the Responses API spells the same way.
