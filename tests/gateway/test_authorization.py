@@ -87,6 +87,26 @@ class World:
         assert status == 200, answer
         return request_id
 
+    def prompt(self) -> str:
+        """A fresh prompt of the first team: two versions, production moved to v1 then v2
+        (so that it can be rolled back)."""
+        name = _unique("authz-prompt")
+        for text in ("one {{ who }}", "two {{ who }}"):
+            body = {"name": name, "team": self.team, "template": text, "variables": {"who": {}}}
+            status, _, answer = http("POST", f"{self.gateway.url}/admin/prompts", body)
+            assert status == 201, answer
+        for version in (1, 2):
+            path = f"/admin/prompts/{name}/labels/production"
+            status, _, answer = http("PUT", f"{self.gateway.url}{path}", {"version": version})
+            assert status == 200, answer
+        return name
+
+    def shared_prompt(self) -> str:
+        """One prompt of the first team, for the routes that only read."""
+        if not hasattr(self, "_shared_prompt"):
+            self._shared_prompt = self.prompt()
+        return self._shared_prompt
+
     def team_key_name(self) -> str:
         """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
         name = _unique("object")
@@ -228,13 +248,57 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ),
     ("DELETE", "/admin/logs"): (Policy.ADMIN, lambda w: ("/admin/logs?user=nobody", None)),
     ("POST", "/admin/logs/purge"): (Policy.ADMIN, lambda w: ("/admin/logs/purge", {})),
+    ("GET", "/v1/prompts/{name}"): (
+        Policy.TEAM_READ,
+        lambda w: (f"/v1/prompts/{w.shared_prompt()}?label=production", None),
+    ),
+    ("POST", "/admin/prompts"): (
+        Policy.TEAM,
+        lambda w: (
+            "/admin/prompts",
+            {
+                "name": _unique("authz-new-prompt"),
+                "team": w.team,
+                "template": [{"role": "system", "content": "Be {{ tone }}."}],
+                "variables": {"tone": {"type": "string", "default": "brief"}},
+                "model": "mock",
+                "params": {"temperature": 0.2},
+            },
+        ),
+    ),
+    ("GET", "/admin/prompts"): (Policy.TEAM, lambda w: (f"/admin/prompts?team={w.team}", None)),
+    ("GET", "/admin/prompts/{name}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.shared_prompt()}?label=production", None),
+    ),
+    ("GET", "/admin/prompts/{name}/versions"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.shared_prompt()}/versions", None),
+    ),
+    ("PUT", "/admin/prompts/{name}/labels/{label}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.prompt()}/labels/staging", {"version": 1, "reason": "x"}),
+    ),
+    ("POST", "/admin/prompts/{name}/labels/{label}/rollback"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.prompt()}/labels/production/rollback", {"reason": "x"}),
+    ),
+    ("GET", "/admin/prompts/{name}/history"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.shared_prompt()}/history?label=production", None),
+    ),
 }
+
+# Routes of one team's object that a key of another team may not read: they answer 404, as
+# for an object that does not exist, so that its name does not leak.
+HIDDEN = {route for route in MATRIX if route[1].startswith(("/v1/prompts/", "/admin/prompts/"))}
 
 ALLOWED = {
     Policy.PUBLIC: {"admin", "team_admin", "other_team_admin", "member", "none"},
     Policy.KEY: {"admin", "team_admin", "other_team_admin", "member"},
     Policy.ADMIN: {"admin"},
     Policy.TEAM: {"admin", "team_admin"},
+    Policy.TEAM_READ: {"admin", "team_admin", "member"},
 }
 
 
@@ -283,6 +347,9 @@ def test_authorization_matrix(world: World, route: tuple[str, str], caller: str)
         assert 200 <= status < 300, (status, answer)
     elif caller == "none":
         assert status == 401, (status, answer)
+    elif caller == "other_team_admin" and route in HIDDEN:
+        assert status == 404, (status, answer)
+        assert answer["error"]["code"] == "prompt_not_found"
     else:
         assert status == 403, (status, answer)
         assert answer["error"]["type"] == "permission_error"

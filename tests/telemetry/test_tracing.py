@@ -419,3 +419,22 @@ def test_the_protocol_comes_from_llmplane_or_the_standard_variable(
     monkeypatch.setenv("LLMPLANE_OTEL_PROTOCOL", "http/json")  # not supported: refused at start
     with pytest.raises(ValidationError, match="LLMPLANE_OTEL_PROTOCOL"):
         Settings()
+
+
+def test_a_registered_prompt_is_named_on_the_span(
+    exported: tuple[SpanObserver, Sender],
+) -> None:
+    observer, sender = exported
+    observer.request_finished(_trace(prompt="support-reply@3"))
+    observer.request_finished(_trace(prompt="support-reply@4"))
+    observer.request_finished(_trace())
+    spans = _spans(observer, sender)
+    named = [
+        (
+            attributes(span).get("llmplane.prompt.name"),
+            attributes(span).get("llmplane.prompt.version"),
+        )
+        for span in spans
+    ]
+    # Spans of the same shape are cached: each version still gets its own attributes.
+    assert named == [("support-reply", 3), ("support-reply", 4), (None, None)]

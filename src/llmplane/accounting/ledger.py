@@ -63,6 +63,7 @@ class UsageRecord:
     usage_estimated: bool = False
     ttft_ms: float | None = None
     tags: dict[str, Any] | None = None
+    prompt: str | None = None  # the registered prompt rendered: name@version
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))

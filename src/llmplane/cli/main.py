@@ -12,6 +12,7 @@ from llmplane.cli.dev import dev
 from llmplane.cli.guardrails import guardrails
 from llmplane.cli.incidents import changes, incidents
 from llmplane.cli.logs import logs
+from llmplane.cli.prompts import prompts
 from llmplane.cli.report import report
 from llmplane.cli.teams import audit, budgets, services, teams
 from llmplane.cli.up import up
@@ -36,6 +37,7 @@ cli.add_command(incidents)
 cli.add_command(changes)
 cli.add_command(logs)
 cli.add_command(guardrails)
+cli.add_command(prompts)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     reservation_ttl_s: float = Field(default=900.0, gt=0)
     budget_webhook_url: str | None = None
     budget_alert_interval_s: float = Field(default=2.0, gt=0)
+    # How long a replica serves a registered prompt's label from memory after it moved on
+    # another replica (moves made through this replica apply at once).
+    prompt_cache_ttl_s: float = Field(default=10.0, gt=0)
     # Traces: on only when an OTLP endpoint is set (for OTLP/HTTP its base URL, e.g.
     # http://127.0.0.1:4318, or its full /v1/traces URL); the standard OTEL_* names work too.
     otel_endpoint: str | None = Field(

@@ -36,6 +36,7 @@ from llmplane.gateway import (
     incident_routes,
     log_routes,
     openai_routes,
+    prompt_routes,
     team_routes,
 )
 from llmplane.gateway.calls import ModelCaller
@@ -51,6 +52,7 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
+from llmplane.prompts import PromptResolver
 from llmplane.telemetry import Observer, RequestTrace, Telemetry
 from llmplane.telemetry.bodies import BodyFilter
 from llmplane.telemetry.metrics import (
@@ -87,6 +89,7 @@ class GatewayServices:
     teams: TeamService
     admission: AdmissionGuard
     alerts: BudgetAlerts
+    prompts: PromptResolver
     telemetry: Telemetry = field(default_factory=Telemetry)
     metrics: GatewayMetrics | None = None  # when LLMPLANE_METRICS is on
     stored_logs: StoredLogWriter | None = None
@@ -183,6 +186,7 @@ def build_services(
         teams=TeamService(engine),
         admission=admission,
         alerts=BudgetAlerts(engine, admission, settings.budget_webhook_url),
+        prompts=PromptResolver(engine, settings.prompt_cache_ttl_s),
         telemetry=Telemetry(observers),
         metrics=metrics,
         stored_logs=stored_logs,
@@ -453,6 +457,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             *team_routes.routes,
             *incident_routes.routes,
             *log_routes.routes,
+            *prompt_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

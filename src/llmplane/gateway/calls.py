@@ -52,6 +52,7 @@ class CallContext:
     trace: RequestTrace | None = field(default=None, compare=False)  # when telemetry is on
     # The trace's content when the team's request logs keep bodies (redacted or full).
     content: RequestContent | None = field(default=None, compare=False)
+    prompt: str | None = None  # the registered prompt rendered (name@version)
 
 
 @dataclass(slots=True)
@@ -171,6 +172,7 @@ class ModelCaller:
             error_code=error_code,
             usage_estimated=usage.estimated,
             tags=ctx.tags,
+            prompt=ctx.prompt,
         )
         self._ledger.record(record)
         if ctx.trace is not None:

@@ -129,6 +129,9 @@ class Policy(StrEnum):
     KEY = "key"  # any valid key
     ADMIN = "admin"  # the admin key only
     TEAM = "team"  # the admin key, or a team admin of the object's team
+    # the admin key, or any key of the object's team (or any key, for a platform object);
+    # a key of another team gets 404, as if the object did not exist
+    TEAM_READ = "team_read"
 
 
 def requires(policy: Policy) -> Callable[[_Endpoint], _Endpoint]:

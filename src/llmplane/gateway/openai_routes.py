@@ -31,6 +31,13 @@ from llmplane.gateway.validation import (
     check_rerank,
     parse_json_object,
 )
+from llmplane.prompts.cache import ResolvedPrompt
+from llmplane.prompts.request import (
+    apply_to_chat,
+    apply_to_responses,
+    is_registered_reference,
+    parse_reference,
+)
 from llmplane.telemetry.content import RequestContent
 
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
@@ -77,6 +84,7 @@ def call_context(
     endpoint_kind: Endpoint,
     body: dict[str, Any],
     body_bytes: int,
+    prompt: str | None = None,
 ) -> CallContext:
     trace = scope.trace
     user = body.get("user") or scope.request.headers.get("x-llmplane-user")
@@ -112,6 +120,7 @@ def call_context(
         body_bytes=body_bytes,
         trace=trace,
         content=content,
+        prompt=prompt,
     )
 
 
@@ -141,6 +150,25 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
     )
 
 
+PromptApply = Callable[[dict[str, Any], ResolvedPrompt, dict[str, Any]], None]
+
+
+async def render_prompt(
+    scope: RequestScope, principal: Principal, body: dict[str, Any], apply: PromptApply
+) -> str:
+    """Resolve the body's registered ``prompt`` (from the in-memory cache) and render it
+    into the body; return ``name@version`` for the ledger row and the span."""
+    reference = parse_reference(body["prompt"])
+    resolved = await scope.services.prompts.resolve(
+        principal, reference.name, label=reference.label, version=reference.version
+    )
+    apply(body, resolved, reference.variables)
+    subject = resolved.version.subject
+    if scope.trace is not None:
+        scope.trace.prompt = subject
+    return subject
+
+
 @requires(Policy.KEY)
 @documented(
     "ChatCompletion",
@@ -151,12 +179,16 @@ def _reply(scope: RequestScope, result: CallResult) -> Response:
 )
 @endpoint
 async def chat_completions(scope: RequestScope) -> Response:
-    """Chat completions, JSON or server-sent events."""
+    """Chat completions, JSON or server-sent events; a registered ``prompt`` ({name, label
+    or version, variables}) is rendered before any ``messages``."""
     principal = await scope.principal()
     raw = await scope.body()
     body = parse_json_object(raw)
+    prompt = None
+    if "prompt" in body:
+        prompt = await render_prompt(scope, principal, body, apply_to_chat)
     model = check_chat(body)
-    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw), prompt)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)
@@ -171,12 +203,17 @@ async def chat_completions(scope: RequestScope) -> Response:
 @endpoint
 async def create_response(scope: RequestScope) -> Response:
     """OpenAI Responses API, JSON or server-sent events: passed through to deployments that
-    serve it, bridged through chat for the others (see ``responses_api``)."""
+    serve it, bridged through chat for the others (see ``responses_api``). A registered
+    ``prompt`` ({name, ...}) is rendered before ``input``; OpenAI's own ({id, ...}) is
+    passed through."""
     principal = await scope.principal()
     raw = await scope.body()
     body = parse_json_object(raw)
+    prompt = None
+    if is_registered_reference(body):
+        prompt = await render_prompt(scope, principal, body, apply_to_responses)
     model = responses.check_request(body)
-    ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw))
+    ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw), prompt)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)

@@ -253,6 +253,72 @@ _BODY = {
     "one reply object), text where it was not JSON, null under the metadata policy."
 }
 
+_VARIABLE = _object(
+    {
+        "type": {"enum": ["string", "number", "integer", "boolean", "json"]},
+        "required": {"type": "boolean"},
+        "default": {},
+        "description": _STR,
+    }
+)
+_PROMPT_CONTENT = {
+    "template": {
+        "description": "A string (one user message) or chat messages with {{ variable }} "
+        "placeholders; \\{{ is a literal {{.",
+        "anyOf": [
+            {"type": "string", "minLength": 1},
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": _object({"role": _STR, "content": _STR}, ("role", "content")),
+            },
+        ],
+    },
+    "variables": {"type": ["object", "null"], "additionalProperties": _VARIABLE},
+    "model": _OPT_STR,
+    "params": {"type": ["object", "null"], "description": "temperature, max_tokens, ..."},
+    "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+    "response_format": {"type": ["object", "null"]},
+}
+_PROMPT_VERSION = {
+    "object": {"const": "prompt.version"},
+    "name": _STR,
+    "team_id": _OPT_STR,
+    "version": _INT,
+    **_PROMPT_CONTENT,
+    "template": _PROMPT_CONTENT["template"],
+    "variables": {"type": "object", "additionalProperties": _VARIABLE},
+    "params": {"type": "object"},
+    "fingerprint": _STR,
+    "message": _OPT_STR,
+    "created_at": _TIME,
+    "created_by": _STR,
+}
+_PROMPT = {
+    "object": {"const": "prompt"},
+    "id": _STR,
+    "name": _STR,
+    "team_id": _OPT_STR,
+    "description": _OPT_STR,
+    "latest_version": _INT,
+    "labels": {"type": "object", "additionalProperties": _INT},
+    "created_at": _TIME,
+    "created_by": _STR,
+    "updated_at": _TIME,
+}
+_LABEL_MOVE = {
+    "id": _INT,
+    "name": _STR,
+    "label": _STR,
+    "action": {"enum": ["set", "rollback", "refused"]},
+    "from_version": {"type": ["integer", "null"]},
+    "to_version": {"type": ["integer", "null"]},
+    "actor": _STR,
+    "reason": _OPT_STR,
+    "evidence": {"type": ["object", "null"]},
+    "at": _TIME,
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
     "OpenAPI": _object({"openapi": _STR}, ("openapi",), closed=False),
@@ -266,14 +332,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ("object", "data"),
     ),
-    "ChatCompletionRequest": _object(
+    "ChatCompletionRequest": {
+        **_object(
+            {
+                "model": _STR,
+                "messages": {"type": "array"},
+                "stream": {"type": "boolean"},
+                "prompt": _ref("PromptReference"),
+            },
+            closed=False,
+        ),
+        "anyOf": [
+            {"required": ["model", "messages"], "properties": {"messages": {"minItems": 1}}},
+            {"required": ["prompt"]},
+        ],
+    },
+    "PromptReference": _object(
         {
-            "model": _STR,
-            "messages": {"type": "array", "minItems": 1},
-            "stream": {"type": "boolean"},
+            "name": _STR,
+            "label": {**_STR, "description": "Default: production; latest: the newest."},
+            "version": {"type": "integer", "minimum": 1},
+            "variables": {"type": "object"},
         },
-        ("model", "messages"),
-        closed=False,
+        ("name",),
     ),
     "ChatCompletion": _object(
         {"id": _STR, "object": _STR, "model": _STR, "choices": {"type": "array"}},
@@ -313,8 +394,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
             "stream": {"type": "boolean"},
             "tools": {"type": "array"},
+            "prompt": {
+                "type": "object",
+                "description": "A registered prompt ({name, label or version, variables}), "
+                "or OpenAI's own stored prompt ({id, ...}), passed through.",
+            },
         },
-        ("model", "input"),
         closed=False,
     ),
     "Response": _object(
@@ -625,4 +710,36 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "RequestLogDetail": _answer({**_REQUEST_LOG, "request": _BODY, "response": _BODY}),
     "RequestLogDeletion": _answer({"user": _STR, "team_id": _OPT_STR, "deleted": _INT}),
     "RequestLogPurge": _answer({"deleted": _INT}),
+    "PromptCreate": _object(
+        {
+            "name": {**_STR, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"},
+            "team": {**_OPT_STR, "description": "Owning team (id or name); null: the platform."},
+            "description": _OPT_STR,
+            "message": {**_OPT_STR, "description": "What this version changes."},
+            **_PROMPT_CONTENT,
+        },
+        ("name", "template"),
+    ),
+    "PromptVersion": _answer(_PROMPT_VERSION),
+    "PromptVersionCreated": _answer({**_PROMPT_VERSION, "created": {"type": "boolean"}}),
+    "PromptVersionList": _list_of("PromptVersion"),
+    "PromptServed": _answer({**_PROMPT_VERSION, "label": _OPT_STR}),
+    "Prompt": _answer(_PROMPT),
+    "PromptList": _list_of("Prompt"),
+    "PromptDetail": _answer({**_PROMPT, "version": _ref("PromptVersion")}),
+    "LabelSet": _object(
+        {"version": {"type": "integer", "minimum": 1}, "reason": _OPT_STR}, ("version",)
+    ),
+    "LabelRollback": _object({"reason": _OPT_STR}),
+    "LabelMove": _answer(_LABEL_MOVE),
+    "LabelMoveResult": _answer(
+        {
+            "name": _STR,
+            "label": _STR,
+            "version": _INT,
+            "changed": {"type": "boolean"},
+            "move": {"anyOf": [_ref("LabelMove"), {"type": "null"}]},
+        }
+    ),
+    "LabelHistory": _list_of("LabelMove"),
 }

@@ -79,6 +79,7 @@ usage_ledger = Table(
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float, nullable=True),
     Column("tags", JSON, nullable=True),
+    Column("prompt", String(200), nullable=True),  # the registered prompt: name@version
     UniqueConstraint("request_id", "attempt", name="uq_usage_ledger_request_attempt"),
     Index("ix_usage_ledger_created_at", "created_at"),
     Index("ix_usage_ledger_key_created", "key_id", "created_at"),
@@ -296,4 +297,74 @@ request_logs = Table(
     Index("ix_request_logs_model_created", "model", "created_at"),
     Index("ix_request_logs_created_at", "created_at"),
     Index("ix_request_logs_expires_at", "expires_at"),
+)
+
+# The prompt registry: a prompt (name unique platform-wide, owned by a team or, with no
+# team, by the platform), its immutable versions, the labels pointing at versions, and
+# every label move. Version content is JSON (template, variables, model, params, tools,
+# response_format); fingerprint is the SHA-256 of its normal form, so that resubmitting
+# the same content finds the existing version.
+prompts = Table(
+    "prompts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("team_id", String(64), nullable=True, index=True),
+    Column("description", String(2000), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+prompt_versions = Table(
+    "prompt_versions",
+    metadata,
+    Column(
+        "prompt_id",
+        String(64),
+        ForeignKey("prompts.id", name="fk_prompt_versions_prompt"),
+        nullable=False,
+    ),
+    Column("version", Integer, nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("message", String(500), nullable=True),  # what changed, as its author put it
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    PrimaryKeyConstraint("prompt_id", "version", name="pk_prompt_versions"),
+    Index("ix_prompt_versions_fingerprint", "prompt_id", "fingerprint"),
+)
+
+prompt_labels = Table(
+    "prompt_labels",
+    metadata,
+    Column(
+        "prompt_id",
+        String(64),
+        ForeignKey("prompts.id", name="fk_prompt_labels_prompt"),
+        nullable=False,
+    ),
+    Column("label", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("prompt_id", "label", name="pk_prompt_labels"),
+)
+
+# Append-only. action: set | rollback (and, once promotion gates exist, refused: an attempt
+# a gate stopped, with its evidence). from_version is NULL for a label's first move.
+prompt_label_history = Table(
+    "prompt_label_history",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("prompt_id", String(64), nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", String(64), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("evidence", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prompt_label_history_prompt_label", "prompt_id", "label", "id"),
 )

@@ -59,6 +59,7 @@ class RequestTrace:
     # The request's content by reference, when its team's policy stores request logs
     # (metadata, redacted or full); None for the default policy, none.
     content: RequestContent | None = None
+    prompt: str | None = None  # the registered prompt rendered: name@version
 
     @property
     def is_probe(self) -> bool:

@@ -252,6 +252,7 @@ class SpanEncoder:
             served.provider if served else None,
             served.model if served else None,
             served.deployment if served else None,
+            trace.prompt,
         )
         shape = self._shapes.get(key)
         return shape if shape is not None else self._shapes.put(key, _encode_shape(trace))
@@ -339,6 +340,10 @@ def _encode_shape(trace: RequestTrace) -> bytes:
         attributes["gen_ai.request.model"] = trace.model
     if trace.error_code:
         attributes["llmplane.error.code"] = trace.error_code
+    if trace.prompt:
+        name, _, version = trace.prompt.rpartition("@")
+        attributes["llmplane.prompt.name"] = name
+        attributes["llmplane.prompt.version"] = int(version)
     principal = trace.principal
     if principal is not None:
         # Ids name the caller for filtering; the key itself never leaves the key service.
