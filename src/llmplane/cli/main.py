@@ -9,6 +9,7 @@ import click
 from llmplane import __version__
 from llmplane.cli.admin import keys, spend
 from llmplane.cli.dev import dev
+from llmplane.cli.evals import eval_group
 from llmplane.cli.guardrails import guardrails
 from llmplane.cli.incidents import changes, incidents
 from llmplane.cli.logs import logs
@@ -38,6 +39,7 @@ cli.add_command(changes)
 cli.add_command(logs)
 cli.add_command(guardrails)
 cli.add_command(prompts)
+cli.add_command(eval_group)
 
 
 # Nothing may reach the network at import or start except configured upstreams: dependencies

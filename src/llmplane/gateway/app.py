@@ -33,6 +33,7 @@ from llmplane.errors import LLMPlaneError, NotFoundError, ServiceUnavailableErro
 from llmplane.gateway import (
     admin_routes,
     bridged_routes,
+    eval_routes,
     incident_routes,
     log_routes,
     openai_routes,
@@ -458,6 +459,7 @@ def create_app(services: GatewayServices) -> GatewayApp:
             *incident_routes.routes,
             *log_routes.routes,
             *prompt_routes.routes,
+            *eval_routes.routes,
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

@@ -319,6 +319,47 @@ _LABEL_MOVE = {
     "at": _TIME,
 }
 
+_EVAL_RUN = {
+    "object": {"const": "eval.run"},
+    "id": _STR,
+    "suite": _STR,
+    "suite_fingerprint": _STR,
+    "team_id": _OPT_STR,
+    "key_id": _STR,
+    "status": {"enum": ["running", "finished", "capped", "failed"]},
+    "target": _STR,
+    "models": {"type": "array", "items": _STR},
+    "prompt": _OPT_STR,
+    "git_sha": _OPT_STR,
+    "git_branch": _OPT_STR,
+    "baseline_run_id": _OPT_STR,
+    "blessed": {"type": "boolean"},
+    "repetitions": _INT,
+    "cases_total": _INT,
+    "cost_usd": _NUM,
+    "summary": {
+        "type": ["object", "null"],
+        "description": "metrics, thresholds, comparison, repetitions (pass^k, flaky), verdict",
+    },
+    "started_at": _TIME,
+    "finished_at": _OPT_TIME,
+}
+_EVAL_CASE = {
+    "case_id": _STR,
+    "model": _STR,
+    "repetition": {"type": "integer", "minimum": 0},
+    "output": _OPT_STR,
+    "scores": {
+        "type": "object",
+        "description": "{scorer: {value, passed, explanation, details}}",
+    },
+    "cost_usd": _NUM,
+    "latency_ms": {"type": ["number", "null"]},
+    "error": _OPT_STR,
+    "cached": {"type": "boolean"},
+    "cache_key": _OPT_STR,
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
     "OpenAPI": _object({"openapi": _STR}, ("openapi",), closed=False),
@@ -742,4 +783,60 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "LabelHistory": _list_of("LabelMove"),
+    "EvalRunCreate": _object(
+        {
+            "suite": _STR,
+            "suite_fingerprint": _STR,
+            "target": {
+                **_STR,
+                "description": "prompt:NAME#LABEL, prompt:NAME@V, messages, python:M:F",
+            },
+            "models": {"type": "array", "items": _STR},
+            "prompt": {**_OPT_STR, "description": "The resolved prompt, name@version."},
+            "repetitions": {"type": "integer", "minimum": 1},
+            "cases_total": {"type": "integer", "minimum": 0},
+            "git_sha": _OPT_STR,
+            "git_branch": _OPT_STR,
+            "baseline_run_id": _OPT_STR,
+        },
+        ("suite", "suite_fingerprint", "target", "models", "repetitions", "cases_total"),
+    ),
+    "EvalRun": _answer(_EVAL_RUN),
+    "EvalRunList": _list_of("EvalRun"),
+    "EvalRunDetail": _object(
+        {**_EVAL_RUN, "cases": {"type": "array", "items": _ref("EvalCaseResult")}},
+        tuple(_EVAL_RUN),
+    ),
+    "EvalCaseResult": _object(_EVAL_CASE, ("case_id", "model", "repetition", "scores")),
+    "EvalCasesAdd": _object(
+        {"cases": {"type": "array", "items": _ref("EvalCaseResult"), "maxItems": 1000}},
+        ("cases",),
+    ),
+    "EvalCasesAdded": _answer({"added": _INT}),
+    "EvalRunFinish": _object(
+        {
+            "status": {"enum": ["finished", "capped", "failed"]},
+            "summary": {"type": ["object", "null"]},
+            "baseline_run_id": _OPT_STR,
+        },
+        ("status",),
+    ),
+    "EvalRunResume": _object({}),
+    "EvalCacheLookup": _object(
+        {"keys": {"type": "array", "items": _STR, "maxItems": 5000}}, ("keys",)
+    ),
+    "EvalCacheHits": _answer(
+        {
+            "hits": {
+                "type": "object",
+                "additionalProperties": _answer(
+                    {
+                        "output": _OPT_STR,
+                        "cost_usd": _NUM,
+                        "latency_ms": {"type": ["number", "null"]},
+                    }
+                ),
+            }
+        }
+    ),
 }

@@ -368,3 +368,56 @@ prompt_label_history = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_prompt_label_history_prompt_label", "prompt_id", "label", "id"),
 )
+
+# The eval harness: a run of a suite (who, which team, on which commit and branch, against
+# which target, models and prompt version, with its totals and verdict) and its case
+# results (one per case x model x repetition). A case's cache_key (SHA-256 of model,
+# rendered messages, parameters and repetition) lets a later run of the same team reuse a
+# stored output instead of calling the model again. At most one run per (team, suite) is
+# blessed: the baseline later runs compare with.
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("suite", String(200), nullable=False),
+    Column("suite_fingerprint", String(64), nullable=False),
+    Column("team_id", String(64), nullable=True),
+    Column("key_id", String(64), nullable=False),  # who ran it
+    Column("status", String(16), nullable=False),  # running | finished | capped | failed
+    Column("target", String(500), nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("prompt", String(200), nullable=True),  # the resolved name@version
+    Column("git_sha", String(64), nullable=True),
+    Column("git_branch", String(200), nullable=True),
+    Column("baseline_run_id", String(64), nullable=True),
+    Column("blessed", Boolean, nullable=False, server_default=text("false")),
+    Column("repetitions", Integer, nullable=False),
+    Column("cases_total", Integer, nullable=False),  # planned case results
+    Column("cost_usd", Float, nullable=False, server_default=text("0")),
+    Column("summary", JSON, nullable=True),  # metrics, thresholds, comparison, verdict
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_eval_runs_suite", "team_id", "suite", "started_at"),
+)
+
+eval_cases = Table(
+    "eval_cases",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column(
+        "run_id", String(64), ForeignKey("eval_runs.id", name="fk_eval_cases_run"), nullable=False
+    ),
+    Column("case_id", String(200), nullable=False),
+    Column("model", String(200), nullable=False),  # '' when the target chose it
+    Column("repetition", Integer, nullable=False),
+    Column("output", Text, nullable=True),
+    Column("scores", JSON, nullable=False),  # {scorer: {value, passed, explanation, details}}
+    Column("cost_usd", Float, nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", String(2000), nullable=True),
+    Column("cached", Boolean, nullable=False),
+    Column("cache_key", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("run_id", "case_id", "model", "repetition", name="uq_eval_cases_result"),
+    Index("ix_eval_cases_cache_key", "cache_key"),
+)
