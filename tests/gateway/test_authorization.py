@@ -107,6 +107,25 @@ class World:
             self._shared_prompt = self.prompt()
         return self._shared_prompt
 
+    def eval_run(self, status: str | None = None) -> str:
+        """A fresh eval run of the first team (closed with ``status`` when given)."""
+        body = {
+            "suite": "authz-suite",
+            "suite_fingerprint": "0" * 64,
+            "target": "messages",
+            "models": ["mock"],
+            "repetitions": 1,
+            "cases_total": 1,
+            "git_branch": "main",
+        }
+        member = self.keys["member"]
+        status_code, _, run = http("POST", f"{self.gateway.url}/admin/evals/runs", body, key=member)
+        assert status_code == 201, run
+        if status is not None:
+            path = f"{self.gateway.url}/admin/evals/runs/{run['id']}/finish"
+            assert http("POST", path, {"status": status}, key=member)[0] == 200
+        return str(run["id"])
+
     def team_key_name(self) -> str:
         """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
         name = _unique("object")
@@ -287,6 +306,49 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         Policy.TEAM,
         lambda w: (f"/admin/prompts/{w.shared_prompt()}/history?label=production", None),
     ),
+    ("POST", "/admin/evals/runs"): (
+        Policy.KEY,
+        lambda w: (
+            "/admin/evals/runs",
+            {
+                "suite": "authz-suite",
+                "suite_fingerprint": "0" * 64,
+                "target": "messages",
+                "models": ["mock"],
+                "repetitions": 1,
+                "cases_total": 1,
+            },
+        ),
+    ),
+    ("GET", "/admin/evals/runs"): (Policy.KEY, lambda w: ("/admin/evals/runs?suite=x", None)),
+    ("GET", "/admin/evals/runs/{run}"): (
+        Policy.TEAM_READ,
+        lambda w: (f"/admin/evals/runs/{w.eval_run()}", None),
+    ),
+    ("POST", "/admin/evals/runs/{run}/cases"): (
+        Policy.TEAM_READ,
+        lambda w: (
+            f"/admin/evals/runs/{w.eval_run()}/cases",
+            {"cases": [{"case_id": "c1", "model": "mock", "repetition": 0, "scores": {}}]},
+        ),
+    ),
+    ("POST", "/admin/evals/runs/{run}/finish"): (
+        Policy.TEAM_READ,
+        lambda w: (f"/admin/evals/runs/{w.eval_run()}/finish", {"status": "finished"}),
+    ),
+    ("POST", "/admin/evals/runs/{run}/resume"): (
+        Policy.TEAM_READ,
+        lambda w: (f"/admin/evals/runs/{w.eval_run('failed')}/resume", {}),
+    ),
+    ("POST", "/admin/evals/runs/{run}/bless"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/evals/runs/{w.eval_run('finished')}/bless", None),
+    ),
+    ("GET", "/admin/evals/baseline"): (
+        Policy.KEY,
+        lambda w: ("/admin/evals/baseline?suite=authz-suite", None),
+    ),
+    ("POST", "/admin/evals/cache"): (Policy.KEY, lambda w: ("/admin/evals/cache", {"keys": ["k"]})),
 }
 
 # Routes of one team's object that a key of another team may not read: they answer 404, as

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
 
-from llmplane.evals.client import GatewayClient, GatewayError
+from llmplane.evals.client import GatewayClient
 from llmplane.evals.compare import check_thresholds, compare, metrics, repetition_report
 from llmplane.evals.dataset import load_dataset
 from llmplane.evals.runner import CallPlanner, CaseResult, Progress, execute, load_callable
@@ -119,12 +119,9 @@ async def _baseline(
         return None
     if option == "auto":
         query = urlencode({"suite": suite.name})
-        try:
-            found = await client.api("GET", f"/admin/evals/baseline?{query}")
-        except GatewayError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = (await client.api("GET", f"/admin/evals/baseline?{query}"))["run"]
+        if found is None:
+            return None
         if found["id"] == run_id:
             return None
         option = str(found["id"])

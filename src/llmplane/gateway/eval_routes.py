@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmplane.errors import InvalidRequestError, NotFoundError
+from llmplane.errors import InvalidRequestError
 from llmplane.evals import runs
 from llmplane.gateway.admin_fields import optional_str, query_limit, refuse_unknown, required_str
 from llmplane.gateway.http import (
@@ -191,13 +191,13 @@ async def bless_run(scope: RequestScope) -> Response:
 
 @requires(Policy.KEY)
 @documented(
-    "EvalRun",
+    "EvalBaseline",
     query={"suite": "The suite (required)", "branch": "The branch of the fallback (main)"},
 )
 @endpoint
 async def baseline(scope: RequestScope) -> Response:
     """The suite's baseline for the caller's team: its blessed run, else its last finished
-    run on ``main``; 404 when there is none."""
+    run on ``main``; ``run`` is null when there is none."""
     principal = await scope.principal()
     params = scope.request.query_params
     suite = params.get("suite")
@@ -210,11 +210,7 @@ async def baseline(scope: RequestScope) -> Response:
         suite,
         branch=params.get("branch") or "main",
     )
-    if found is None:
-        raise NotFoundError(
-            f"Suite '{suite}' has no baseline run yet.", param="suite", code="no_baseline"
-        )
-    return json_response(scope, found)
+    return json_response(scope, {"object": "eval.baseline", "suite": suite, "run": found})
 
 
 @requires(Policy.KEY)

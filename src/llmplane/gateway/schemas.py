@@ -803,6 +803,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "EvalRun": _answer(_EVAL_RUN),
     "EvalRunList": _list_of("EvalRun"),
+    "EvalBaseline": _answer(
+        {
+            "object": {"const": "eval.baseline"},
+            "suite": _STR,
+            "run": {"anyOf": [_ref("EvalRun"), {"type": "null"}]},
+        }
+    ),
     "EvalRunDetail": _object(
         {**_EVAL_RUN, "cases": {"type": "array", "items": _ref("EvalCaseResult")}},
         tuple(_EVAL_RUN),
