@@ -17,3 +17,13 @@ def broken(case_input: Mapping[str, Any], client: Any) -> str:
     if case_input["topic"] == "topic1":
         raise KeyError("no retriever")
     return f"sync {case_input['topic']}"
+
+
+_calls: dict[str, int] = {}
+
+
+def alternating(case_input: Mapping[str, Any], client: Any) -> str:
+    """Right on every other call for ``topic0`` (a flaky case), always right otherwise."""
+    topic = str(case_input["topic"])
+    _calls[topic] = _calls.get(topic, 0) + 1
+    return "wrong" if topic == "topic0" and _calls[topic] % 2 == 0 else topic

@@ -234,3 +234,9 @@ def test_a_prompt_version_that_breaks_some_cases_is_a_significant_regression(
     assert {c["case_id"] for c in comparison["newly_failing"]} == {f"case-{i}" for i in range(12)}
     text = summary.read_text()
     assert "❌ regression" in text and "**Newly failing** (12)" in text
+
+    # What a promotion gate runs: the suite at the proposed version, against the run of
+    # the version the label holds now.
+    gate = _eval(gateway, str(suite), "--prompt-version", "2", "--baseline", f"prompt:{name}@1")
+    assert gate.returncode == 1
+    assert json.loads(gate.stdout)["summary"]["comparison"]["baseline_prompt"] == f"{name}@1"

@@ -95,3 +95,26 @@ def test_the_baseline_is_the_blessed_run_else_the_last_finished_on_main(engine: 
     runs.bless_run(engine, TEAM_A_ADMIN, branch)  # one blessed run per suite
     assert [r["id"] for r in runs.list_runs(engine, TEAM_A) if r["blessed"]] == [branch]
     assert runs.baseline_run(engine, TEAM_B, "qa") is None
+
+
+def test_a_gate_finds_the_run_of_a_prompt_version_compared_with_the_labels(engine: Engine) -> None:
+    def finished(prompt: str, baseline_prompt: str | None, passed: bool) -> str:
+        new = runs.NewRun("qa", "f" * 64, "prompt:p@2", ["mock"], 1, 2, prompt=prompt)
+        run_id = str(runs.create_run(engine, TEAM_A, new)["id"])
+        summary = {
+            "verdict": {"passed": passed},
+            "comparison": {"baseline_prompt": baseline_prompt},
+        }
+        runs.finish_run(engine, TEAM_A, run_id, "finished", summary)
+        return run_id
+
+    assert runs.gate_run(engine, TEAM_A, "qa", "p@2", "p@1") is None
+    on_v1 = finished("p@1", None, True)
+    against_v1 = finished("p@2", "p@1", False)
+    finished("p@2", None, True)  # newer, but not compared with the label's version
+    found = runs.gate_run(engine, TEAM_A, "qa", "p@2", "p@1")
+    assert found is not None and found["id"] == against_v1
+    assert not found["summary"]["verdict"]["passed"]
+    baseline = runs.baseline_run(engine, TEAM_A, "qa", prompt="p@1")
+    assert baseline is not None and baseline["id"] == on_v1
+    assert runs.gate_run(engine, TEAM_B, "qa", "p@2", "p@1") is None

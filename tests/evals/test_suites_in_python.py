@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from llmplane.evals.client import GatewayClient
 from llmplane.evals.harness import EvalOptions, run_eval
+from llmplane.evals.report import markdown
 from llmplane.evals.suite import Message, ScorerSpec, Suite, Target, load_suite
 from tests.helpers import ADMIN_KEY, GatewayProcess
 
@@ -117,3 +119,29 @@ async def test_a_model_matrix_runs_every_case_on_every_model(
         ("sim", 1),
     ]
     assert len(report.results) == 12
+
+
+async def test_repetitions_that_disagree_flag_a_flaky_case(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    pytest.importorskip("llmplane.evals.stats")  # the statistics land with the scorers
+    path = tmp_path / "cases.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"topic": f"topic{i}", "expected": f"topic{i}"}) + "\n" for i in range(4)
+        )
+    )
+    suite = Suite(
+        name="flaky",
+        dataset=path,
+        target=Target(python="tests.evals.pipelines_for_tests:alternating"),
+        scorers=[ScorerSpec(name="mentions", scorer=SCORER)],
+        repetitions=4,
+        concurrency=1,
+    )
+    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+        report = await run_eval(suite, client, EvalOptions(baseline=None))
+    flaky = report.summary["repetitions"]["flaky"]
+    assert [f["passes"] for f in flaky] == [[True, False, True, False]]
+    assert report.summary["repetitions"]["pass_hat_k"]["mentions"] == pytest.approx(0.75)
+    assert "**Flaky** (repetitions disagree, 1)" in markdown(report)

@@ -47,7 +47,18 @@ async def _run(suite_path: Path, key: str, options: EvalOptions) -> EvalReport:
 
 @eval_group.command("run")
 @click.argument("suite_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--baseline", default="auto", show_default=True, help="A run id, auto or none.")
+@click.option(
+    "--baseline",
+    default="auto",
+    show_default=True,
+    help="A run id; auto (blessed, else the last run on main); prompt:NAME@V; none.",
+)
+@click.option(
+    "--prompt-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run the suite's registered prompt at this version.",
+)
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
 @click.option(
     "--markdown",
@@ -65,6 +76,7 @@ async def _run(suite_path: Path, key: str, options: EvalOptions) -> EvalReport:
 def run_command(
     suite_path: Path,
     baseline: str,
+    prompt_version: int | None,
     junit: Path | None,
     markdown_path: Path | None,
     as_json: bool,
@@ -80,6 +92,7 @@ def run_command(
     key = key or os.environ.get("LLMPLANE_API_KEY") or _admin_key()
     options = EvalOptions(
         baseline=None if baseline == "none" else baseline,
+        prompt_version=prompt_version,
         use_cache=not no_cache,
         resume=resume,
         concurrency=concurrency,
@@ -110,13 +123,17 @@ def run_command(
 @eval_group.command("runs")
 @click.option("--suite", default=None, help="Only this suite's runs.")
 @click.option("--branch", default=None, help="Only runs on this branch.")
+@click.option("--prompt", default=None, help="Only runs against this prompt (name@version).")
 @click.option("--limit", type=click.IntRange(min=1, max=1000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_command(suite: str | None, branch: str | None, limit: int, as_json: bool) -> None:
+def list_command(
+    suite: str | None, branch: str | None, prompt: str | None, limit: int, as_json: bool
+) -> None:
     """List runs, newest first."""
     found = call(
         "GET",
-        "/admin/evals/runs" + query_string({"suite": suite, "branch": branch, "limit": limit}),
+        "/admin/evals/runs"
+        + query_string({"suite": suite, "branch": branch, "prompt": prompt, "limit": limit}),
     )["data"]
     if as_json:
         print_json(found)

@@ -65,7 +65,10 @@ def _git(folder: Path, *args: str) -> str | None:
 class EvalOptions:
     """How to run: overrides of the suite and the run's surroundings."""
 
-    baseline: str | None = "auto"  # a run id, "auto" (blessed, else last on main), None
+    # a run id; "auto" (blessed, else last on main); "prompt:NAME@V" (the newest finished
+    # run against that prompt version); None: no comparison
+    baseline: str | None = "auto"
+    prompt_version: int | None = None  # run a registered prompt's target at this version
     use_cache: bool = True
     resume: str | None = None
     concurrency: int | None = None
@@ -117,10 +120,15 @@ async def _baseline(
 ) -> dict[str, Any] | None:
     if option is None:
         return None
-    if option == "auto":
-        query = urlencode({"suite": suite.name})
+    if option == "auto" or option.startswith("prompt:"):
+        selector = {"suite": suite.name}
+        if option.startswith("prompt:"):
+            selector["prompt"] = option.removeprefix("prompt:")
+        query = urlencode(selector)
         found = (await client.api("GET", f"/admin/evals/baseline?{query}"))["run"]
         if found is None:
+            if option != "auto":
+                raise SuiteError(f"suite '{suite.name}' has no finished run against {option[7:]}")
             return None
         if found["id"] == run_id:
             return None
@@ -136,6 +144,15 @@ async def run_eval(
     scorers: dict[str, tuple[Scorer, float | None]] | None = None,
 ) -> EvalReport:
     """Run ``suite`` (or resume ``options.resume``) and store its results and summary."""
+    if options.prompt_version is not None:
+        if suite.target.prompt is None:
+            raise SuiteError(f"{suite.source or 'suite'}: target: --prompt-version needs a prompt")
+        pinned = suite.target.prompt.model_copy(
+            update={"label": None, "version": options.prompt_version}
+        )
+        suite = suite.model_copy(
+            update={"target": suite.target.model_copy(update={"prompt": pinned})}
+        )
     scorers = scorers if scorers is not None else build_scorers(suite)
     cases, data = load_dataset(suite.dataset_path())
     repetitions = options.repetitions or suite.repetitions

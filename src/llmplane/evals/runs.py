@@ -161,6 +161,7 @@ def list_runs(
     suite: str | None = None,
     branch: str | None = None,
     status: str | None = None,
+    prompt: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """The caller's visible runs, newest first (the admin key sees every team's)."""
@@ -173,6 +174,8 @@ def list_runs(
         query = query.where(eval_runs.c.git_branch == branch)
     if status is not None:
         query = query.where(eval_runs.c.status == status)
+    if prompt is not None:
+        query = query.where(eval_runs.c.prompt == prompt)
     with engine.connect() as connection:
         return [_run_json(r) for r in connection.execute(query).mappings()]
 
@@ -310,29 +313,51 @@ def bless_run(engine: Engine, principal: Principal, run_id: str) -> dict[str, An
 
 
 def baseline_run(
-    engine: Engine, principal: Principal, suite: str, *, branch: str = "main"
+    engine: Engine,
+    principal: Principal,
+    suite: str,
+    *,
+    branch: str = "main",
+    prompt: str | None = None,
 ) -> dict[str, Any] | None:
-    """The suite's baseline for the caller's team: its blessed run, else its last finished
-    run on ``branch``."""
+    """The suite's baseline for the caller's team: with ``prompt`` (``name@version``), its
+    newest finished run against that version; else its blessed run, else its newest
+    finished run on ``branch``."""
     team = eval_runs.c.team_id
     same_team = team.is_(None) if principal.team_id is None else team == principal.team_id
     mine = and_(same_team, eval_runs.c.suite == suite)
+    newest_finished = (
+        select(eval_runs)
+        .where(mine, eval_runs.c.status == "finished")
+        .order_by(desc(eval_runs.c.started_at))
+        .limit(1)
+    )
     with engine.connect() as connection:
-        row = connection.execute(select(eval_runs).where(mine, eval_runs.c.blessed)).mappings()
-        found = row.first()
-        if found is None:
-            found = (
-                connection.execute(
-                    select(eval_runs)
-                    .where(mine, eval_runs.c.status == "finished")
-                    .where(eval_runs.c.git_branch == branch)
-                    .order_by(desc(eval_runs.c.started_at))
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+        if prompt is not None:
+            query = newest_finished.where(eval_runs.c.prompt == prompt)
+            found = connection.execute(query).mappings().first()
+        else:
+            blessed = select(eval_runs).where(mine, eval_runs.c.blessed)
+            found = connection.execute(blessed).mappings().first()
+            if found is None:
+                query = newest_finished.where(eval_runs.c.git_branch == branch)
+                found = connection.execute(query).mappings().first()
         return _run_json(found) if found is not None else None
+
+
+def gate_run(
+    engine: Engine, principal: Principal, suite: str, prompt: str, against: str | None
+) -> dict[str, Any] | None:
+    """The evidence a promotion gate asks for: the newest finished run of ``suite``
+    against ``prompt`` (``name@version``) that was compared with a run against ``against``
+    (the version the label holds now; ``None``: no comparison needed). Its
+    ``summary.verdict.passed`` says whether the suite passed and did not regress; ``None``
+    when no such run exists (the gate then runs the suite, or refuses)."""
+    for run in list_runs(engine, principal, suite=suite, prompt=prompt, status="finished"):
+        summary = run["summary"] or {}
+        if against is None or summary.get("comparison", {}).get("baseline_prompt") == against:
+            return run
+    return None
 
 
 def cached_outputs(

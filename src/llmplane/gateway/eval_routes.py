@@ -86,6 +86,7 @@ async def create_run(scope: RequestScope) -> Response:
         "suite": "Only runs of this suite",
         "branch": "Only runs made on this git branch",
         "status": "running, finished, capped or failed",
+        "prompt": "Only runs against this prompt version (name@version)",
         "limit": "At most this many (default 50)",
     },
 )
@@ -106,6 +107,7 @@ async def list_runs(scope: RequestScope) -> Response:
         suite=params.get("suite"),
         branch=params.get("branch"),
         status=status,
+        prompt=params.get("prompt"),
         limit=query_limit(params.get("limit") or "50", 1000),
     )
     return json_response(scope, {"object": "list", "data": found})
@@ -192,7 +194,11 @@ async def bless_run(scope: RequestScope) -> Response:
 @requires(Policy.KEY)
 @documented(
     "EvalBaseline",
-    query={"suite": "The suite (required)", "branch": "The branch of the fallback (main)"},
+    query={
+        "suite": "The suite (required)",
+        "branch": "The branch of the fallback (main)",
+        "prompt": "Instead: the newest finished run against this prompt version (name@version)",
+    },
 )
 @endpoint
 async def baseline(scope: RequestScope) -> Response:
@@ -209,6 +215,7 @@ async def baseline(scope: RequestScope) -> Response:
         principal,
         suite,
         branch=params.get("branch") or "main",
+        prompt=params.get("prompt"),
     )
     return json_response(scope, {"object": "eval.baseline", "suite": suite, "run": found})
 
