@@ -172,6 +172,10 @@ async def run_eval(
         stored = await client.api("GET", f"/admin/evals/runs/{quote(options.resume, safe='')}")
         if stored["suite"] != suite.name:
             raise SuiteError(f"run {options.resume} is of suite '{stored['suite']}'")
+        if stored["suite_fingerprint"] != suite.fingerprint(data):
+            raise SuiteError(
+                f"the suite or its dataset changed since run {options.resume}; start a new run"
+            )
         previous = [CaseResult.from_json(c) for c in stored["cases"]]
         done = {(r.case_id, r.model, r.repetition) for r in previous}
         run = await client.api("POST", f"/admin/evals/runs/{stored['id']}/resume", {})

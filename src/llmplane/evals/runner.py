@@ -31,6 +31,8 @@ from llmplane.evals.suite import Suite
 from llmplane.prompts.template import CompiledTemplate, parse_variables
 
 _FLUSH_BATCH = 200
+_FLUSH_BYTES = 48 * 1024  # per post of results: under any sane request body limit
+MAX_OUTPUT_CHARS = 100_000  # of an output, as stored (scorers see all of it)
 
 
 @dataclass(slots=True)
@@ -301,6 +303,8 @@ async def execute(
 
     queue: asyncio.Queue[CaseResult | None] = asyncio.Queue()
 
+    path = f"/admin/evals/runs/{run_id}/cases"
+
     async def store() -> None:
         finished = False
         while not finished:
@@ -308,9 +312,20 @@ async def execute(
             while not queue.empty() and len(batch) < _FLUSH_BATCH:
                 batch.append(queue.get_nowait())
             finished = batch[-1] is None
-            ready = [r.to_json() for r in batch if r is not None]
-            if ready:
-                await client.api("POST", f"/admin/evals/runs/{run_id}/cases", {"cases": ready})
+            chunk: list[dict[str, Any]] = []
+            size = 0
+            for result in batch:
+                if result is None:
+                    continue
+                stored = result.to_json()
+                length = len(orjson.dumps(stored))
+                if chunk and size + length > _FLUSH_BYTES:  # under the gateway's body limit
+                    await client.api("POST", path, {"cases": chunk})
+                    chunk, size = [], 0
+                chunk.append(stored)
+                size += length
+            if chunk:
+                await client.api("POST", path, {"cases": chunk})
 
     async def run_one(
         case: Case, model: str | None, repetition: int, call: Call | None, error: str | None
@@ -343,7 +358,7 @@ async def execute(
             if call is not None:
                 result.cache_key = call.cache_key
             if output is not None:
-                result.output = output.text
+                result.output = output.text[:MAX_OUTPUT_CHARS]
                 result.scores = await score_output(scorers, case, output, client)
         except (GatewayError, OSError, TimeoutError, ValueError, TypeError, LLMPlaneError) as exc:
             result.error = str(exc) or type(exc).__name__

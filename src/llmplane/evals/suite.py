@@ -181,7 +181,7 @@ class Suite(_Strict):
 
     def fingerprint(self, dataset_bytes: bytes) -> str:
         """SHA-256 of the definition and the dataset's bytes: equal fingerprints, same suite."""
-        definition = self.model_dump(mode="json", exclude={"source", "concurrency"})
+        definition = self.model_dump(mode="json", exclude={"source", "concurrency", "max_cost_usd"})
         definition.pop("dataset", None)
         digest = hashlib.sha256(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS))
         digest.update(dataset_bytes)
