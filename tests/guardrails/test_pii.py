@@ -24,7 +24,7 @@ def redactor() -> Redactor:
         ("from 192.168.10.20", "from <IP_ADDRESS>"),
         ("key sk-proj-Ab12Cd34Ef56Gh78Ij90 here", "key <API_KEY> here"),
         ("key sk-lp-AbCdEfGhIjKlMnOpQrStUv", "key <API_KEY>"),
-        ("Authorization: Bearer abcdefghijklmnop1234", "Authorization: <API_KEY>"),
+        ("Authorization: Bearer abcdefghijklmnop1234", "Authorization: Bearer <API_KEY>"),
         ("id AKIAIOSFODNN7EXAMPLE", "id <AWS_ACCESS_KEY>"),
         (
             "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -33,6 +32,7 @@ import orjson
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from llmplane.secret_patterns import PLATFORM_KEY_ECHOED
 from llmplane.store.bulk import BulkInsert
 from llmplane.store.tables import request_logs
 from llmplane.telemetry.content import REDACTED, bounded, map_strings, request_params
@@ -86,19 +86,13 @@ _COLUMNS = (
     "response_body",
     "truncated",
 )
-# A platform key, also as a tokenizer or a model may echo it ("sk - lp - abc - def").
-# Its random part is base64url, so it may hold "--" and start or end with "-"; spaces
-# count only next to a dash.
-_PLATFORM_KEY = re.compile(
-    r"sk\s{0,2}-\s{0,2}lp\s{0,2}-(?:[\w-]|\s{1,2}(?=-)|(?<=-)\s{1,2}(?=\w))*"
-)
 _UNREACHABLE = (OperationalError, InterfaceError)
 _RETRY_BACKOFF_S = (0.2, 1.0, 5.0)
 _NICENESS = 10
 
 
 def _scrub_platform_keys(texts: list[str]) -> list[str]:
-    return [_PLATFORM_KEY.sub("<API_KEY>", text) if "lp" in text else text for text in texts]
+    return [PLATFORM_KEY_ECHOED.sub("<API_KEY>", text) if "lp" in text else text for text in texts]
 
 
 class StoredLogWriter:
