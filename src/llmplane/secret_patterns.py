@@ -53,16 +53,20 @@ _LOWER = re.compile(r"[a-z]")
 # What configuration files and docs write where a password would go.
 _PLACEHOLDER = re.compile(
     r"(?:(.)\1*|\$\{[^}]*\}|\$\(?[A-Za-z_]\w*\)?|\{\{.*\}\}|\{[^}]*\}|<[^>]*>|\[[^\]]*\]"
-    r"|%\(?\w*\)?s|\.\.\.+|…|your[_\-]?\w*|(?:db_?|my_?|the_?)?passw(?:or)?d(?:_?here)?"
+    r"|<.*|\$\{.*|%\(?\w*\)?s|\.\.\.+|…|your[_\-]?\w*|(?:db_?|my_?|the_?)?passw(?:or)?d(?:_?here)?"
     r"|none|null|nil|true|false|undefined|redacted|\*+\w*\*+|x{3,}\w*)",
     re.IGNORECASE,
 )
-# Code rather than a value: ``password=os.environ["PG"]``, ``pwd=get_password()``.
+# Code rather than a value: ``password=os.environ["PG"]``, ``pwd=get_password()``,
+# ``secretKey = process.env.SECRET_KEY``.
 _CODE = re.compile(r"[(\[{]|^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
 
 
+_VARIED = 6  # distinct characters at least: "AKIAXXXXXXXXXXXXXXXX" is a placeholder
+
+
 def _random_looking(value: str) -> bool:
-    if len(set(value)) < 6:
+    if len(set(value)) < _VARIED:
         return False
     return bool(_DIGIT.search(value)) or bool(_UPPER.search(value) and _LOWER.search(value))
 
@@ -82,12 +86,18 @@ class SecretRule:
     score: float
     hints: tuple[str, ...]
     hints_lower: bool = False
-    check: str = ""  # "random": must look random; "password": must not be a placeholder
+    # "varied": six distinct characters at least; "random": varied, with digits or mixed
+    # case; "value": random and not code; "password": not a placeholder and not code.
+    check: str = ""
 
     def accepts(self, value: str) -> bool:
         """Whether a matched value is a secret rather than a placeholder."""
         if self.check == "random":
             return _random_looking(value)
+        if self.check == "varied":
+            return len(set(value)) >= _VARIED
+        if self.check == "value":
+            return _random_looking(value) and not _CODE.search(value)
         if self.check == "password":
             return _real_password(value)
         return True
@@ -162,10 +172,16 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         0.9,
         _KEY_HINTS,
         lower=True,
-        check="random",
+        check="value",
         flags=_I,
     ),
-    _rule("AWS_ACCESS_KEY", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0.95, ("AKIA", "ASIA")),
+    _rule(
+        "AWS_ACCESS_KEY",
+        r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",
+        0.95,
+        ("AKIA", "ASIA"),
+        check="varied",
+    ),
     _rule(
         "AWS_SECRET_KEY",
         r"(?:secret[_\s\-]?access[_\s\-]?key|aws[_\s\-]?secret(?:[_\s\-]?key)?)[\"']?"
@@ -201,19 +217,19 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     # password=VALUE, pwd=VALUE; (connection strings, env files, command lines)
     _rule(
         "PASSWORD",
-        _PASSWORD_KEY + r"[\"']?\s*=\s*(?:" + _QUOTED + r"|([^\s\"';&,]{3,200}))",
+        _PASSWORD_KEY + r"[\"']?\s*=\s*(?:" + _QUOTED + r"|([^\s\"';,]{3,200}))",
         0.85,
         ("pass", "pwd"),
         lower=True,
         check="password",
         flags=_I,
     ),
-    # "password": "VALUE" and password: VALUE where VALUE has a digit or symbol (YAML, JSON,
-    # chat); "password: must be 12 characters" is prose.
+    # "password": "VALUE", password: VALUE and "my password is VALUE" where VALUE has a digit
+    # or symbol (YAML, JSON, chat); "password: must be 12 characters" is prose.
     _rule(
         "PASSWORD",
         _PASSWORD_KEY
-        + r"[\"']?\s*:\s*(?:"
+        + r"[\"']?(?:\s*:|\s+is:?)\s*(?:"
         + _QUOTED
         + r"|((?=[^\s\"',;]*[\d!@#$%^&*_+=~\-])[^\s\"',;]{4,200}(?<![.!?:)])))",
         0.85,

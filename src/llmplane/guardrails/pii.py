@@ -70,6 +70,10 @@ _PHONE = re.compile(
     r"((?:\+|\(|\b)\d[\d \t().\-/]{4,}\d)(?:\s*(?:ext\.?|x|#)\s*\d{1,6})?", re.IGNORECASE
 )
 _MAX_PHONE_DIGITS = 15  # E.164, country code included
+_VERSION_BEFORE = re.compile(
+    r"(?:\b(?:v|ver|version|build|release|firmware|driver|kernel|patch)\.?\s*|v)\Z", re.IGNORECASE
+)
+_ID_BEFORE = re.compile(r"(?:[A-Za-z0-9][\-#/]|[A-Za-z])\Z")
 _IPV6 = re.compile(r":(?::|[0-9A-Fa-f]{1,4}:)")
 _IBAN = re.compile(r"[A-Z][A-Z]\d\d")
 _CRYPTO = re.compile(r"(?:bc1|[13])[a-km-zA-HJ-NP-Z1-9]{25}")
@@ -219,11 +223,6 @@ class PiiDetector:
             results = self._analyzer.analyze(
                 scanned, language=_LANGUAGE, entities=wanted, score_threshold=self._threshold
             )
-        if len(windows) == 1:
-            shift = windows[0][0]
-            return [
-                Finding(r.entity_type, r.start + shift, r.end + shift, r.score) for r in results
-            ]
         # Where each window starts in the scanned text, and in the original.
         starts, position = [], 0
         for start, end in windows:
@@ -236,11 +235,13 @@ class PiiDetector:
             offset = window_start - starts[index]
             if result.end + offset > window_end:
                 continue  # across a separator: not in the original text
-            findings.append(
-                Finding(
-                    result.entity_type, result.start + offset, result.end + offset, result.score
-                )
+            finding = Finding(
+                result.entity_type, result.start + offset, result.end + offset, result.score
             )
+            if finding.type == "EMAIL_ADDRESS":
+                finding = _email_without_label(text, finding)
+            if _plausible(text, finding):
+                findings.append(finding)
         return findings
 
     def _named_findings(self, text: str) -> list[Finding]:
@@ -251,6 +252,26 @@ class PiiDetector:
                 text, language=_LANGUAGE, entities=self._named, score_threshold=self._threshold
             )
         return [Finding(r.entity_type, r.start, r.end, r.score) for r in results]
+
+
+def _email_without_label(text: str, finding: Finding) -> Finding:
+    """The address of ``reply-to=jane@example.com`` (Presidio's e-mail pattern allows
+    ``=`` in the local part, so its match starts at ``reply``)."""
+    label_end = text.rfind("=", finding.start, text.find("@", finding.start, finding.end))
+    if label_end < 0:
+        return finding
+    return Finding(finding.type, label_end + 1, finding.end, finding.score)
+
+
+def _plausible(text: str, finding: Finding) -> bool:
+    """False for what Presidio's recognisers take for PII in a place where it is not: a
+    version number read as an IPv4 address, the digits of an id like ``INV-2024-000123``
+    read as a phone number."""
+    if finding.type == "IP_ADDRESS":
+        return _VERSION_BEFORE.search(text, max(0, finding.start - 12), finding.start) is None
+    if finding.type == "PHONE_NUMBER":
+        return _ID_BEFORE.search(text, max(0, finding.start - 2), finding.start) is None
+    return True
 
 
 def _candidates(text: str, entities: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
