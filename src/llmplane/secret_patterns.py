@@ -118,7 +118,8 @@ def _rule(
 
 _I = re.IGNORECASE
 # A pattern, not a password:
-_PASSWORD_KEY = r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]*_?(?:password|passwd|passphrase)|pwd|pass)"  # noqa: S105
+# "password" after anything (DB_PASSWORD, PGPASSWORD); "pwd" and "pass" as words.
+_PASSWORD_KEY = r"(?:passw(?:or)?d|passphrase|(?<![A-Za-z0-9])(?:pwd|pass))"  # noqa: S105
 _KEY_HINTS = (
     "api-key",
     "api_key",
@@ -209,7 +210,7 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     # The password of a URL: scheme://user:PASSWORD@host (the user may be empty).
     _rule(
         "PASSWORD",
-        r"\b[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s:/?#@'\"]*:([^\s/?#@'\"]{1,200})@[\w\-\[]",
+        r"://[^\s:/?#@'\"]*:([^\s/?@'\"]{1,200})@[\w\-\[]",
         0.9,
         ("://",),
         check="password",
@@ -231,7 +232,7 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         _PASSWORD_KEY
         + r"[\"']?(?:\s*:|\s+is:?)\s*(?:"
         + _QUOTED
-        + r"|((?=[^\s\"',;]*[\d!@#$%^&*_+=~\-])[^\s\"',;]{4,200}(?<![.!?:)])))",
+        + r"|((?=[^\s\"',;]*[\d!@#$%^&*_+=~\-])[^\s\"',;]{4,200}(?<![.?:)])))",
         0.85,
         ("pass", "pwd"),
         lower=True,

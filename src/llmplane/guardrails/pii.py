@@ -70,6 +70,8 @@ _PHONE = re.compile(
     r"((?:\+|\(|\b)\d[\d \t().\-/]{4,}\d)(?:\s*(?:ext\.?|x|#)\s*\d{1,6})?", re.IGNORECASE
 )
 _MAX_PHONE_DIGITS = 15  # E.164, country code included
+_MIN_PHONE_DIGITS = 7  # the shortest national number of the recogniser's regions
+_NOT_PHONE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d{4}-\d\d-\d\d")
 _VERSION_BEFORE = re.compile(
     r"(?:\b(?:v|ver|version|build|release|firmware|driver|kernel|patch)\.?\s*|v)\Z", re.IGNORECASE
 )
@@ -85,6 +87,10 @@ _CONTEXT_AFTER = 40  # an IBAN found by its first four characters is up to 42 lo
 _LONGEST_TOKEN = 256  # how far a window's edge moves to reach whitespace
 _MERGE_GAP = 16
 _WHOLE_TEXT = 0.6  # windows covering more than this share of the text: scan it whole
+_WARM_UP = (
+    "mail jane@example.com, call +1 212 555 0183 or 020 7946 0123, card 4111 1111 1111 1111, "
+    "iban DE89 3704 0044 0532 0130 00, ip 192.0.2.1, ssn 987-65-4321"
+)
 # Between windows scanned as one text; a finding across it is dropped.
 _SEPARATOR = "\n\u2063\u2063\n"
 
@@ -103,8 +109,8 @@ def _entities(
             raise TypeError(f"{detector}: entity names are strings, not {entity!r}")
         if entity not in known:
             hint = ""
-            if entity in SECRET_ENTITIES:
-                hint = " (a secrets type: use the 'secrets' detector)"
+            if entity in PATTERN_PII_ENTITIES:
+                hint = " (a PII type: use the 'pii' detector)"
             elif entity in NER_ENTITIES:
                 hint = " (needs ner: true)"
             raise ValueError(
@@ -192,6 +198,7 @@ class PiiDetector:
         self._analyzer: Any = _pattern_analyzer(self._patterns) if self._patterns else None
         self._ner: Any = _ner_analyzer(ner_model) if named else None
         self._named = named
+        self.find(_WARM_UP)  # lazy tables (the public suffix list, phone metadata): ~50 ms
 
     def find(self, text: str) -> list[Finding]:
         """The PII and secrets in ``text``, non-overlapping, in text order."""
@@ -392,8 +399,11 @@ def _pattern_analyzer(entities: Sequence[str]) -> Any:
             leniency = self.leniency if self.leniency is not None else 1
             for candidate in _PHONE.finditer(text):
                 chunk, offset = candidate.group(), candidate.start()
-                if len(_DIGIT.findall(chunk, 0, candidate.end(1) - offset)) > _MAX_PHONE_DIGITS:
-                    continue  # a card number or an id, not a phone number
+                digits = len(_DIGIT.findall(chunk, 0, candidate.end(1) - offset))
+                if not _MIN_PHONE_DIGITS <= digits <= _MAX_PHONE_DIGITS:
+                    continue  # a short number, or a card number or an id
+                if _NOT_PHONE.fullmatch(candidate.group(1)):
+                    continue  # an IPv4 address or a date
                 for region in self.supported_regions:
                     found = list(phonenumbers.PhoneNumberMatcher(chunk, region, leniency=leniency))
                     for match in found:
@@ -431,12 +441,17 @@ def _ner_analyzer(model: str) -> Any:
             f"pii: ner needs the spaCy model {model!r}, which is not installed "
             f"(pip install 'llmplane[pii]' && python -m spacy download {DEFAULT_NER_MODEL})"
         )
+    import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
     engine = SpacyNlpEngine(models=[{"lang_code": _LANGUAGE, "model_name": model}])
-    engine.load()
+    # Named entities need the tokenizer, tok2vec and ner alone; the parser, tagger and
+    # lemmatizer would take most of the time.
+    pipeline = spacy.load(model)
+    pipeline.select_pipes(enable=[n for n in ("tok2vec", "ner") if n in pipeline.pipe_names])
+    engine.nlp = {_LANGUAGE: pipeline}
     registry = RecognizerRegistry(supported_languages=[_LANGUAGE])
     registry.add_recognizer(SpacyRecognizer(supported_entities=list(NER_ENTITIES)))
     return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[_LANGUAGE])
