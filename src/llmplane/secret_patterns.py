@@ -89,6 +89,9 @@ class SecretRule:
     # "varied": six distinct characters at least; "random": varied, with digits or mixed
     # case; "value": random and not code; "password": not a placeholder and not code.
     check: str = ""
+    # The same pattern without IGNORECASE, run on the lower-cased text: a regex that starts
+    # with a literal is searched fast, a case-insensitive one is tried at every position.
+    lowered: re.Pattern[str] | None = None
 
     def accepts(self, value: str) -> bool:
         """Whether a matched value is a secret rather than a placeholder."""
@@ -111,15 +114,17 @@ def _rule(
     *,
     lower: bool = False,
     check: str = "",
-    flags: int = 0,
 ) -> SecretRule:
-    return SecretRule(entity, re.compile(regex, flags), score, hints, lower, check)
+    """A rule; with ``lower`` its regex (written in lower case) is case-insensitive."""
+    if lower:
+        pattern = re.compile(regex, re.IGNORECASE)
+        return SecretRule(entity, pattern, score, hints, True, check, re.compile(regex))
+    return SecretRule(entity, re.compile(regex), score, hints, False, check)
 
 
-_I = re.IGNORECASE
 # A pattern, not a password:
 # "password" after anything (DB_PASSWORD, PGPASSWORD); "pwd" and "pass" as words.
-_PASSWORD_KEY = r"(?:passw(?:or)?d|passphrase|(?<![A-Za-z0-9])(?:pwd|pass))"  # noqa: S105
+_PASSWORD_KEY = r"p(?:assw(?:or)?d|assphrase|(?<![a-z0-9]p)(?:wd|ass))"  # noqa: S105
 _KEY_HINTS = (
     "api-key",
     "api_key",
@@ -137,8 +142,6 @@ _KEY_HINTS = (
     "secret_key",
     "secret-key",
     "secretkey",
-    "key=",
-    "token=",
 )
 _QUOTED = r"(?:\"([^\"\n]{3,200})\"|'([^'\n]{3,200})')"
 
@@ -158,23 +161,28 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     _rule("API_KEY", r"\bhf_[A-Za-z0-9]{30,}\b", 0.95, ("hf_",)),
     _rule(
         "API_KEY",
-        rf"\bbearer\s+({_TOKEN}{{16,}}=*)",
+        rf"bearer\s+({_TOKEN}{{16,}}=*)",
         0.85,
         ("bearer",),
         lower=True,
         check="random",
-        flags=_I,
     ),
     _rule(
         "API_KEY",
-        r"(?:x-api-key|\bapi[_\-\s]?key|\baccess[_\-]?token|\bauth[_\-]?token|\bclient[_\-]?secret"
-        rf"|\bsecret[_\-]?key)[\"']?\s*[:=]\s*[\"']?({_TOKEN}{{16,}})"
-        r"|[?&](?:key|api_key|api-key|token|access_token)=([^\s&#'\"]{16,})",
+        r"(?:api[_\-\s]?key|access[_\-]?token|auth[_\-]?token|client[_\-]?secret"
+        rf"|secret[_\-]?key)[\"']?\s*[:=]\s*[\"']?({_TOKEN}{{16,}})",
         0.9,
         _KEY_HINTS,
         lower=True,
         check="value",
-        flags=_I,
+    ),
+    _rule(
+        "API_KEY",
+        r"[?&](?:key|api_key|api-key|token|access_token)=([^\s&#'\"]{16,})",
+        0.9,
+        ("key=", "token="),
+        lower=True,
+        check="value",
     ),
     _rule(
         "AWS_ACCESS_KEY",
@@ -191,7 +199,6 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         ("secret",),
         lower=True,
         check="random",
-        flags=_I,
     ),
     _rule(
         "PRIVATE_KEY",
@@ -223,7 +230,6 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         ("pass", "pwd"),
         lower=True,
         check="password",
-        flags=_I,
     ),
     # "password": "VALUE", password: VALUE and "my password is VALUE" where VALUE has a digit
     # or symbol (YAML, JSON, chat); "password: must be 12 characters" is prose.
@@ -237,7 +243,6 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         ("pass", "pwd"),
         lower=True,
         check="password",
-        flags=_I,
     ),
 )
 
@@ -256,19 +261,22 @@ def find_secrets(
     """Every secret in ``text`` as ``(entity, start, end, score)``, in rule order (they
     may overlap); ``entities`` limits the search to those types."""
     found: list[tuple[str, int, int, float]] = []
-    lowered: str | None = None
+    lowered = ""
     for rule in SECRET_RULES:
         if entities is not None and rule.entity not in entities:
             continue
         if rule.hints_lower:
-            if lowered is None:
-                lowered = text.lower()
+            lowered = lowered or text.lower()
             haystack = lowered
         else:
             haystack = text
         if not any(hint in haystack for hint in rule.hints):
             continue
-        for match in rule.pattern.finditer(text):
+        if rule.lowered is not None and len(lowered) == len(text):
+            matches = rule.lowered.finditer(lowered)  # same offsets: one character each
+        else:
+            matches = rule.pattern.finditer(text)
+        for match in matches:
             start, end = _span(match)
             if end > start and rule.accepts(text[start:end]):
                 found.append((rule.entity, start, end, rule.score))

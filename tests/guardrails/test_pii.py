@@ -44,47 +44,60 @@ def redactor() -> Redactor:
     return Redactor()
 
 
+PEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N"
+ANTHROPIC = "sk-ant-api03-Zx9_Yw8-Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa-AA"
+PLATFORM = "sk-lp--Ab3--_Y7LsQ9wE2rT5yU8iO1pA4sD7fG0hJ3kL6"
+
+
 @pytest.mark.parametrize(
-    ("text", "entity", "value"),
+    ("before", "entity", "value", "after"),
     [
-        ("write to jane.doe+billing@mail.example.com today", "EMAIL_ADDRESS", "jane.doe+billing@mail.example.com"),
-        ("reply-to=ops@example.org", "EMAIL_ADDRESS", "ops@example.org"),
-        ("call (212) 555-0147 after 3pm", "PHONE_NUMBER", "(212) 555-0147"),
-        ("UK desk +44 20 7946 0958 please", "PHONE_NUMBER", "+44 20 7946 0958"),
-        ("Paris office 01 99 00 45 67.", "PHONE_NUMBER", "01 99 00 45 67"),
-        ("card 4111-1111-1111-1111 ok", "CREDIT_CARD", "4111-1111-1111-1111"),
-        ("amex 3782 822463 10005 ok", "CREDIT_CARD", "3782 822463 10005"),
-        ("iban GB29 NWBK 6016 1331 9268 19 thanks", "IBAN_CODE", "GB29 NWBK 6016 1331 9268 19"),
-        ("iban DE89370400440532013000", "IBAN_CODE", "DE89370400440532013000"),
-        ("from 203.0.113.7 at midnight", "IP_ADDRESS", "203.0.113.7"),
-        ("peer [2001:db8::1]:443 reset", "IP_ADDRESS", "2001:db8::1"),
-        ("SSN 987-65-4321 on file", "US_SSN", "987-65-4321"),
-        ("key sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34 here", "API_KEY", "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34"),
-        ("sk-ant-api03-Zx9_Yw8-Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa-AA", "API_KEY", "sk-ant-api03-Zx9_Yw8-Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa-AA"),
-        ("platform key sk-lp--Ab3--_Y7LsQ9wE2rT5yU8iO1pA4sD7fG0hJ3kL6 leaked", "API_KEY", "sk-lp--Ab3--_Y7LsQ9wE2rT5yU8iO1pA4sD7fG0hJ3kL6"),
-        ("AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q in the app", "API_KEY", "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"),
-        ("stripe rk_live_51Hx2kLmNoPqRsTuVwXyZ0123 rotate", "API_KEY", "rk_live_51Hx2kLmNoPqRsTuVwXyZ0123"),
-        ("slack xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp", "API_KEY", "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp"),
-        ("gh ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 token", "API_KEY", "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
-        ("hf hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567 token", "API_KEY", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"),
-        ("Authorization: Bearer Zm9vYmFyYmF6cXV4MTIzNDU2", "API_KEY", "Zm9vYmFyYmF6cXV4MTIzNDU2"),
-        ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
-        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----", "PRIVATE_KEY", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----"),
-        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N ok", "JWT", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N"),
-        ("postgres://app:s3cr3t-88@db.example.com:5432/app", "PASSWORD", "s3cr3t-88"),
-        ("Server=db;User Id=sa;Password=Winter2025!;", "PASSWORD", "Winter2025!"),
-        ('{"password": "Tr0ub4dor&3"}', "PASSWORD", "Tr0ub4dor&3"),
-        ("my password is Blue-Harbor-296", "PASSWORD", "Blue-Harbor-296"),
+        ("write to ", "EMAIL_ADDRESS", "jane.doe+billing@mail.example.com", " today"),
+        ("reply-to=", "EMAIL_ADDRESS", "ops@example.org", ""),
+        ("call ", "PHONE_NUMBER", "(212) 555-0147", " after 3pm"),
+        ("UK desk ", "PHONE_NUMBER", "+44 20 7946 0958", " please"),
+        ("Paris office ", "PHONE_NUMBER", "01 99 00 45 67", "."),
+        ("card ", "CREDIT_CARD", "4111-1111-1111-1111", " ok"),
+        ("amex ", "CREDIT_CARD", "3782 822463 10005", " ok"),
+        ("iban ", "IBAN_CODE", "GB29 NWBK 6016 1331 9268 19", " thanks"),
+        ("iban ", "IBAN_CODE", "DE89370400440532013000", ""),
+        ("from ", "IP_ADDRESS", "203.0.113.7", " at midnight"),
+        ("peer [", "IP_ADDRESS", "2001:db8::1", "]:443 reset"),
+        ("SSN ", "US_SSN", "987-65-4321", " on file"),
+        ("key ", "API_KEY", "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34", " here"),
+        ("", "API_KEY", ANTHROPIC, ""),
+        ("platform key ", "API_KEY", PLATFORM, " leaked"),
+        ("", "API_KEY", "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q", " in the app"),
+        ("stripe ", "API_KEY", "rk_live_51Hx2kLmNoPqRsTuVwXyZ0123", " rotate"),
+        ("slack ", "API_KEY", "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp", ""),
+        ("gh ", "API_KEY", "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", " token"),
+        ("hf ", "API_KEY", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", " token"),
+        ("Authorization: Bearer ", "API_KEY", "Zm9vYmFyYmF6cXV4MTIzNDU2", ""),
+        ("OPENAI_API_KEY=", "API_KEY", "Zx81kQ0pLm3N7vB2cR5tYu", ""),
+        ("aws_access_key_id = ", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE", ""),
+        (
+            "aws_secret_access_key = ",
+            "AWS_SECRET_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "",
+        ),
+        ("", "PRIVATE_KEY", PEM, ""),
+        ("jwt ", "JWT", JWT, " ok"),
+        ("postgres://app:", "PASSWORD", "s3cr3t-88", "@db.example.com:5432/app"),
+        ("Server=db;User Id=sa;Password=", "PASSWORD", "Winter2025!", ";"),
+        ('{"password": "', "PASSWORD", "Tr0ub4dor&3", '"}'),
+        ("my password is ", "PASSWORD", "Blue-Harbor-296", ""),
     ],
-)  # fmt: skip
+)
 def test_each_type_is_found_with_its_span(
-    pii: PiiDetector, text: str, entity: str, value: str
+    pii: PiiDetector, before: str, entity: str, value: str, after: str
 ) -> None:
+    text = before + value + after
     verdict = pii.check(text)
     assert verdict.flagged
-    found = [(f.type, text[f.start : f.end]) for f in verdict.findings]
-    assert (entity, value) in found, found
+    found = [(f.type, f.start, f.end) for f in verdict.findings]
+    assert (entity, len(before), len(before) + len(value)) in found, found
     assert verdict.reason == f"PII found: {entity}"
 
 
@@ -278,10 +291,7 @@ def test_ner_finds_people_and_places() -> None:
         ("key sk-lp-AbCdEfGhIjKlMnOpQrStUv", "key <API_KEY>"),
         ("Authorization: Bearer abcdefghijklmnop1234", "Authorization: Bearer <API_KEY>"),
         ("id AKIAIOSFODNN7EXAMPLE", "id <AWS_ACCESS_KEY>"),
-        (
-            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
-            "jwt <JWT>",
-        ),
+        (f"jwt {JWT}", "jwt <JWT>"),
         (
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----",
             "<PRIVATE_KEY>",

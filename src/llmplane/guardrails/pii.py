@@ -446,7 +446,7 @@ def _ner_analyzer(model: str) -> Any:
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-    engine = SpacyNlpEngine(models=[{"lang_code": _LANGUAGE, "model_name": model}])
+    engine: Any = SpacyNlpEngine(models=[{"lang_code": _LANGUAGE, "model_name": model}])
     # Named entities need the tokenizer, tok2vec and ner alone; the parser, tagger and
     # lemmatizer would take most of the time.
     pipeline = spacy.load(model)
