@@ -8,7 +8,7 @@ import pytest
 from llmplane.guardrails.pii import SecretsDetector
 from llmplane.secret_patterns import find_secrets, redact_secrets
 from llmplane.secret_scrub import REDACTED, SecretScrubber
-from llmplane.telemetry.stored_logs import _scrub_platform_keys
+from llmplane.telemetry.bodies import scrub_platform_keys
 
 PLATFORM_KEY = "sk-lp--x9Qw--Ab3_Y7LsQ9wE2rT5yU8iO1pA4sD7fG0hJ3kL6"
 SECRETS = {
@@ -39,7 +39,7 @@ def test_the_scrubber_keeps_labels_and_the_rest_of_the_line() -> None:
 def test_the_detector_and_the_stored_logs_find_the_platform_key() -> None:
     text = f"my key is {PLATFORM_KEY} ok"
     assert [f.type for f in SecretsDetector().check(text).findings] == ["API_KEY"]
-    assert _scrub_platform_keys([text]) == ["my key is <API_KEY> ok"]
+    assert scrub_platform_keys([text]) == ["my key is <API_KEY> ok"]
     assert redact_secrets(text, "<API_KEY>") == "my key is <API_KEY> ok"
 
 
