@@ -63,6 +63,8 @@ class UsageRecord:
     usage_estimated: bool = False
     ttft_ms: float | None = None
     tags: dict[str, Any] | None = None
+    # The request's guardrail verdicts (policy, each rule's outcome and finding types).
+    guardrails: dict[str, Any] | None = None
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))

@@ -23,16 +23,20 @@ from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
+from llmplane.gateway.guarded import ChatStreamGuard, guard_chat_reply, guards_output
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
 from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_token
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import completion_text, count_prompt, request_prompt_tokens
+from llmplane.guardrails.engine import RequestGuard
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.content import RequestContent
 
 _T = TypeVar("_T")
+# Failures of a guardrail check, not of the deployment: its health counts them as successes.
+_GUARDRAIL_CODES = frozenset({"guardrail_blocked", "guardrail_unavailable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class CallContext:
     trace: RequestTrace | None = field(default=None, compare=False)  # when telemetry is on
     # The trace's content when the team's request logs keep bodies (redacted or full).
     content: RequestContent | None = field(default=None, compare=False)
+    # The request's guardrail checks, when a policy applies to the caller.
+    guard: RequestGuard | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -171,6 +177,7 @@ class ModelCaller:
             error_code=error_code,
             usage_estimated=usage.estimated,
             tags=ctx.tags,
+            guardrails=ctx.guard.summary() if ctx.guard is not None else None,
         )
         self._ledger.record(record)
         if ctx.trace is not None:
@@ -236,6 +243,21 @@ class ModelCaller:
             router.ended(deployment, CLIENT_CLOSED, probe=probe)
             raise
         router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
+        guard = ctx.guard
+        if guard is not None and guards_output(guard) and ctx.endpoint is Endpoint.CHAT:
+            # Output checks before settling: the ledger row carries their verdicts, and an
+            # answer that is withheld is still paid for.
+            answered = reply
+            try:
+                reply = await guard_chat_reply(guard, reply)
+            except LLMPlaneError as exc:
+                usage = answered.usage or _estimate(body, answered.body, deployment.counter)
+                settle(exc.http_status, usage, exc.code)
+                raise
+            except asyncio.CancelledError:
+                usage = answered.usage or _estimate(body, answered.body, deployment.counter)
+                settle(CLIENT_CLOSED, usage, "client_disconnected")
+                raise
         cost = settle(200, reply.usage or _estimate(body, reply.body, deployment.counter))
         return CallResult(reply, deployment, cost, reservation.headers)
 
@@ -293,7 +315,7 @@ class ModelCaller:
             )
             router.ended(
                 deployment,
-                status,
+                200 if error_code in _GUARDRAIL_CODES else status,
                 ttft - started if ttft is not None else None,
                 retry_after,
                 probe=probe,
@@ -327,6 +349,13 @@ class ModelCaller:
             settle=settle,
             api=ctx.endpoint,
             capture=ctx.content,
+            guard=(
+                ChatStreamGuard(ctx.guard)
+                if ctx.guard is not None
+                and guards_output(ctx.guard)
+                and ctx.endpoint is Endpoint.CHAT
+                else None
+            ),
         )
         left = None if ttft_s is None else max(ttft_s - (time.perf_counter() - started), 0.001)
         first = await relay.start(left)

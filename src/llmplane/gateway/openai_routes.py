@@ -14,6 +14,7 @@ from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway import responses
 from llmplane.gateway.calls import CallContext, CallResult
+from llmplane.gateway.guarded import guard_chat_request
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -31,6 +32,7 @@ from llmplane.gateway.validation import (
     check_rerank,
     parse_json_object,
 )
+from llmplane.guardrails.engine import RequestGuard
 from llmplane.telemetry.content import RequestContent
 
 _MAX_USER_LENGTH = 200  # the ledger's user_id column
@@ -102,6 +104,9 @@ def call_context(
     header = scope.request.headers.get("x-llmplane-tags")
     if header:
         tags.update(_parse_tags(header))
+    guard = None
+    if principal.guardrail_policy is not None:  # one attribute check for everyone else
+        guard = _request_guard(scope, principal, principal.guardrail_policy, endpoint_kind)
     return CallContext(
         request_id=scope.request_id,
         principal=principal,
@@ -112,7 +117,32 @@ def call_context(
         body_bytes=body_bytes,
         trace=trace,
         content=content,
+        guard=guard,
     )
+
+
+def _request_guard(
+    scope: RequestScope, principal: Principal, policy: str, endpoint_kind: Endpoint
+) -> RequestGuard | None:
+    """The guard of a request under the caller's guardrail policy. Chat completions are
+    checked; the other generation APIs are refused rather than passed unchecked; embeddings,
+    moderations and rerank are not generation and pass."""
+    engine = scope.services.guardrails
+    if engine is None:
+        return None
+    if endpoint_kind is Endpoint.CHAT:
+        guard = engine.guard(policy, principal.team_id)
+        trace = scope.trace
+        if trace is not None:
+            trace.guardrails, trace.guardrail_policy = guard.checks, policy
+        return guard
+    if endpoint_kind in (Endpoint.RESPONSES, Endpoint.MESSAGES):
+        raise InvalidRequestError(
+            f"Your key's guardrail policy '{policy}' is applied on /v1/chat/completions only; "
+            "this API cannot be checked yet, so it is refused.",
+            code="guardrail_unsupported",
+        )
+    return None
 
 
 def reply_headers(result: CallResult) -> dict[str, str]:
@@ -157,6 +187,8 @@ async def chat_completions(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_chat(body)
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
+    if ctx.guard is not None:
+        await guard_chat_request(ctx.guard, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)
