@@ -183,3 +183,22 @@ def test_only_the_sources_a_rule_reads_are_checked(engines: list[GuardrailEngine
         )
     )
     assert texts == ["ops@corp.example", "<EMAIL_ADDRESS>", "<EMAIL_ADDRESS>"]
+
+
+def test_rules_after_a_hung_one_still_run_once_it_is_known_to_hang(
+    engines: list[GuardrailEngine],
+) -> None:
+    slow = {"detector": "test_slow", "options": {"seconds": 0.5}}
+    email = {"detector": "test_email", "action": "redact"}
+    engine = _engine({"input": [slow, email], "timeout_ms": 50, "on_error": "open"}, workers=2)
+    engines.append(engine)
+
+    async def check(text: str) -> tuple[list[str] | None, list[str]]:
+        guard = engine.guard("p", None)
+        texts = await guard.check_input([("user", text)])
+        return texts, [check.outcome for check in guard.checks]
+
+    # The stage's budget is spent in the hung detector: the rule after it did not run.
+    assert asyncio.run(check("SLOW a@b.example")) == (None, ["timeout", "timeout"])
+    # While it is stuck it is skipped, and the other rules run as usual.
+    assert asyncio.run(check("a@b.example")) == (["<EMAIL_ADDRESS>"], ["unavailable", "flagged"])

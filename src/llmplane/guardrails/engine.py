@@ -13,7 +13,8 @@ window by window), and applies each rule's action:
 - ``pseudonymize`` (input): numbered placeholders, restored in the answer;
 - ``flag``: recorded only.
 
-A policy's checks of one stage share its ``timeout_ms``. A detector that raises or is
+A policy's checks of one stage run as one job in the pool (rules in policy order) and
+share its ``timeout_ms``. A detector that raises or is
 late is ``error`` / ``timeout``: a fail-closed policy then answers 503
 ``guardrail_unavailable``, a fail-open one lets the text pass and records the miss. A
 late detector's thread cannot be stopped (Python has no way to kill a thread): the engine
@@ -35,7 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmplane.config.guardrails import GuardrailsConfig
@@ -64,21 +65,50 @@ _REWRITES = frozenset({"redact", "mask", "hash", "pseudonymize"})
 class _Result:
     rule: Rule
     outcome: str
-    verdicts: list[tuple[int, Verdict]]  # (text index, verdict)
-    seconds: float
+    verdicts: list[tuple[int, Verdict]] = field(default_factory=list)  # (text index, verdict)
+    seconds: float = 0.0
+    done: bool = False
 
 
-def _check_texts(
-    rule: Rule, items: Sequence[tuple[int, str, CheckContext]]
-) -> tuple[list[tuple[int, Verdict]], float]:
-    """Run one rule's detector over its texts (in a pool thread)."""
-    started = time.perf_counter()
-    verdicts = [(index, rule.detector.check(text, context)) for index, text, context in items]
-    return verdicts, time.perf_counter() - started
+@dataclass(slots=True)
+class _StageRun:
+    """One stage's rules, run one after another in a pool thread; shared with the event
+    loop, which stops it (``stop``) when the time budget is spent and reads ``current``
+    to know which detector is stuck."""
+
+    work: Sequence[tuple[Rule, Sequence[tuple[int, str, CheckContext]]]]
+    results: list[_Result]
+    current: int | None = None
+    stop: bool = False
+
+    def __call__(self) -> None:
+        for position, (rule, items) in enumerate(self.work):
+            result = self.results[position]
+            if self.stop:
+                return
+            if result.done:  # unavailable: skipped
+                continue
+            self.current = position
+            started = time.perf_counter()
+            try:
+                result.verdicts = [
+                    (index, rule.detector.check(text, context)) for index, text, context in items
+                ]
+            except Exception as exc:  # noqa: BLE001 - a detector's bug is its rule's error
+                result.outcome = ERROR
+                log.warning(
+                    "guardrail detector %r raised %s", rule.detector_name, type(exc).__name__
+                )
+            result.seconds = time.perf_counter() - started
+            result.done = True
+        self.current = None
 
 
 class DetectorPool:
-    """A bounded thread pool for detectors, which keeps a hung detector to half of it."""
+    """A bounded thread pool for detectors, which keeps a hung detector to half of it.
+
+    A stage's rules run as one job (one thread hop per stage: cheaper than a hop per rule
+    when detectors hold the GIL, as regular expressions do)."""
 
     def __init__(self, workers: int) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="llmplane-guardrail")
@@ -104,42 +134,38 @@ class DetectorPool:
         work: Sequence[tuple[Rule, Sequence[tuple[int, str, CheckContext]]]],
         timeout_s: float,
     ) -> list[_Result]:
-        """Run each rule over its texts concurrently, all within ``timeout_s``."""
-        results: list[_Result] = []
-        jobs: list[tuple[_Result, Future[Any], asyncio.Future[Any]]] = []
-        for rule, items in work:
-            result = _Result(rule, PASS, [], 0.0)
-            results.append(result)
-            if self.stuck(rule) >= self._max_stuck:
-                result.outcome = UNAVAILABLE
-                continue
-            submitted = self._executor.submit(_check_texts, rule, items)
-            jobs.append((result, submitted, asyncio.wrap_future(submitted)))
-        if not jobs:
+        """Run each rule over its texts, all within ``timeout_s``; a rule that did not
+        finish in time is ``timeout`` (and the rules after it too: the budget is spent)."""
+        results = [_Result(rule, PASS) for rule, _ in work]
+        for result in results:
+            if self.stuck(result.rule) >= self._max_stuck:
+                result.outcome, result.done = UNAVAILABLE, True
+        if all(result.done for result in results):
             return results
+        stage = _StageRun(work, results)
         started = time.perf_counter()
+        submitted: Future[None] = self._executor.submit(stage)
+        waiting = asyncio.wrap_future(submitted)
         try:
-            await asyncio.wait([job[2] for job in jobs], timeout=timeout_s)
+            await asyncio.wait([waiting], timeout=timeout_s)
         except asyncio.CancelledError:
-            for _, _, waiting in jobs:
-                waiting.cancel()
+            stage.stop = True
+            waiting.cancel()
             raise
-        for result, submitted, waiting in jobs:
-            if not waiting.done():
-                result.outcome, result.seconds = TIMEOUT, time.perf_counter() - started
-                key = id(result.rule.detector)
-                with self._lock:
-                    self._stuck[key] = self._stuck.get(key, 0) + 1
-                submitted.add_done_callback(functools.partial(self._release, key))
-                waiting.cancel()  # a call still queued is dropped; a running one finishes
-                continue
-            error = waiting.exception()
-            if error is not None:
-                result.outcome, result.seconds = ERROR, time.perf_counter() - started
-                name = result.rule.detector_name
-                log.warning("guardrail detector %r raised %s", name, type(error).__name__)
-                continue
-            result.verdicts, result.seconds = waiting.result()
+        if waiting.done():
+            return results
+        stage.stop = True
+        running = stage.current
+        waiting.cancel()  # dropped if still queued; a running detector cannot be stopped
+        if running is not None and not submitted.done():
+            key = id(results[running].rule.detector)
+            with self._lock:
+                self._stuck[key] = self._stuck.get(key, 0) + 1
+            submitted.add_done_callback(functools.partial(self._release, key))
+        late = time.perf_counter() - started
+        for result in results:
+            if not result.done:
+                result.outcome, result.seconds = TIMEOUT, late
         return results
 
     def close(self) -> None:
@@ -287,7 +313,8 @@ class RequestGuard:
         edits: dict[int, list[tuple[Finding, str]]] = {}
         for result in results:
             rule = result.rule
-            flagged = [(i, v) for i, v in result.verdicts if rule.flagged(v)]
+            verdicts = result.verdicts if result.outcome == PASS else []
+            flagged = [(i, v) for i, v in verdicts if rule.flagged(v)]
             outcome = FLAGGED if flagged and result.outcome == PASS else result.outcome
             types = tuple(dict.fromkeys(t for _, v in flagged for t in v.types))
             score = max((v.score for _, v in flagged), default=0.0)
