@@ -3,6 +3,8 @@ detectors built at start, every error naming the file and the key path."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,40 @@ def test_a_plugin_that_does_not_import_stops_the_start() -> None:
         build_policies(config, file="llmplane.yaml")
     assert caught.value.key_path == "guardrails.plugins[1]"
     assert "no_such_plugin_module" in caught.value.reason
+
+
+def test_up_imports_the_plugins_and_refuses_a_rule_it_cannot_build(tmp_path: Path) -> None:
+    path = tmp_path / "llmplane.yaml"
+    path.write_text(
+        """
+guardrails:
+  plugins: [tests.guardrails.plugin_detectors]
+  policies:
+    p:
+      input: [{detector: test_email, options: {colour: red}}]
+  default: p
+"""
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmplane",
+            "up",
+            "--config",
+            str(path),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],  # where the plugin module is importable
+    )
+    assert result.returncode == 2, result.stderr
+    # The plugin was imported (the detector is known); its option is refused by key path.
+    assert f"{path}: guardrails.policies.p.input[0].options" in result.stderr
+    assert "colour" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ hangs or raises; verdicts in the ledger, the metrics, the spans and the request 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from llmplane.telemetry.request_log import request_line
 from llmplane.telemetry.span_encoding import SpanEncoder
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import ADMIN_KEY, http, serve_in_process, simulator_model
+from tests.postgres import fresh_database
 from tests.telemetry.otlp import attributes, spans_of
 
 EMAIL = "jane.doe@example.com"
@@ -145,9 +147,14 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("guardrails")
-    engine = create_engine(f"sqlite:///{tmp / 'guardrails.db'}")
+    url = f"sqlite:///{tmp / 'guardrails.db'}"
+    if os.environ.get("LLMPLANE_TEST_STORE") == "postgresql":  # as the shared gateway does
+        url = fresh_database(request.getfixturevalue("postgres_url"))
+    engine = create_engine(url)
     migrate(engine)
     with UpstreamSimulator() as sim:
         policies = _policies()
