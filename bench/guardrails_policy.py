@@ -9,9 +9,9 @@ phone, card, IBAN, AWS key id, JWT, bearer token, private-key header) that redac
 input; the same pattern rule on output. Each sample times, around the gateway's own
 calls, one request's:
 
-- ``input``: :func:`guard_chat_request` (the texts taken from the chat body, the rules run
+- ``input``: :func:`guard_request` (the texts taken from the chat body, the rules run
   in the engine's threads with the policy's time budget, the rewrites put back);
-- ``output (JSON)``: :func:`guard_chat_reply` on a 1,000-token answer;
+- ``output (JSON)``: :func:`guard_reply` on a 1,000-token answer;
 - ``output (stream)``: every :meth:`ChatStreamGuard.feed` of the same answer in 4-character
   chunks, added up (the window check runs every ``stream_window_chars``).
 
@@ -32,8 +32,9 @@ from pathlib import Path
 import orjson
 
 from llmplane.config.guardrails import GuardrailsConfig
-from llmplane.gateway.guarded import ChatStreamGuard, guard_chat_reply, guard_chat_request
-from llmplane.gateway.providers.base import UpstreamReply
+from llmplane.gateway.guarded import guard_reply, guard_request
+from llmplane.gateway.guarded_streams import ChatStreamGuard
+from llmplane.gateway.providers.base import Endpoint, UpstreamReply
 from llmplane.gateway.token_counters import counter_for
 from llmplane.guardrails.engine import GuardrailEngine
 
@@ -98,10 +99,10 @@ async def _measure(engine: GuardrailEngine, text: str, requests: int) -> dict[st
         body = {"model": "m", "messages": [{"role": "user", "content": text}]}
         guard = engine.guard("bench", "team-1")
         started = time.perf_counter()
-        await guard_chat_request(guard, body)
+        await guard_request(Endpoint.CHAT, guard, body)
         times["input"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        await guard_chat_reply(guard, reply)
+        await guard_reply(Endpoint.CHAT, guard, reply)
         times["output (JSON)"].append(time.perf_counter() - started)
         stream = ChatStreamGuard(engine.guard("bench", "team-1"))
         spent = 0.0

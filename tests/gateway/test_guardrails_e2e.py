@@ -162,7 +162,10 @@ def gateway(
         keys["team-override"] = "in-flag"
         platform = parse_platform_config(
             {
-                "models": [simulator_model("sim", sim.url)],
+                "models": [
+                    simulator_model("sim", sim.url),
+                    simulator_model("simb", sim.url, responses_api="bridge"),
+                ],
                 "guardrails": {
                     "plugins": ["tests.guardrails.plugin_detectors"],
                     "hash_secret": HASH_SECRET,
@@ -318,14 +321,125 @@ def test_team_policy_applies_and_a_key_policy_replaces_it(gw: Gateway) -> None:
     assert gw.ledger(request_id)["guardrails"] is None
 
 
-def test_other_generation_apis_are_refused_under_a_policy(gw: Gateway) -> None:
+def _sse(gw: Gateway, key: str, path: str, body: dict[str, Any]) -> list[Any]:
+    """Every data event of a streamed call to ``path`` (parsed JSON)."""
+    headers = {"authorization": f"Bearer {gw.keys[key]}", "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", f"{gw.url}{path}", json=body, headers=headers, timeout=30) as got:
+        assert got.status_code == 200, got.read()
+        return [
+            json.loads(line[6:])
+            for line in got.iter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+
+
+def _message(content: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "sim",
+        "max_tokens": 200,
+        "messages": [{"role": "user", "content": content}],
+        **extra,
+    }
+
+
+def _anthropic_text(events: list[Any]) -> str:
+    return "".join(
+        e["delta"]["text"]
+        for e in events
+        if e.get("type") == "content_block_delta" and e["delta"]["type"] == "text_delta"
+    )
+
+
+def test_messages_api_pseudonyms_round_trip_json_and_streamed(gw: Gateway) -> None:
+    prompt = f"mail {EMAIL} now"
+    headers = {"anthropic-version": "2023-06-01"}
+    _echo(gw, count=2, chunk_chars=3)
+    status, _, answer = http(
+        "POST",
+        f"{gw.url}/v1/messages",
+        _message(prompt),
+        key=gw.keys["key-in-pseudonymize"],
+        headers=headers,
+    )
+    assert status == 200, answer
+    assert _upstream_saw(gw) == "mail <EMAIL_ADDRESS_1> now"  # bridged to the chat upstream
+    assert answer["content"][0]["text"] == prompt
+    events = _sse(gw, "key-in-pseudonymize", "/v1/messages", _message(prompt, stream=True))
+    assert _upstream_saw(gw) == "mail <EMAIL_ADDRESS_1> now"
+    assert _anthropic_text(events) == prompt
+    assert events[-1]["type"] == "message_stop"
+
+
+def test_messages_api_blocks_input_and_streamed_output(gw: Gateway) -> None:
+    status, _, answer = http(
+        "POST",
+        f"{gw.url}/v1/messages",
+        _message("about project falcon"),
+        key=gw.keys["team-plain"],
+        headers={"anthropic-version": "2023-06-01"},
+    )
+    assert status == 400 and answer["type"] == "error"
+    assert "team-policy" in answer["error"]["message"]
+
+    prompt = "harmless words " * 10 + EMAIL + " and the rest " * 10
+    _echo(gw, chunk_chars=3)
+    gw.sim.configure(tokens_per_second=1000)
+    events = _sse(gw, "key-out-block", "/v1/messages", _message(prompt, stream=True))
+    released = _anthropic_text(events)
+    assert released and prompt.startswith(released) and "jane" not in released
+    assert events[-1]["type"] == "error"
+    assert "output[0]" in events[-1]["error"]["message"]
+
+
+def test_messages_api_tool_use_is_checked_whole_before_release(gw: Gateway) -> None:
+    tool = {
+        "name": "lookup",
+        "input_schema": {"type": "object", "properties": {"animal": {"const": "zebra"}}},
+    }
+    body = _message(
+        "look it up", tools=[tool], tool_choice={"type": "tool", "name": "lookup"}, stream=True
+    )
+    gw.sim.configure(tokens_per_second=1000)
+    events = _sse(gw, "team-plain", "/v1/messages", body)
+    assert not [e for e in events if e.get("type") == "content_block_start"]
+    assert events[-1]["type"] == "error"
+    tool["input_schema"]["properties"]["animal"]["const"] = "giraffe"  # type: ignore[index]
+    events = _sse(gw, "team-plain", "/v1/messages", body)
+    kinds = [e["type"] for e in events]
+    start = kinds.index("content_block_start")
+    assert kinds[start : start + 3] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+    ]  # released together, once checked
+    assert json.loads(events[start + 1]["delta"]["partial_json"]) == {"animal": "giraffe"}
+
+
+def test_responses_api_is_checked_and_refuses_only_streams_it_cannot_check(gw: Gateway) -> None:
+    body = {"model": "simb", "input": f"write to {EMAIL} today"}
+    _echo(gw)
+    status, _, answer = http("POST", f"{gw.url}/v1/responses", body, key=gw.keys["key-out-mask"])
+    assert status == 200, answer
+    text = answer["output"][0]["content"][0]["text"]
+    assert text == f"write to {_expected('mask', EMAIL)} today"
+
+    status, _, answer = http(
+        "POST", f"{gw.url}/v1/responses", {**body, "stream": True}, key=gw.keys["key-out-mask"]
+    )
+    assert status == 400 and answer["error"]["code"] == "guardrail_unsupported"
+
+    _echo(gw)  # an input-only policy needs nothing of the answer: the stream is served
+    events = _sse(gw, "key-in-redact", "/v1/responses", {**body, "stream": True})
+    assert _upstream_saw(gw) == "write to <EMAIL_ADDRESS> today"
+    assert events[-1]["type"] == "response.completed"
+
     status, _, answer = http(
         "POST",
         f"{gw.url}/v1/responses",
-        {"model": "sim", "input": "hi"},
+        {"model": "simb", "instructions": "be brief", "input": "about project falcon"},
         key=gw.keys["team-plain"],
     )
-    assert status == 400 and answer["error"]["code"] == "guardrail_unsupported"
+    assert status == 400 and answer["error"]["code"] == "guardrail_blocked"
 
 
 # -- output --------------------------------------------------------------------------------

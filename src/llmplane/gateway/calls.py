@@ -23,7 +23,8 @@ from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
-from llmplane.gateway.guarded import ChatStreamGuard, guard_chat_reply, guards_output
+from llmplane.gateway.guarded import guard_reply, guards_output
+from llmplane.gateway.guarded_streams import stream_guard
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
 from llmplane.gateway.router import Deployment, ModelRouter
@@ -244,12 +245,12 @@ class ModelCaller:
             raise
         router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
         guard = ctx.guard
-        if guard is not None and guards_output(guard) and ctx.endpoint is Endpoint.CHAT:
+        if guard is not None and guards_output(guard):
             # Output checks before settling: the ledger row carries their verdicts, and an
             # answer that is withheld is still paid for.
             answered = reply
             try:
-                reply = await guard_chat_reply(guard, reply)
+                reply = await guard_reply(ctx.endpoint, guard, reply)
             except LLMPlaneError as exc:
                 usage = answered.usage or _estimate(body, answered.body, deployment.counter)
                 settle(exc.http_status, usage, exc.code)
@@ -350,10 +351,8 @@ class ModelCaller:
             api=ctx.endpoint,
             capture=ctx.content,
             guard=(
-                ChatStreamGuard(ctx.guard)
-                if ctx.guard is not None
-                and guards_output(ctx.guard)
-                and ctx.endpoint is Endpoint.CHAT
+                stream_guard(ctx.endpoint, ctx.guard)
+                if ctx.guard is not None and guards_output(ctx.guard)
                 else None
             ),
         )

@@ -1,31 +1,32 @@
-"""Guardrail policies on chat completions: the request's texts, the answer, the stream.
+"""Guardrail policies on the generation APIs: where the checked texts are in each shape.
 
 The policy engine (:mod:`llmplane.guardrails.engine`) checks plain texts; this module
-knows where they are in the chat shape. Input: every message's text (a string content or
-its ``text`` parts) with its source (``system``/``developer`` → ``system``, ``user``,
-``tool``/``function`` → ``tool``; earlier assistant turns are not checked), rewritten in
-place. Output: each choice's ``message.content`` and each tool call's ``arguments``.
+finds them, as :class:`Slot` s, in requests and answers of chat completions, Anthropic
+messages and the Responses API, and writes the rewritten texts back in place.
 
-A stream is checked without buffering the whole answer (:class:`ChatStreamGuard`): per
-choice, text is held back until ``stream_window_chars`` (W) more characters followed it,
-checked when 2·W are held, and released but the last W. So a match of up to W characters
-is always checked whole before any of it reaches the client (``block`` stops the stream
-first; ``redact``/``mask``/``hash`` rewrite it); a longer one may be caught only after its
-start was sent, and then the stream still stops. A tool call is held until it is complete
-(the next call starts, its choice finishes, or the stream ends), checked, and released as
-one delta. A blocked stream ends with an OpenAI-style ``{"error": …}`` event; the held
-text is never sent.
+- Input: chat messages' string content or ``text`` parts, by role (``system`` and
+  ``developer`` → source ``system``, ``user``, ``tool``/``function`` → ``tool``); a
+  Messages request's ``system``, user text blocks and ``tool_result`` contents (``tool``);
+  a response request's ``instructions`` (``system``), ``input`` (a string, or messages'
+  text parts) and ``function_call_output`` items (``tool``). Earlier assistant turns are
+  not checked.
+- Output: each chat choice's content and tool call arguments; each Anthropic text block,
+  and each ``tool_use`` input as its JSON text; each response output text part and
+  function call's arguments.
+
+Streams are :mod:`llmplane.gateway.guarded_streams`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from llmplane.gateway.providers.base import UpstreamReply
-from llmplane.guardrails.actions import StreamRestorer
+from llmplane.errors import OutputBlockedError
+from llmplane.gateway.providers.base import Endpoint, UpstreamReply
 from llmplane.guardrails.base import Source
 from llmplane.guardrails.engine import RequestGuard
 
@@ -36,33 +37,157 @@ _ROLE_SOURCES: dict[str, Source] = {
     "tool": "tool",
     "function": "tool",
 }
-_Place = tuple[int, int | None]  # (message index, text part index or None for a string)
 
 
-def _chat_texts(body: dict[str, Any]) -> tuple[list[tuple[Source, str]], list[_Place]]:
-    texts: list[tuple[Source, str]] = []
-    places: list[_Place] = []
+@dataclass(slots=True)
+class Slot:
+    """Where one checked text lives in a parsed body: ``container[key]``, a string, or (for
+    an Anthropic ``tool_use`` block's ``input``) a JSON value checked as its JSON text."""
+
+    container: Any
+    key: str
+    source: Source = "output"
+    json: bool = False
+
+    def get(self) -> str:
+        value = self.container[self.key]
+        return orjson.dumps(value).decode() if self.json else str(value)
+
+    def set(self, text: str) -> None:
+        if not self.json:
+            self.container[self.key] = text
+            return
+        try:
+            self.container[self.key] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            # A rewrite made the JSON unreadable: nothing of the original may pass.
+            raise OutputBlockedError(
+                "The answer was withheld: a guardrail rewrite of a tool call's input left it "
+                "unreadable."
+            ) from None
+
+
+def _text_parts(container: Any, key: str, source: Source, kinds: tuple[str, ...]) -> list[Slot]:
+    """``container[key]`` as a string, or its text parts (``type`` in ``kinds``)."""
+    value = container.get(key) if isinstance(container, dict) else None
+    if isinstance(value, str):
+        return [Slot(container, key, source)]
+    if not isinstance(value, list):
+        return []
+    return [
+        Slot(part, "text", source)
+        for part in value
+        if isinstance(part, dict)
+        and part.get("type") in kinds
+        and isinstance(part.get("text"), str)
+    ]
+
+
+def chat_request_slots(body: dict[str, Any]) -> list[Slot]:
+    """A chat request's texts: each message's string content or text parts (assistant turns
+    are not checked)."""
+    slots: list[Slot] = []
     messages = body.get("messages")
-    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+    for message in messages if isinstance(messages, list) else ():
+        role = message.get("role") if isinstance(message, dict) else None
+        source = _ROLE_SOURCES.get(role) if isinstance(role, str) else None
+        if source is not None:
+            slots += _text_parts(message, "content", source, ("text",))
+    return slots
+
+
+def messages_request_slots(body: dict[str, Any]) -> list[Slot]:
+    """An Anthropic Messages request's texts: ``system``, user turns' text blocks and tool
+    results (``source`` ``tool``)."""
+    slots = _text_parts(body, "system", "system", ("text",))
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        slots += _text_parts(message, "content", "user", ("text",))
+        blocks = message.get("content")
+        for block in blocks if isinstance(blocks, list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                slots += _text_parts(block, "content", "tool", ("text",))
+    return slots
+
+
+def responses_request_slots(body: dict[str, Any]) -> list[Slot]:
+    """A Responses API request's texts: ``instructions``, the input (a string, or messages
+    with text parts) and function call outputs (``source`` ``tool``)."""
+    slots = _text_parts(body, "instructions", "system", ())
+    slots += _text_parts(body, "input", "user", ())
+    items = body.get("input")
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call_output" and isinstance(item.get("output"), str):
+            slots.append(Slot(item, "output", "tool"))
+            continue
+        role = item.get("role")
+        source = _ROLE_SOURCES.get(role) if isinstance(role, str) else None
+        if source is not None:
+            slots += _text_parts(item, "content", source, ("input_text", "text"))
+    return slots
+
+
+def chat_reply_slots(parsed: Any) -> list[Slot]:
+    """A chat completion's answer: each choice's content and tool call arguments."""
+    slots: list[Slot] = []
+    choices = parsed.get("choices") if isinstance(parsed, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             continue
-        source = _ROLE_SOURCES.get(message.get("role"))  # type: ignore[arg-type]
-        if source is None:
+        if isinstance(message.get("content"), str):
+            slots.append(Slot(message, "content"))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                slots.append(Slot(function, "arguments"))
+    return slots
+
+
+def messages_reply_slots(parsed: Any) -> list[Slot]:
+    """An Anthropic message's answer: text blocks, and tool_use inputs as JSON text."""
+    slots: list[Slot] = []
+    blocks = parsed.get("content") if isinstance(parsed, dict) else None
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, dict):
             continue
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append((source, content))
-            places.append((i, None))
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                if (
-                    isinstance(part, dict)
-                    and part.get("type") == "text"
-                    and isinstance(part.get("text"), str)
-                ):
-                    texts.append((source, part["text"]))
-                    places.append((i, j))
-    return texts, places
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            slots.append(Slot(block, "text"))
+        elif block.get("type") == "tool_use" and "input" in block:
+            slots.append(Slot(block, "input", json=True))
+    return slots
+
+
+def responses_reply_slots(parsed: Any) -> list[Slot]:
+    """A response's answer: output text parts and function call arguments."""
+    slots: list[Slot] = []
+    items = parsed.get("output") if isinstance(parsed, dict) else None
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
+            slots.append(Slot(item, "arguments"))
+        elif item.get("type") == "message":
+            slots += _text_parts(item, "content", "output", ("output_text",))
+    return slots
+
+
+_REQUEST_SLOTS: dict[Endpoint, Callable[[dict[str, Any]], list[Slot]]] = {
+    Endpoint.CHAT: chat_request_slots,
+    Endpoint.MESSAGES: messages_request_slots,
+    Endpoint.RESPONSES: responses_request_slots,
+}
+_REPLY_SLOTS: dict[Endpoint, Callable[[Any], list[Slot]]] = {
+    Endpoint.CHAT: chat_reply_slots,
+    Endpoint.MESSAGES: messages_reply_slots,
+    Endpoint.RESPONSES: responses_reply_slots,
+}
+GUARDED = frozenset(_REQUEST_SLOTS)
+"""The APIs whose requests and answers a policy can check."""
 
 
 def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -74,27 +199,21 @@ def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return schema if isinstance(schema, dict) else None
 
 
-async def guard_chat_request(guard: RequestGuard, body: dict[str, Any]) -> None:
-    """Check a chat request's texts under ``guard``'s policy and rewrite them in ``body``
-    (raises when the policy blocks); remembers the system prompt and schema for the
-    output checks."""
-    texts, places = _chat_texts(body)
+async def guard_request(endpoint: Endpoint, guard: RequestGuard, body: dict[str, Any]) -> None:
+    """Check a request's texts under ``guard``'s policy and rewrite them in ``body``
+    (raises when the policy blocks); remembers the system prompt and the response schema
+    for the output checks."""
+    slots = _REQUEST_SLOTS[endpoint](body)
+    texts = [(slot.source, slot.get()) for slot in slots]
     system = [text for source, text in texts if source == "system"]
     guard.system_prompt = "\n".join(system) if system else None
     guard.json_schema = _json_schema(body)
     rewritten = await guard.check_input(texts)
     if rewritten is None:
         return
-    messages = body["messages"]
-    for (i, j), (_, old), new in zip(places, texts, rewritten, strict=True):
-        if new == old:
-            continue
-        if j is None:
-            messages[i] = {**messages[i], "content": new}
-        else:
-            parts = list(messages[i]["content"])
-            parts[j] = {**parts[j], "text": new}
-            messages[i] = {**messages[i], "content": parts}
+    for slot, (_, old), new in zip(slots, texts, rewritten, strict=True):
+        if new != old:
+            slot.set(new)
 
 
 def guards_output(guard: RequestGuard | None) -> bool:
@@ -102,185 +221,22 @@ def guards_output(guard: RequestGuard | None) -> bool:
     return guard is not None and (bool(guard.policy.output) or guard.pseudonymizer is not None)
 
 
-async def guard_chat_reply(guard: RequestGuard, reply: UpstreamReply) -> UpstreamReply:
+async def guard_reply(
+    endpoint: Endpoint, guard: RequestGuard, reply: UpstreamReply
+) -> UpstreamReply:
     """The reply with its answer checked (raises when the policy blocks), rewritten and its
     placeholders restored; the same reply when nothing changed."""
     try:
         parsed = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
         return reply
-    choices = parsed.get("choices") if isinstance(parsed, dict) else None
-    if not isinstance(choices, list):
-        return reply
-    holders: list[tuple[dict[str, Any], str]] = []
-    for choice in choices:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            continue
-        if isinstance(message.get("content"), str):
-            holders.append((message, "content"))
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                holders.append((function, "arguments"))
-    texts = [holder[key] for holder, key in holders]
+    slots = _REPLY_SLOTS[endpoint](parsed)
+    texts = [slot.get() for slot in slots]
     final = await guard.check_output(texts) or texts
     final = [guard.restore(text) for text in final]
     if final == texts:
         return reply
-    for (holder, key), text in zip(holders, final, strict=True):
-        holder[key] = text
+    for slot, old, new in zip(slots, texts, final, strict=True):
+        if new != old:
+            slot.set(new)
     return UpstreamReply(orjson.dumps(parsed), reply.usage)
-
-
-def _data(event: bytes) -> bytes:
-    start = event.find(b"data:")
-    return event[start + 5 :].strip() if start >= 0 else b""
-
-
-@dataclass(slots=True)
-class _Choice:
-    restorer: StreamRestorer | None
-    held: str = ""
-    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    open_call: int | None = None
-
-
-_TEMPLATE_KEYS = ("id", "object", "created", "model", "system_fingerprint")
-
-
-class ChatStreamGuard:
-    """Checks a chat stream's text window by window and each tool call whole (see the
-    module docstring for what the window guarantees)."""
-
-    def __init__(self, guard: RequestGuard) -> None:
-        self._guard = guard
-        self._checks = bool(guard.policy.output)
-        self._window = guard.policy.window_chars
-        self._choices: dict[int, _Choice] = {}
-        self._template: dict[str, Any] = {"object": "chat.completion.chunk"}
-
-    def _choice(self, index: int) -> _Choice:
-        state = self._choices.get(index)
-        if state is None:
-            pseudonymizer = self._guard.pseudonymizer
-            restorer = pseudonymizer.restorer() if pseudonymizer is not None else None
-            state = self._choices[index] = _Choice(restorer)
-        return state
-
-    def _event(self, index: int, delta: dict[str, Any]) -> bytes:
-        chunk = {
-            **self._template,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}],
-        }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-    async def _release_text(self, index: int, state: _Choice, final: bool) -> list[bytes]:
-        text = state.held
-        if not text:
-            text = ""
-        elif not self._checks:
-            state.held = ""
-        elif final:
-            text = (await self._guard.check_output([text]) or [text])[0]
-            state.held = ""
-        elif len(text) >= 2 * self._window:
-            text, state.held = await self._guard.check_output_window(text, len(text) - self._window)
-        else:
-            return []
-        if state.restorer is not None:
-            text = state.restorer.feed(text)
-            if final:
-                text += state.restorer.flush()
-        return [self._event(index, {"content": text})] if text else []
-
-    async def _release_call(self, index: int, state: _Choice, position: int) -> list[bytes]:
-        call = state.calls.pop(position)
-        function = call["function"]
-        arguments = function["arguments"]
-        if self._checks and arguments:
-            arguments = (await self._guard.check_output([arguments]) or [arguments])[0]
-        function["arguments"] = self._guard.restore(arguments)
-        return [self._event(index, {"tool_calls": [call]})]
-
-    async def _flush(self, index: int, state: _Choice) -> list[bytes]:
-        out = await self._release_text(index, state, final=True)
-        for position in sorted(state.calls):
-            out += await self._release_call(index, state, position)
-        state.open_call = None
-        return out
-
-    async def _flush_all(self) -> list[bytes]:
-        out: list[bytes] = []
-        for index, state in self._choices.items():
-            out += await self._flush(index, state)
-        return out
-
-    async def _choice_delta(self, choice: dict[str, Any], out: list[bytes]) -> bool:
-        """Take the content and tool calls out of one choice's delta (held, released as
-        checked); whether what is left of the choice is still worth sending."""
-        index = choice.get("index", 0)
-        state = self._choice(index if isinstance(index, int) else 0)
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                del delta["content"]
-                state.held += content
-                out += await self._release_text(index, state, final=False)
-            calls = delta.pop("tool_calls", None)
-            for call in calls if isinstance(calls, list) else ():
-                if not isinstance(call, dict):
-                    continue
-                position = call.get("index", 0)
-                open_call = state.open_call
-                if open_call is not None and open_call != position and open_call in state.calls:
-                    out += await self._release_call(index, state, open_call)
-                state.open_call = position
-                held = state.calls.get(position)
-                function = call.get("function") or {}
-                if held is None:
-                    held = state.calls[position] = {
-                        "index": position,
-                        "id": call.get("id"),
-                        "type": call.get("type", "function"),
-                        "function": {"name": function.get("name"), "arguments": ""},
-                    }
-                elif function.get("name"):
-                    held["function"]["name"] = function["name"]
-                held["function"]["arguments"] += function.get("arguments") or ""
-        if choice.get("finish_reason") is not None:
-            out += await self._flush(index, state)
-            return True
-        rest = delta if isinstance(delta, dict) else {}
-        return bool(rest) or choice.get("logprobs") is not None
-
-    async def feed(self, data: bytes) -> bytes:
-        """The checked bytes to send for a batch of whole SSE events (raises when the
-        policy blocks)."""
-        out: list[bytes] = []
-        for event in data.split(b"\n\n"):
-            payload = _data(event)
-            if not payload:
-                continue
-            parsed: Any = None
-            if payload != b"[DONE]":
-                try:
-                    parsed = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    parsed = None
-            choices = parsed.get("choices") if isinstance(parsed, dict) else None
-            if not isinstance(choices, list) or not choices:
-                # [DONE], the usage chunk, an error: everything held goes out before it.
-                out += await self._flush_all()
-                out.append(event + b"\n\n")
-                continue
-            self._template = {k: parsed[k] for k in _TEMPLATE_KEYS if k in parsed}
-            kept = [c for c in choices if isinstance(c, dict) and await self._choice_delta(c, out)]
-            if kept:
-                out.append(b"data: " + orjson.dumps({**parsed, "choices": kept}) + b"\n\n")
-        return b"".join(out)
-
-    async def end(self) -> bytes:
-        """What is still held, at the end of an upstream stream that sent no finish."""
-        return b"".join(await self._flush_all())

@@ -14,7 +14,7 @@ from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway import responses
 from llmplane.gateway.calls import CallContext, CallResult
-from llmplane.gateway.guarded import guard_chat_request
+from llmplane.gateway.guarded import GUARDED, guard_request, guards_output
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -106,7 +106,9 @@ def call_context(
         tags.update(_parse_tags(header))
     guard = None
     if principal.guardrail_policy is not None:  # one attribute check for everyone else
-        guard = _request_guard(scope, principal, principal.guardrail_policy, endpoint_kind)
+        guard = _request_guard(
+            scope, principal, principal.guardrail_policy, endpoint_kind, body.get("stream") is True
+        )
     return CallContext(
         request_id=scope.request_id,
         principal=principal,
@@ -122,27 +124,38 @@ def call_context(
 
 
 def _request_guard(
-    scope: RequestScope, principal: Principal, policy: str, endpoint_kind: Endpoint
+    scope: RequestScope,
+    principal: Principal,
+    policy: str,
+    endpoint_kind: Endpoint,
+    stream: bool,
 ) -> RequestGuard | None:
-    """The guard of a request under the caller's guardrail policy. Chat completions are
-    checked; the other generation APIs are refused rather than passed unchecked; embeddings,
-    moderations and rerank are not generation and pass."""
+    """The guard of a request under the caller's guardrail policy. Chat completions,
+    messages and responses are checked (a streamed response only when the policy needs
+    nothing of the answer: its stream is refused rather than passed unchecked);
+    embeddings, moderations and rerank are not generation and pass."""
     engine = scope.services.guardrails
-    if engine is None:
+    if engine is None or endpoint_kind not in GUARDED:
         return None
-    if endpoint_kind is Endpoint.CHAT:
-        guard = engine.guard(policy, principal.team_id)
-        trace = scope.trace
-        if trace is not None:
-            trace.guardrails, trace.guardrail_policy = guard.checks, policy
-        return guard
-    if endpoint_kind in (Endpoint.RESPONSES, Endpoint.MESSAGES):
+    guard = engine.guard(policy, principal.team_id)
+    if endpoint_kind is Endpoint.RESPONSES and stream and guards_output(guard):
         raise InvalidRequestError(
-            f"Your key's guardrail policy '{policy}' is applied on /v1/chat/completions only; "
-            "this API cannot be checked yet, so it is refused.",
+            f"Your key's guardrail policy '{policy}' checks answers, which a streamed "
+            "response cannot be yet: send stream: false, or use /v1/chat/completions or "
+            "/v1/messages.",
+            param="stream",
             code="guardrail_unsupported",
         )
-    return None
+    trace = scope.trace
+    if trace is not None:
+        trace.guardrails, trace.guardrail_policy = guard.checks, policy
+    return guard
+
+
+async def guard_input(ctx: CallContext, body: dict[str, Any]) -> None:
+    """Run the caller's input guardrails on ``body`` (rewritten in place), if it has any."""
+    if ctx.guard is not None:
+        await guard_request(ctx.endpoint, ctx.guard, body)
 
 
 def reply_headers(result: CallResult) -> dict[str, str]:
@@ -187,8 +200,7 @@ async def chat_completions(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_chat(body)
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
-    if ctx.guard is not None:
-        await guard_chat_request(ctx.guard, body)
+    await guard_input(ctx, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)
@@ -209,6 +221,7 @@ async def create_response(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = responses.check_request(body)
     ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw))
+    await guard_input(ctx, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)

@@ -31,7 +31,7 @@ from llmplane.gateway.tokens import request_prompt_tokens
 from llmplane.telemetry.content import RequestContent
 
 if TYPE_CHECKING:
-    from llmplane.gateway.guarded import ChatStreamGuard
+    from llmplane.gateway.guarded_streams import StreamGuard
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -66,7 +66,7 @@ class StreamRelay:
         settle: Settle,
         api: Endpoint = Endpoint.CHAT,
         capture: RequestContent | None = None,
-        guard: ChatStreamGuard | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()

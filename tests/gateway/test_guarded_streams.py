@@ -14,7 +14,7 @@ import pytest
 
 from llmplane.config.guardrails import GuardrailsConfig
 from llmplane.errors import OutputBlockedError
-from llmplane.gateway.guarded import ChatStreamGuard
+from llmplane.gateway.guarded_streams import ChatStreamGuard
 from llmplane.guardrails.engine import GuardrailEngine
 
 WINDOW = 16
