@@ -81,7 +81,8 @@ class Gateway:
     def chat(self, key: str, content: str, **extra: Any) -> tuple[int, Any, str]:
         """A JSON chat call; status, body and request id."""
         request_id = f"gr-{time.monotonic_ns()}"
-        body = {"model": "sim", "messages": [{"role": "user", "content": content}], **extra}
+        body = {"model": "sim", "messages": [{"role": "user", "content": content}]}
+        body.update(extra)
         status, _, answer = http(
             "POST",
             f"{self.url}/v1/chat/completions",
@@ -165,6 +166,9 @@ def gateway(
                 "models": [
                     simulator_model("sim", sim.url),
                     simulator_model("simb", sim.url, responses_api="bridge"),
+                    simulator_model(
+                        "sim-retry", sim.url, routing={"retries": 1, "backoff": {"base_s": 0.01}}
+                    ),
                 ],
                 "guardrails": {
                     "plugins": ["tests.guardrails.plugin_detectors"],
@@ -629,3 +633,31 @@ def test_config_with_an_unknown_detector_stops_the_start(tmp_path: Path) -> None
     assert caught.value.file == "llmplane.yaml"
     assert caught.value.key_path == "guardrails.policies.p.input[0].detector"
     engine.dispose()
+
+
+def test_input_checks_run_after_the_limits_and_once_per_request(gw: Gateway) -> None:
+    status, _, key = http(
+        "POST", f"{gw.url}/admin/keys", {"name": "team-rpm", "team": "guarded-team", "rpm": 1}
+    )
+    assert status == 201, key
+    gw.keys["team-rpm"] = key["key"]
+    status, _, request_id = gw.chat("team-rpm", "hello")
+    assert status == 200
+    assert [check.rule for check in gw.trace(request_id).guardrails or ()] == [
+        "input[0]",
+        "output[0]",
+    ]
+    status, _, request_id = gw.chat("team-rpm", "tell me about project falcon")
+    assert status == 429  # refused by its limit before any detector ran
+    assert gw.trace(request_id).guardrails == []
+
+
+def test_a_retried_call_is_checked_once_and_sends_the_rewritten_text(gw: Gateway) -> None:
+    gw.sim.add_faults({"kind": "status", "status": 503, "count": 1})
+    _echo(gw)
+    status, answer, request_id = gw.chat("key-in-redact", f"mail {EMAIL}", model="sim-retry")
+    assert status == 200, answer
+    bodies = [r["body"]["messages"][-1]["content"] for r in gw.sim.requests]
+    assert bodies == ["mail <EMAIL_ADDRESS>", "mail <EMAIL_ADDRESS>"]
+    checks = gw.trace(request_id).guardrails or []
+    assert [(c.rule, c.outcome) for c in checks] == [("input[0]", "flagged")]

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from llmplane.gateway import anthropic
 from llmplane.gateway.http import Policy, RequestScope, documented, endpoint, requires
-from llmplane.gateway.openai_routes import call_context, guard_input, one_reply, stream_reply
+from llmplane.gateway.openai_routes import call_context, one_reply, stream_reply
 from llmplane.gateway.providers.base import Endpoint
 from llmplane.gateway.validation import parse_json_object
 
@@ -36,7 +36,6 @@ async def messages(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = anthropic.check_request(body)
     ctx = call_context(scope, principal, model, Endpoint.MESSAGES, body, len(raw))
-    await guard_input(ctx, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)

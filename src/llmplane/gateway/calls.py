@@ -23,7 +23,7 @@ from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
-from llmplane.gateway.guarded import guard_reply, guards_output
+from llmplane.gateway.guarded import guard_reply, guard_request, guards_output
 from llmplane.gateway.guarded_streams import stream_guard
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
@@ -125,6 +125,23 @@ class ModelCaller:
         )
         return reservation
 
+    async def _check_input(
+        self, ctx: CallContext, body: dict[str, Any], reservation: Reservation
+    ) -> None:
+        """The request's input guardrails, once, after its first admission (a caller over
+        its limits costs no detector time); the texts are rewritten in ``body`` for every
+        attempt. A refusal releases the reservation: nothing was called, so no ledger row
+        (the verdict is in the trace: request log, span, metrics)."""
+        guard = ctx.guard
+        if guard is None or guard.input_checked:
+            return
+        guard.input_checked = True
+        try:
+            await guard_request(ctx.endpoint, guard, body)
+        except BaseException:
+            self._admission.settle(reservation, 0, 0)
+            raise
+
     def _settle(
         self,
         ctx: CallContext,
@@ -215,6 +232,7 @@ class ModelCaller:
         self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
     ) -> CallResult:
         reservation = await self._reserve(ctx, deployment, body)
+        await self._check_input(ctx, body, reservation)
         started = time.perf_counter()
         upstream_body = {**body, "model": deployment.upstream_model}
 
@@ -287,6 +305,7 @@ class ModelCaller:
         self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
     ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
         reservation = await self._reserve(ctx, deployment, body)
+        await self._check_input(ctx, body, reservation)
         started = time.perf_counter()
         options = body.get("stream_options")
         client_options = options if isinstance(options, dict) else {}

@@ -14,7 +14,7 @@ from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway import responses
 from llmplane.gateway.calls import CallContext, CallResult
-from llmplane.gateway.guarded import GUARDED, guard_request, guards_output
+from llmplane.gateway.guarded import GUARDED, guards_output
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -152,12 +152,6 @@ def _request_guard(
     return guard
 
 
-async def guard_input(ctx: CallContext, body: dict[str, Any]) -> None:
-    """Run the caller's input guardrails on ``body`` (rewritten in place), if it has any."""
-    if ctx.guard is not None:
-        await guard_request(ctx.endpoint, ctx.guard, body)
-
-
 def reply_headers(result: CallResult) -> dict[str, str]:
     """The deployment, rate-limit and (when priced) cost headers of a finished call."""
     headers = {"x-llmplane-deployment": result.deployment.id, **result.limit_headers}
@@ -200,7 +194,6 @@ async def chat_completions(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = check_chat(body)
     ctx = call_context(scope, principal, model, Endpoint.CHAT, body, len(raw))
-    await guard_input(ctx, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)
@@ -221,7 +214,6 @@ async def create_response(scope: RequestScope) -> Response:
     body = parse_json_object(raw)
     model = responses.check_request(body)
     ctx = call_context(scope, principal, model, Endpoint.RESPONSES, body, len(raw))
-    await guard_input(ctx, body)
     if body.get("stream") is True:
         return await stream_reply(scope, ctx, body)
     return await one_reply(scope, ctx, body)

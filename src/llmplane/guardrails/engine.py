@@ -224,6 +224,7 @@ class RequestGuard:
         self.checks: list[GuardrailCheck] = []
         self._positions: dict[str, int] = {}
         self.blocked: str | None = None  # the rule that blocked, if one did
+        self.input_checked = False  # retries and fallbacks reuse the first check
         self.pseudonymizer = Pseudonymizer() if policy.pseudonymizes else None
 
     async def check_input(self, texts: Sequence[tuple[Source, str]]) -> list[str] | None:
