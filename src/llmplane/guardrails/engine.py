@@ -14,9 +14,9 @@ window by window), and applies each rule's action:
 - ``flag``: recorded only.
 
 A policy's checks of one stage run as one job in the pool (rules in policy order) and
-share its ``timeout_ms``. A detector that raises or is
-late is ``error`` / ``timeout``: a fail-closed policy then answers 503
-``guardrail_unavailable``, a fail-open one lets the text pass and records the miss. A
+share its ``timeout_ms``. A detector that raises or is late is ``error`` / ``timeout``
+(rules after a late one did not run: ``timeout`` too): a fail-closed policy then answers
+503 ``guardrail_unavailable``, a fail-open one lets the text pass and records the miss. A
 late detector's thread cannot be stopped (Python has no way to kill a thread): the engine
 counts such stuck calls per detector, and while a detector holds half the pool it is not
 called at all (``unavailable``, handled as a failure) — so one hung detector never takes
