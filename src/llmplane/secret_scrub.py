@@ -55,4 +55,6 @@ def known_secrets(settings: Settings, platform: PlatformConfig, admin_key: str) 
             found.append(password)
     if settings.budget_webhook_url:
         found.append(settings.budget_webhook_url)
+    if platform.guardrails.hash_secret is not None:
+        found.append(platform.guardrails.hash_secret.get_secret_value())
     return found
