@@ -10,7 +10,6 @@ policy it cannot apply.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from llmplane.config.guardrails import (
     GuardrailsConfig,
 )
 from llmplane.errors import ConfigError
+from llmplane.guardrails import registry
 from llmplane.guardrails.base import Detector, Finding, Source, Verdict
 from llmplane.guardrails.registry import build_detector
 
@@ -79,15 +79,14 @@ class Policy:
 
 
 def load_plugins(modules: Sequence[str], *, file: str | None = None) -> None:
-    """Import the platform's plugin modules, which register their detectors on import."""
+    """Import the platform's plugin modules, which register their detectors on import;
+    a failure is a :class:`ConfigError` naming the plugin's place in the file."""
     for index, module in enumerate(modules):
         try:
-            importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - any failure of a plugin stops the start
+            registry.load_plugins([module])
+        except registry.PluginError as exc:
             raise ConfigError(
-                f"cannot import plugin {module!r}: {type(exc).__name__}: {exc}",
-                file=file,
-                key_path=f"guardrails.plugins[{index}]",
+                str(exc), file=file, key_path=f"guardrails.plugins[{index}]"
             ) from None
 
 
