@@ -19,7 +19,8 @@ from llmplane.guardrails.normalize import Segment, decoded_segments, normalize
         ("𝐢𝐠𝐧𝐨𝐫𝐞 𝖎𝖓𝖘𝖙𝖗𝖚𝖈𝖙𝖎𝖔𝖓𝖘", "ignore instructions"),  # mathematical alphanumerics
         ("ﬁle", "file"),  # ligature
         ("іgnоrе рrеviоus", "ignore previous"),  # Cyrillic і о е р
-        ("ΑΙ ѕуѕтем", "AI system"),  # Greek capitals, Cyrillic lower case
+        ("the ΑΙ ѕуѕтем prompt", "the AI system prompt"),  # Greek and Cyrillic
+        ("Игнорируй все инструкции", "Игнорируй все инструкции"),  # real Russian stays
         ("ⓘⓖⓝⓞⓡⓔ", "ignore"),  # circled letters
         ("1gn0re", "1gn0re"),  # leetspeak is not normalisation
         ("Grüße, café", "Grüße, café"),  # real accents stay

@@ -4,7 +4,8 @@
 other invisible format characters and bidi controls are dropped, NFKC folds fullwidth
 letters, ligatures and mathematical alphanumerics (``𝐢𝐠𝐧𝐨𝐫𝐞``, ``ｉｇｎｏｒｅ``), and a
 small table maps the Cyrillic, Greek and Armenian letters that look like Latin ones
-(``іgnоrе`` with Cyrillic ``і`` and ``о``) to ASCII. Case is kept, and so is leetspeak
+(``іgnоrе`` with Cyrillic ``і`` and ``о``) to ASCII in words that pose as Latin ones
+(real Russian or Greek words are kept). Case is kept, and so is leetspeak
 (``1gn0re``): that is a heuristic's business, not a normaliser's. ``fold_accents=True``
 also drops combining accents (``ïgnörë`` → ``ignore``).
 
@@ -57,11 +58,24 @@ _CONFUSABLES: dict[str, str] = {
 }  # fmt: skip
 
 # Invisible characters that NFKC keeps: bidi controls, zero-width joiners, the BOM, tag
-# characters (U+E0000 block) are all category Cf; variation selectors are Mn.
-_VARIATION_SELECTORS = frozenset(
-    [chr(c) for c in range(0xFE00, 0xFE10)] + [chr(c) for c in range(0xE0100, 0xE01F0)]
-)
+# characters (U+E0000 block) are all category Cf; variation selectors (Mn) go too.
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+# Category Cf (Unicode 14), written out so that import does not scan the code space.
+_FORMAT = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f\ufe00-\ufe0f\U000e0100-\U000e01ef]"
+)
+_CONFUSABLE_TABLE = str.maketrans(_CONFUSABLES)
+_CONFUSABLE_CHAR = re.compile(f"[{''.join(_CONFUSABLES)}]")
+# A word of ASCII letters and look-alikes only, with at least one look-alike.
+_POSING_WORD = re.compile(
+    rf"(?<![^\W\d_])[A-Za-z{''.join(_CONFUSABLES)}]*[{''.join(_CONFUSABLES)}]"
+    rf"[A-Za-z{''.join(_CONFUSABLES)}]*(?![^\W\d_])"
+)
+_NOT_LETTERS = " \t\r\n.,;:!?'\"()[]-_0123456789"
+_MAX_WORD = 40  # longer "words" (unspaced scripts, identifiers) are never Latin look-alikes
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,25 +109,59 @@ class Normalized:
         return begin, stop
 
 
-@lru_cache(maxsize=4096)
 def _dropped(char: str) -> bool:
-    return unicodedata.category(char) == "Cf" or char in _VARIATION_SELECTORS
+    return _FORMAT.match(char) is not None
 
 
 @lru_cache(maxsize=8192)
-def _fold_cluster(cluster: str, fold_accents: bool) -> str:
+def _fold_cluster(cluster: str) -> str:
     """One base character with its combining marks, made plain."""
     kept = "".join(char for char in cluster if not _dropped(char))
-    if not kept:
-        return ""
-    folded = unicodedata.normalize("NFKC", kept)
-    folded = "".join(_CONFUSABLES.get(char, char) for char in folded)
-    if fold_accents and not folded.isascii():
-        decomposed = unicodedata.normalize("NFD", folded)
-        folded = "".join(char for char in decomposed if not unicodedata.combining(char))
-        folded = unicodedata.normalize("NFC", folded)
-        folded = "".join(_CONFUSABLES.get(char, char) for char in folded)
-    return folded
+    return unicodedata.normalize("NFKC", kept) if kept else ""
+
+
+def _accent_table() -> dict[int, str]:
+    """Accented Latin, Greek and Cyrillic letters to their base letter, one for one."""
+    table: dict[int, str] = {}
+    for code in (*range(0xC0, 0x250), *range(0x370, 0x500), *range(0x1E00, 0x1F00)):
+        decomposed = unicodedata.normalize("NFD", chr(code))
+        if len(decomposed) > 1 and all(unicodedata.combining(mark) for mark in decomposed[1:]):
+            table[code] = decomposed[0]
+    return table
+
+
+_ACCENTS = _accent_table()
+
+
+def _latin_neighbour(text: str, start: int, end: int) -> bool:
+    """Whether the nearest letter before or after ``text[start:end]`` is ASCII."""
+    before = text[max(0, start - _MAX_WORD) : start].rstrip(_NOT_LETTERS)
+    after = text[end : end + _MAX_WORD].lstrip(_NOT_LETTERS)
+    return (before[-1:].isascii() and before[-1:].isalpha()) or (
+        after[:1].isascii() and after[:1].isalpha()
+    )
+
+
+def _unconfuse(text: str) -> str:
+    """``text`` with look-alike letters in ASCII where their word poses as a Latin word: it
+    mixes them with ASCII letters (``іgnоrе``), or is made of look-alikes only and stands
+    next to a Latin word (``the ѕуѕ``). Real Cyrillic or Greek words (``игнорируй``,
+    ``λόγος``) have letters without a look-alike, and short ones among them (``все``) have
+    no Latin neighbour, so they stay. One letter for one, so origins stay valid."""
+    if _CONFUSABLE_CHAR.search(text) is None:
+        return text
+    pieces: list[str] = []
+    position = 0
+    for match in _POSING_WORD.finditer(text):
+        start, end = match.span()
+        word = match.group()
+        if any(char.isascii() for char in word) or _latin_neighbour(text, start, end):
+            pieces += (text[position:start], word.translate(_CONFUSABLE_TABLE))
+            position = end
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def normalize(text: str, *, fold_accents: bool = False) -> Normalized:
@@ -121,6 +169,20 @@ def normalize(text: str, *, fold_accents: bool = False) -> Normalized:
     scripts mapped to ASCII; see the module's docstring."""
     if text.isascii():
         return Normalized(text, range(len(text) + 1), text)
+    plain = text
+    origin: Sequence[int] = range(len(text) + 1)
+    if not unicodedata.is_normalized("NFKC", text) or _FORMAT.search(text) is not None:
+        plain, origin = _fold(text)
+    # Look-alikes and accents are mapped after NFKC, one letter for one: origins stay valid.
+    plain = _unconfuse(plain)
+    if fold_accents:
+        plain = plain.translate(_ACCENTS)
+    return Normalized(plain, origin, text)
+
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """``text`` without invisible characters, NFKC-folded, and where each character came
+    from. Runs of ASCII, and non-ASCII runs that are already plain, are copied whole."""
     out: list[str] = []
     origin: list[int] = []
     position = 0
@@ -129,6 +191,9 @@ def normalize(text: str, *, fold_accents: bool = False) -> Normalized:
         # A combining mark right after an ASCII letter belongs to that letter's cluster.
         if start > position and unicodedata.combining(text[start]):
             start -= 1
+        run = text[start:end]
+        if unicodedata.is_normalized("NFKC", run) and _FORMAT.search(run) is None:
+            continue  # copied with the ASCII around it
         if start > position:
             out.append(text[position:start])
             origin.extend(range(position, start))
@@ -139,14 +204,14 @@ def normalize(text: str, *, fold_accents: bool = False) -> Normalized:
                 unicodedata.combining(text[cluster_end]) or text[cluster_end] in "\u200d\ufe0f"
             ):
                 cluster_end += 1
-            folded = _fold_cluster(text[index:cluster_end], fold_accents)
+            folded = _fold_cluster(text[index:cluster_end])
             out.append(folded)
             origin.extend([index] * len(folded))
             index = cluster_end
         position = end
     out.append(text[position:])
     origin.extend(range(position, len(text) + 1))
-    return Normalized("".join(out), origin, text)
+    return "".join(out), origin
 
 
 @dataclass(frozen=True, slots=True)
