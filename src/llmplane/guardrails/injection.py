@@ -28,6 +28,7 @@ construction and is safe to share between threads.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -61,8 +62,12 @@ _MAX_DECODE_DEPTH = 2
 _SPACED = re.compile(r"(?<!\w)(?:[A-Za-z][ .\-_*|/]{1,3}){5,}[A-Za-z](?!\w)")
 _SPACED_JUNK = re.compile(r"[^A-Za-z]+")
 _WORD_GAP = re.compile(r"\s{2,}|\s*/\s*|\s*\|\s*")
+_LEET_GAP = 12  # leet words at most this far apart form one place to look at
+_LEET_CONTEXT = 80
 _LEET = str.maketrans("013457@$!|", "oieastasil")
-_LEET_WORD = re.compile(r"[a-z]+[0-9@$|!][a-z0-9@$|!]*|[0-9@$|!]+[a-z][a-z0-9@$|!]*", re.IGNORECASE)
+# A letter next to a digit or symbol (found in lower-cased text), then grown to its word.
+_LEET_SEAM = re.compile(r"[a-z][0-9@$|!]|[0-9@$|!][a-z]")
+_LEET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$|!")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +134,15 @@ class InjectionDetector:
         plain = normalized.text
         lowered = plain.lower()
         if len(lowered) != len(plain):  # a few letters lower-case to two; keep indices
-            lowered = plain
-        discussion = META_DISCUSSION.search(plain) is not None
-        quotes = (
-            [match.span() for match in QUOTED.finditer(plain)]
-            if discussion or ('"' in plain or "'" in plain or "“" in plain or "`" in plain)
-            else []
-        )
+            lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in plain)
+        found = list(_matches(RULES, plain, lowered))
+        # Quotes and talk about attacks only matter for what was found: look only then.
+        discussion = bool(found) and META_DISCUSSION.search(lowered) is not None
+        quotes = [match.span() for match in QUOTED.finditer(plain)] if found else []
 
         in_data = source in ("tool", "document")
         hits: list[_Hit] = []
-        for index, rule, start, end in _matches(RULES, plain, lowered):
+        for index, rule, start, end in found:
             weight = rule.weight_for(source)
             if _inside(start, end, quotes):
                 # Data quotes attacks as a matter of course (CSV cells, JSON strings, forum
@@ -180,17 +183,29 @@ class InjectionDetector:
     def _leet(
         self, normalized: Normalized, lowered: str, source: Source, found: set[str]
     ) -> list[_Hit]:
-        """Rules that match only once digits and symbols read as letters (``1gn0r3``)."""
-        if _LEET_WORD.search(lowered) is None:
-            return []
-        unleet = lowered.translate(_LEET)  # one character for one: spans stay valid
-        hits: list[_Hit] = []
-        for index, rule, start, end in _matches(RULES, unleet, unleet):
-            if rule.id in found or unleet[start:end] == lowered[start:end]:
+        """Rules that match only once digits and symbols read as letters (``1gn0r3``), run
+        around places with two or more such words close together (one ``o200k`` or ``mp3``
+        is ordinary text)."""
+        words = _leet_words(lowered)
+        windows: list[tuple[int, int]] = []
+        for (start, end), (next_start, next_end) in itertools.pairwise(words):
+            if next_start - end > _LEET_GAP:
                 continue
-            begin, stop = normalized.span(start, end)
-            weight = min(1.0, rule.weight_for(source) + _OBFUSCATED_BONUS)
-            hits.append(_Hit(rule.id, begin, stop, weight, index))
+            begin, stop = max(0, start - _LEET_CONTEXT), min(len(lowered), next_end + _LEET_CONTEXT)
+            if windows and begin <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], stop)
+            else:
+                windows.append((begin, stop))
+        hits: list[_Hit] = []
+        for begin, stop in windows:
+            window = lowered[begin:stop]
+            unleet = window.translate(_LEET)  # one character for one: spans stay valid
+            for index, rule, start, end in _matches(RULES, unleet, unleet):
+                if rule.id in found or unleet[start:end] == window[start:end]:
+                    continue
+                first, last = normalized.span(begin + start, begin + end)
+                weight = min(1.0, rule.weight_for(source) + _OBFUSCATED_BONUS)
+                hits.append(_Hit(rule.id, first, last, weight, index))
         return hits
 
     def _decoded(self, normalized: Normalized, source: Source, depth: int) -> list[_Hit]:
@@ -212,10 +227,54 @@ def _matches(
     """Every match of every rule whose trigger words occur in ``lowered``, with the rule's
     identity (stable across calls: its position among all rules)."""
     offset = 0 if rules is RULES else len(RULES)
+    positions: dict[tuple[str, ...], list[int]] = {}
     for index, rule in enumerate(rules, offset):
-        if any(trigger in lowered for trigger in rule.triggers):
-            for match in rule.pattern.finditer(text):
+        if not any(trigger in lowered for trigger in rule.triggers):
+            continue
+        scanned = lowered if rule.lowered else text
+        if rule.anchors:
+            if rule.lowered and rule.anchors not in positions:
+                positions[rule.anchors] = _anchor_positions(scanned, rule.anchors)
+            starts = (
+                positions[rule.anchors]
+                if rule.lowered
+                else _anchor_positions(scanned, rule.anchors)
+            )
+            for start in starts:
+                if rule.starts_word(scanned, start) and rule.opens_sentence(scanned, start):
+                    match = rule.pattern.match(scanned, start)
+                    if match is not None:
+                        yield index, rule, start, match.end()
+            continue
+        for match in rule.pattern.finditer(scanned):
+            if rule.starts_word(scanned, match.start()):
                 yield index, rule, match.start(), match.end()
+
+
+def _leet_words(lowered: str) -> list[tuple[int, int]]:
+    """The spans of words mixing letters with digits or ``@$|!`` (``1gn0r3``, ``pr3v10us``)."""
+    words: list[tuple[int, int]] = []
+    for seam in _LEET_SEAM.finditer(lowered):
+        if words and seam.start() < words[-1][1]:
+            continue
+        start, end = seam.start(), seam.end()
+        while start > 0 and lowered[start - 1] in _LEET_CHARS:
+            start -= 1
+        while end < len(lowered) and lowered[end] in _LEET_CHARS:
+            end += 1
+        words.append((start, end))
+    return words
+
+
+def _anchor_positions(text: str, anchors: Sequence[str]) -> list[int]:
+    """Where any of ``anchors`` occurs in ``text``, each position once, in order."""
+    positions: set[int] = set()
+    for anchor in anchors:
+        position = text.find(anchor)
+        while position != -1:
+            positions.add(position)
+            position = text.find(anchor, position + 1)
+    return sorted(positions)
 
 
 def _combine(hits: Sequence[_Hit]) -> float:

@@ -23,23 +23,61 @@ __all__ = ["META_DISCUSSION", "QUOTED", "RULES", "SQUASHED_RULES", "Rule"]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One pattern of one rule id, its weight, and the words that gate it."""
+    """One pattern of one rule id, its weight, and the words that gate it.
+
+    A case-insensitive pattern is compiled in lower case, to run on the lower-cased text
+    without ``re.IGNORECASE``, and without its leading ``\\b`` (checked by
+    :meth:`starts_word` instead): both would stop the regex engine from skipping ahead to
+    the characters a match can start with, which makes a scan ~10 times slower."""
 
     id: str
     pattern: re.Pattern[str]
     weight: float
     triggers: tuple[str, ...]
     per_source: dict[Source, float] = field(default_factory=dict)
+    lowered: bool = True  # runs on the lower-cased text
+    word_start: bool = False  # a match must start at a word boundary
+    # When set, every match starts with one of these: the pattern is tried only there
+    # (``match`` at each occurrence) instead of scanning the whole text.
+    anchors: tuple[str, ...] = ()
+    sentence_start: bool = False  # a match must open a sentence, a line or a quote
+
+    def opens_sentence(self, text: str, start: int) -> bool:
+        """Whether ``text[start:]`` opens a sentence, a line, a quote or an HTML element, or
+        follows a colon."""
+        if not self.sentence_start:
+            return True
+        before = text[max(0, start - 8) : start].rstrip(" \t")
+        return not before or before[-1] in '.!?"\n:>'
 
     def weight_for(self, source: Source) -> float:
         return min(1.0, self.weight * self.per_source.get(source, 1.0))
+
+    def starts_word(self, text: str, start: int) -> bool:
+        """Whether a match at ``start`` honours the pattern's dropped leading ``\\b``."""
+        if not self.word_start or start == 0:
+            return True
+        before = text[start - 1]
+        return not (before.isalnum() or before == "_") or not (
+            text[start].isalnum() or text[start] == "_"
+        )
+
+
+def _lower_source(pattern: str) -> str:
+    """A regex source in lower case, escapes (``\\W``, ``\\S``, ``\\B``) kept as they are."""
+    out: list[str] = []
+    escaped = False
+    for char in pattern:
+        out.append(char if escaped else char.lower())
+        escaped = char == "\\" and not escaped
+    return "".join(out)
 
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
 _INDIRECT: dict[Source, float] = {
     "tool": 1.0,
     "document": 1.0,
-    "user": 0.6,
+    "user": 0.45,
     "system": 0.3,
     "output": 0.6,
 }
@@ -57,6 +95,26 @@ _IN_DATA: dict[Source, float] = {
     "system": 0.5,
     "output": 1.0,
 }
+
+# Where matches of the rules that start with a verb or a name for the AI can start.
+_VERB_ANCHORS = (
+    "ignor disregard forget overrid bypass discard abandon neglect skip drop erase cancel clear "
+    "reset overwrit revoke scrap set pay do don stop no"
+)
+_AI_ANCHORS = (
+    "ai a.i. assistant chat agent language llm large gpt chatgpt claude copilot gemini bot model "
+    "automated"
+)
+
+# An AI addressed by name: "Assistant, …", "AI: …" (the vocative rule runs only then).
+_VOCATIVES = " ".join(
+    f"{name}{mark}"
+    for name in (
+        *("ai", "a.i.", "assistant", "bot", "agent", "model", "llm", "gpt", "claude"),
+        *("copilot", "gemini", "assistants", "agents", "models", "systems", "bots"),
+    )
+    for mark in (",", ":")
+)
 
 # Vocabulary shared by patterns.
 _VERB = (
@@ -99,9 +157,26 @@ def _rule(
     triggers: str,
     per_source: dict[Source, float] | None = None,
     flags: int = _FLAGS,
+    anchors: str = "",
+    sentence_start: bool = False,
 ) -> Rule:
+    lowered = bool(flags & re.IGNORECASE)
+    word_start = False
+    if lowered:
+        pattern = _lower_source(pattern)
+        flags &= ~re.IGNORECASE
+        if pattern.startswith("\\b") and not pattern.startswith("\\b(?i"):
+            pattern, word_start = pattern[2:], True
     return Rule(
-        rule_id, re.compile(pattern, flags), weight, tuple(triggers.split()), per_source or {}
+        rule_id,
+        re.compile(pattern, flags),
+        weight,
+        tuple(triggers.lower().split()),
+        per_source or {},
+        lowered,
+        word_start,
+        tuple(anchors.split()),
+        sentence_start,
     )
 
 
@@ -114,6 +189,7 @@ RULES: tuple[Rule, ...] = (
         0.9,
         "ignor disregard forget overrid bypass discard abandon neglect skip drop erase aside "
         "attention follow obey adhere cancel clear reset overwrit revoke scrap",
+        anchors=_VERB_ANCHORS,
     ),
     _rule(
         "injection.ignore_instructions",
@@ -122,6 +198,7 @@ RULES: tuple[Rule, ...] = (
         0.5,
         "ignor disregard forget overrid bypass discard abandon neglect skip drop aside follow obey "
         "cancel clear reset overwrit revoke scrap",
+        anchors=_VERB_ANCHORS,
     ),
     _rule(
         "injection.ignore_instructions",
@@ -131,6 +208,7 @@ RULES: tuple[Rule, ...] = (
         r"|prior\W+to\W+this|so\W+far|earlier))",
         0.8,
         "forget ignor disregard erase",
+        anchors="forget ignor disregard erase",
     ),
     _rule(
         "injection.ignore_instructions",
@@ -222,6 +300,8 @@ RULES: tuple[Rule, ...] = (
         rf"(?:\w+\W+){{0,4}}?(?:your|the|its|thy)\W+(?:\w+\W+){{0,2}}?{_PROMPT}",
         0.85,
         "prompt instruction message rules guidelines directives",
+        anchors="reveal show print display output repeat recite echo dump leak expose disclos "
+        "share give tell write copy paste list spell type translat return send provide read what",
     ),
     _rule(
         "injection.system_prompt_exfiltration",
@@ -230,6 +310,8 @@ RULES: tuple[Rule, ...] = (
         r"|rules|guidelines|directives|prompt|configuration|programming|context)\b",
         0.7,
         "instruction rules guidelines directives prompt configuration programming context",
+        anchors="reveal show print display output repeat recite dump leak expose disclos list tell "
+        "give",
     ),
     _rule(
         "injection.system_prompt_exfiltration",
@@ -239,6 +321,7 @@ RULES: tuple[Rule, ...] = (
         r"|code\W+block|beginning)",
         0.8,
         "above preceding prior before",
+        anchors="repeat print output copy recite echo return write reproduce translat",
     ),
     _rule(
         "injection.system_prompt_exfiltration",
@@ -282,6 +365,14 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "injection.delimiter_spoofing",
+        r"<\|im_start\|>\s*system\b[\s\S]{1,500}?<\|im_end\|>|<\|start_header_id\|>\s*system\s*"
+        r"<\|end_header_id\|>|<start_of_turn>\s*system\b|<<SYS>>[\s\S]{1,500}?<</SYS>>",
+        0.75,
+        "<|im_start|> <|start_header_id|> <start_of_turn> <<sys>>",
+        _IN_DATA,
+    ),
+    _rule(
+        "injection.delimiter_spoofing",
         r"<\s*(system|system_prompt|system_message|sys|admin|administrator|developer|root)\s*>"
         r"[\s\S]{3,500}?<\s*/\s*\1\s*>",
         0.7,
@@ -306,6 +397,7 @@ RULES: tuple[Rule, ...] = (
         0.5,
         "end close begin start",
         _IN_DATA,
+        anchors="end close begin start",
     ),
     _rule(
         "injection.delimiter_spoofing",
@@ -329,6 +421,8 @@ RULES: tuple[Rule, ...] = (
         r"|dan|stan|dude|anarchy|unlocked|no-?filter|amoral)\W+mode\b",
         0.75,
         "mode",
+        anchors="god jailbr unrestrict unfilter uncensor evil opposite chaos dan stan dude anarchy "
+        "unlock no-filter nofilter amoral",
     ),
     _rule(
         "injection.jailbreak_persona",
@@ -359,6 +453,7 @@ RULES: tuple[Rule, ...] = (
         r"\W+character\b|\bstay\W+(?:as\W+)?(?:DAN|in\W+role)",
         0.3,
         "character role",
+        anchors="stay remain never break",
     ),
     _rule(
         "injection.jailbreak_persona",
@@ -374,7 +469,8 @@ RULES: tuple[Rule, ...] = (
         r"{0,8}?\W+(?:unfiltered|jailbr\w*|DAN|uncensored|without\W+(?:restrictions|filters))"
         r"|\[(?:🔓|🔒|JAILBREAK|CLASSIC|DAN)[^\]\n]{0,12}\]",
         0.55,
-        "two both dual [",
+        "two both dual [🔓 [🔒 [jailbreak [classic [dan",
+        anchors="two both dual [",
     ),
     _rule(
         "injection.jailbreak_persona",
@@ -405,6 +501,7 @@ RULES: tuple[Rule, ...] = (
         "you dear hey hi hello attention reading processing summari parsing viewing browsing analy "
         "visiting reads process sees visits",
         _INDIRECT,
+        anchors="if dear hey hi hello attention when once while " + _AI_ANCHORS,
     ),
     _rule(
         "injection.tool_hijack",
@@ -423,6 +520,7 @@ RULES: tuple[Rule, ...] = (
         0.4,
         "send forward mail post upload transmit exfiltrat leak copy submit share",
         _INDIRECT,
+        anchors="send forward email e-mail post upload transmit exfiltrat leak copy submit share",
     ),
     _rule(
         "injection.tool_hijack",
@@ -434,6 +532,7 @@ RULES: tuple[Rule, ...] = (
         0.6,
         "tell inform mention reveal disclos alert notif show warn let secret silent covert quiet",
         _INDIRECT,
+        anchors="do don never must without secretly silently covertly quietly",
     ),
     _rule(
         "injection.tool_hijack",
@@ -443,6 +542,7 @@ RULES: tuple[Rule, ...] = (
         0.55,
         "![ append include add encode embed put",
         _INDIRECT,
+        anchors="![ append include add encode embed put",
     ),
     _rule(
         "injection.tool_hijack",
@@ -497,6 +597,7 @@ RULES: tuple[Rule, ...] = (
         0.55,
         "ignor disregard forget overrid bypass discard abandon neglect skip drop erase cancel "
         "clear reset overwrit revoke scrap aside",
+        anchors=_VERB_ANCHORS,
     ),
     _rule(
         "injection.ignore_instructions",
@@ -508,6 +609,7 @@ RULES: tuple[Rule, ...] = (
         r"|instructed)\b(?:\W+\w+){0,2}?\W+(?:ignore|forget|disregard)",
         0.75,
         "forget ignor disregard whatever everything anything",
+        anchors="forget ignor disregard whatever everything anything",
     ),
     _rule(
         "injection.ignore_instructions",
@@ -525,6 +627,7 @@ RULES: tuple[Rule, ...] = (
         "previous prior earlier initial original changed updated revoked replaced cancel lifted "
         "removed expired void invalid suspended overridden fake outdated obsolete irrelevant "
         "test wrong lie",
+        anchors="no without your the all previous prior original earlier everything anything",
     ),
     _rule(
         "injection.ignore_instructions",
@@ -534,6 +637,8 @@ RULES: tuple[Rule, ...] = (
         r"|deactivated)",
         0.45,
         "lifted revoked removed disabled suspended void off gone expired deactivated",
+        anchors="all restrictions rules filters limits limitations guidelines policies safety "
+        "safeguards",
     ),
     _rule(
         "injection.role_override",
@@ -541,6 +646,7 @@ RULES: tuple[Rule, ...] = (
         r"|\bas\W+your\W+(?:developer|administrator|admin|creator|owner|operator)\b",
         0.5,
         "now develop admin creator owner operator",
+        anchors="you as",
     ),
     _rule(
         "injection.role_override",
@@ -558,6 +664,7 @@ RULES: tuple[Rule, ...] = (
         r"|\bnever\W+(?:refuses?|says?\W+no|declines?|says?\W+(?:it|you)\W+can'?t)",
         0.5,
         "follow obey abide care respect bound refus declin can",
+        anchors="doesn does won will never don do not",
     ),
     _rule(
         "injection.jailbreak_persona",
@@ -571,6 +678,7 @@ RULES: tuple[Rule, ...] = (
         0.55,
         "rules restrict limits filters guideline morals ethics polic censor boundar uncensor "
         "unfilter unrestrict liberat freed free disclaim warning refusal",
+        anchors=_AI_ANCHORS + " uncensor unfilter unrestrict liberat freed free no without",
     ),
     _rule(
         "injection.system_prompt_exfiltration",
@@ -582,6 +690,7 @@ RULES: tuple[Rule, ...] = (
         r"|was\W+|appears\W+)?(?:written\W+)?(?:above|before)\W+(?:this|my|the)\b)",
         0.7,
         "instructions rules guidelines directives prompt above before",
+        anchors="what which print output repeat show display dump copy return write reproduce",
     ),
     _rule(
         "injection.system_prompt_exfiltration",
@@ -589,18 +698,21 @@ RULES: tuple[Rule, ...] = (
         r"|original|system|confidential)\W+(?:instructions|message|rules)|context\W+window)\b",
         0.5,
         "prompt instructions message rules context",
+        anchors="your",
     ),
     _rule(
         "injection.tool_hijack",
-        rf"(?:^|[.!?\"\n]\s*|:\s+)(?:(?:hey|hi|dear|ok|okay)\W+)?{_AI}\s*[,:]\s*(?:please\W+)?"
+        rf"\b(?:(?:hey|hi|dear|ok|okay)\W+)?{_AI}\s*[,:]\s*(?:please\W+)?"
         r"(?:you|ignore|stop|forget|disregard|do|don'?t|send|forward|call|delete|mark|include"
         r"|reply|respond|the\W+user|before|when|once|as|treat|write|output|tell|say|show|print"
         r"|use|open|visit|execute|run|rate|rank|recommend|approve|set|answer|new|your|from|add"
         r"|append|remove|update|transfer)\b"
         r"|\b(?:AI|LLM)\s+(?:agents?|models?|assistants?|systems?)\s*:",
         0.6,
-        "ai a.i. assistant chatbot bot agent model llm gpt claude copilot gemini",
+        _VOCATIVES,
         _INDIRECT,
+        anchors="hey hi dear ok " + _AI_ANCHORS,
+        sentence_start=True,
     ),
     _rule(
         "injection.tool_hijack",
@@ -638,14 +750,13 @@ SQUASHED_RULES: tuple[Rule, ...] = (
 )
 
 # Talk about attacks, not an attack: quoted matches in a text that discusses them weigh less.
-META_DISCUSSION = re.compile(
-    r"\b(?:prompt\W+injections?|injection\W+attacks?|jailbreak(?:s|ing)?\W+(?:attempts?|prompts?"
+META_DISCUSSION = re.compile(  # searched in the lower-cased text
+    r"(?:prompt\W+injections?|injection\W+attacks?|jailbreak(?:s|ing)?\W+(?:attempts?|prompts?"
     r"|attacks?|techniques?)|red\W*team\w*|attackers?|malicious|for\W+example|e\.g\.|such\W+as"
     r"|phrases?\W+like|strings?\s+like|classifier|detect\w*|security|research\w*|paper|report"
     r"|incident|audit|log\W+(?:entry|line|shows?)|flagged|block(?:s|ed)?|payloads?|translate|"
     r"filters?|unit\W+tests?|the\W+(?:string|phrase|sentence|words?|input|message)|"
     r"translation|what\W+does|what\W+is|explain|means?)\b",
-    re.IGNORECASE,
 )
 QUOTED = re.compile(
     r"\"[^\"\n]{3,400}\"|“[^”]{3,400}”|‘[^’\n]{3,400}’|«[^»]{3,400}»|„[^“”]{3,400}[“”]"
