@@ -5,7 +5,9 @@ Usage: ``PYTHONPATH=src .venv/bin/python bench/guardrails_injection.py [--rounds
 Times one ``InjectionDetector.check`` per call (p50 and p99 over ``--rounds`` calls after
 a warm-up) on prompts of about 1,000 tokens (~4,000 characters):
 
-- ``english``: plain ASCII prose (the project's README);
+- ``everyday``: ordinary user requests (the packaged set's everyday prompts, joined);
+- ``english``: plain ASCII prose about AI (the project's README: "model", "prompt",
+  "system", "admin", "policy" on every line, a worst case for keyword-gated rules);
 - ``english + attack``: the same with an attack in the middle (all rule families run);
 - ``mixed scripts``: prose with accents, Cyrillic, CJK and emoji (the non-ASCII path);
 - ``encoded``: prose with base64 and hex runs, one of them an encoded attack;
@@ -49,7 +51,11 @@ def _prompts() -> dict[str, str]:
     order = base64.b64encode(b'{"order": 1234, "status": "shipped"}').decode()
     sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     encoded = f" data {order} sha {sha} note {base64.b64encode(ATTACK.encode()).decode()} "
+    from llmplane.guardrails.datasets._injection_texts import BENIGN_EVERYDAY
+
+    everyday = " ".join(BENIGN_EVERYDAY * 3)[:CHARS]
     return {
+        "everyday": everyday,
         "english": prose,
         "english + attack": prose[:half] + f" {ATTACK} " + prose[half:],
         "mixed scripts": (prose[:half] + mixed_unit * 40)[:CHARS],

@@ -43,12 +43,12 @@ class Rule:
     sentence_start: bool = False  # a match must open a sentence, a line or a quote
 
     def opens_sentence(self, text: str, start: int) -> bool:
-        """Whether ``text[start:]`` opens a sentence, a line, a quote or an HTML element, or
-        follows a colon."""
+        """Whether ``text[start:]`` opens a sentence, a line, a quote, an HTML element or
+        comment, a list item, or follows a colon."""
         if not self.sentence_start:
             return True
         before = text[max(0, start - 8) : start].rstrip(" \t")
-        return not before or before[-1] in '.!?"\n:>'
+        return not before or before[-1] in _OPENERS
 
     def weight_for(self, source: Source) -> float:
         return min(1.0, self.weight * self.per_source.get(source, 1.0))
@@ -61,6 +61,11 @@ class Rule:
         return not (before.isalnum() or before == "_") or not (
             text[start].isalnum() or text[start] == "_"
         )
+
+
+# What may stand right before a sentence: its end, a line break, a quote, a colon, the end
+# of an HTML tag or the start of a comment (``<!--``), a list dash, a bracket, emphasis.
+_OPENERS = frozenset('.!?"\n:>-([*#')
 
 
 def _lower_source(pattern: str) -> str:
