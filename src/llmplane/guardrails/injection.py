@@ -115,11 +115,13 @@ class InjectionDetector:
         for hit in hits:
             strongest[hit.rule] = max(strongest.get(hit.rule, 0.0), hit.weight)
         score = round(_combine(hits), 4)
+        spans: dict[tuple[str, int, int], float] = {}
+        for hit in hits:  # one finding per rule and span, at its strongest
+            key = (hit.rule, hit.start, hit.end)
+            spans[key] = max(spans.get(key, 0.0), hit.weight)
+        ordered = sorted(spans.items(), key=lambda item: (item[0][1], item[0][0]))
         findings = tuple(
-            sorted(
-                (Finding(hit.rule, hit.start, hit.end, round(hit.weight, 4)) for hit in hits),
-                key=lambda finding: (finding.start, finding.type),
-            )
+            Finding(rule, start, end, round(weight, 4)) for (rule, start, end), weight in ordered
         )
         rules = ", ".join(sorted(strongest, key=lambda rule: -strongest[rule]))
         flagged = score >= self.threshold
