@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from llmplane.guardrails.actions import rewrite
 from llmplane.guardrails.base import CheckContext, Detector
 from llmplane.guardrails.datasets import SpanScores, load
 from llmplane.guardrails.pii import (
@@ -180,12 +181,62 @@ def test_the_packaged_set_is_well_formed() -> None:
 
 def test_pii_meets_its_targets_on_the_packaged_set(pii: PiiDetector) -> None:
     # The targets for the pattern types: recall >= 0.95, precision >= 0.90, on
-    # the examples that are not adversarial encodings (those wait for the normaliser).
+    # the examples that are not adversarial encodings (those are counted apart, below).
     scores = _scores(pii, DEFAULT_ENTITIES)
     for entity, score in scores.by_type.items():
         assert score.recall >= 0.95, (entity, score)
         assert score.precision >= 0.90, (entity, score)
     assert set(scores.by_type) == set(DEFAULT_ENTITIES)
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "hidden"),
+    [
+        (
+            "mail me at jane\u200b.doe@exa\u200bmple.com",
+            "EMAIL_ADDRESS",
+            "jane\u200b.doe@exa\u200bmple.com",
+        ),
+        ("card \uff14\uff11\uff11\uff11 1111 1111 1111 1111", "CREDIT_CARD", None),
+        ("write to j\u043ehn@example.org", "EMAIL_ADDRESS", "j\u043ehn@example.org"),  # Cyrillic o
+        (
+            "decode amFuZS5kb2VAZXhhbXBsZS5jb20= please",
+            "EMAIL_ADDRESS",
+            "amFuZS5kb2VAZXhhbXBsZS5jb20=",
+        ),
+        (
+            "token c2stcHJvai1BYjEyQ2QzNEVmNTZHaDc4SWo5MA==",
+            "API_KEY",
+            "c2stcHJvai1BYjEyQ2QzNEVmNTZHaDc4SWo5MA==",
+        ),
+    ],
+)
+def test_pii_hidden_by_an_encoding_is_found_and_redacted_whole(
+    pii: PiiDetector, text: str, entity: str, hidden: str | None
+) -> None:
+    verdict = pii.check(text)
+    assert verdict.types == [entity]
+    (finding,) = verdict.findings
+    if hidden is not None:  # the finding covers the disguised original, zero-width and all
+        assert text[finding.start : finding.end] == hidden
+    redacted = rewrite(text, verdict.findings, "redact")
+    assert f"<{entity}>" in redacted and "example" not in redacted and "\uff11" not in redacted
+
+
+def test_most_adversarial_encodings_in_the_set_are_found(pii: PiiDetector) -> None:
+    # Zero-width characters, fullwidth digits, look-alike letters, base64: 17 of 20 found
+    # (missed: a phone number with an en dash, letters spelled with spaces, "[at]" prose).
+    found = total = 0
+    for example in load("pii"):
+        if "adversarial" not in example["tags"]:
+            continue
+        spans = [(f.type, f.start, f.end) for f in pii.check(example["text"]).findings]
+        for gold in example["spans"]:
+            total += 1
+            found += any(
+                t == gold["type"] and s < gold["end"] and gold["start"] < e for t, s, e in spans
+            )
+    assert total >= 15 and found / total >= 0.8, (found, total)
 
 
 def test_secrets_alone_finds_the_secret_types_only(secrets: SecretsDetector) -> None:

@@ -32,12 +32,13 @@ import multiprocessing
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from llmplane.guardrails.actions import non_overlapping, rewrite
 from llmplane.guardrails.base import DEFAULT_CONTEXT, CheckContext, Finding, Verdict
+from llmplane.guardrails.normalize import decoded_segments, normalize
 from llmplane.secret_patterns import SECRET_ENTITIES, find_secrets
 
 # Presidio's URL recogniser imports tldextract, which would fetch the public suffix list.
@@ -127,6 +128,23 @@ def _threshold(value: object, detector: str) -> float:
     return float(value)
 
 
+def _with_hidden(find: Callable[[str], list[Finding]], text: str) -> list[Finding]:
+    """``find`` on ``text``, and on what it hides: the text normalised (zero-width
+    characters, fullwidth digits, look-alike letters; findings mapped back to the original
+    span) and the readable text of its base64, hex or URL-encoded runs (a finding there
+    covers the whole encoded run)."""
+    found = find(text)
+    normalized = normalize(text)
+    if normalized.changed:
+        for finding in find(normalized.text):
+            start, end = normalized.span(finding.start, finding.end)
+            found.append(Finding(finding.type, start, end, finding.score))
+    for segment in decoded_segments(text):
+        for finding in find(segment.decoded):
+            found.append(Finding(finding.type, segment.start, segment.end, finding.score))
+    return non_overlapping(found) if len(found) > 1 else found
+
+
 def _verdict(detector: str, findings: list[Finding], what: str) -> Verdict:
     if not findings:
         return Verdict.clean(detector)
@@ -158,8 +176,9 @@ class SecretsDetector:
         )
 
     def check(self, text: str, context: CheckContext = DEFAULT_CONTEXT) -> Verdict:
-        """Every secret in ``text``; the reason names their types only."""
-        return _verdict(self.name, self.find(text), "secrets")
+        """Every secret in ``text``, also hidden by invisible characters, look-alike
+        letters or an encoding; the reason names their types only."""
+        return _verdict(self.name, _with_hidden(self.find, text), "secrets")
 
 
 class PiiDetector:
@@ -213,8 +232,9 @@ class PiiDetector:
         return non_overlapping(f for f in secrets + personal if f.score >= self._threshold)
 
     def check(self, text: str, context: CheckContext = DEFAULT_CONTEXT) -> Verdict:
-        """Every PII and secret finding in ``text``; the reason names their types only."""
-        return _verdict(self.name, self.find(text), "PII")
+        """Every PII and secret finding in ``text``, also hidden by invisible characters,
+        look-alike letters or an encoding; the reason names their types only."""
+        return _verdict(self.name, _with_hidden(self.find, text), "PII")
 
     def _pattern_findings(self, text: str) -> list[Finding]:
         if self._analyzer is None or ("@" not in text and _DIGIT.search(text) is None):
@@ -470,7 +490,7 @@ class Redactor:
         """``text`` with every finding replaced by its entity type in angle brackets."""
         if not text.strip():
             return text
-        findings = self._detector.find(text)
+        findings = _with_hidden(self._detector.find, text)
         return rewrite(text, findings, "redact") if findings else text
 
     def redact_many(self, texts: list[str]) -> list[str]:
@@ -478,7 +498,7 @@ class Redactor:
         if len(texts) <= 1 or any(_SEPARATOR in text for text in texts):
             return [self.redact(text) for text in texts]
         joined = _SEPARATOR.join(texts)
-        findings = self._detector.find(joined)
+        findings = _with_hidden(self._detector.find, joined)
         if any(_SEPARATOR in joined[f.start : f.end] for f in findings):
             return [self.redact(text) for text in texts]  # a finding spans two texts
         return rewrite(joined, findings, "redact").split(_SEPARATOR) if findings else texts
