@@ -6,13 +6,16 @@ OpenAI-shaped body by :func:`error_body` — the only place that does so::
 
     LLMPlaneError                       500 internal_error
     ├── InvalidRequestError             400 invalid_request_error
-    │   └── RequestTooLargeError        413 invalid_request_error / request_too_large
+    │   ├── RequestTooLargeError        413 invalid_request_error / request_too_large
+    │   └── GuardrailBlockedError       400 invalid_request_error / guardrail_blocked (input)
     ├── AuthenticationError             401 authentication_error / invalid_api_key
     ├── PermissionDeniedError           403 permission_error / model_not_allowed
+    │   └── OutputBlockedError          403 permission_error / guardrail_blocked (the answer)
     ├── NotFoundError                   404 invalid_request_error / model_not_found
     ├── RateLimitError                  429 rate_limit_error (+ retry-after)
     │   └── BudgetExceededError         429 insufficient_quota / budget_exceeded
     ├── ServiceUnavailableError         503 service_unavailable (the platform's own store)
+    │   └── GuardrailUnavailableError   503 guardrail_unavailable (a check failed, fail-closed)
     ├── ClientClosedError               499 client_disconnected (nobody reads it; for logs)
     └── UpstreamError                   502 upstream_error
         ├── UpstreamRejectedError       the upstream's own 4xx, passed through
@@ -35,9 +38,12 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigError",
+    "GuardrailBlockedError",
+    "GuardrailUnavailableError",
     "InvalidRequestError",
     "LLMPlaneError",
     "NotFoundError",
+    "OutputBlockedError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -91,6 +97,13 @@ class RequestTooLargeError(InvalidRequestError):
     default_code = "request_too_large"
 
 
+class GuardrailBlockedError(InvalidRequestError):
+    """A guardrail policy refused the request's content; the message names the policy's rule
+    and the types found, never the matched text."""
+
+    default_code = "guardrail_blocked"
+
+
 class AuthenticationError(LLMPlaneError):
     """Missing, unknown or revoked key."""
 
@@ -105,6 +118,13 @@ class PermissionDeniedError(LLMPlaneError):
     status = 403
     error_type = "permission_error"
     default_code = "model_not_allowed"
+
+
+class OutputBlockedError(PermissionDeniedError):
+    """A guardrail policy refused to pass on the model's answer (the request was valid: the
+    caller may not receive what came back). Names the rule, never the matched text."""
+
+    default_code = "guardrail_blocked"
 
 
 class NotFoundError(LLMPlaneError):
@@ -136,6 +156,12 @@ class ServiceUnavailableError(LLMPlaneError):
     status = 503
     error_type = "service_unavailable"
     default_code = "service_unavailable"
+
+
+class GuardrailUnavailableError(ServiceUnavailableError):
+    """A fail-closed policy could not check: a detector raised or missed its time budget."""
+
+    default_code = "guardrail_unavailable"
 
 
 class ClientClosedError(LLMPlaneError):

@@ -2,9 +2,10 @@
 messages of provider libraries.
 
 :class:`SecretScrubber` replaces the secrets a process knows (:func:`known_secrets`: the
-admin key, provider keys, store passwords) and anything shaped like a bearer token, an
-``x-api-key`` value, a key in a URL's query or an llmplane key, so that an exception
-message quoting a header or URL cannot leak one.
+admin key, provider keys, store passwords) and anything shaped like a secret: a bearer
+token, an ``x-api-key`` value, a key in a URL's query, an llmplane key, and every other
+shape in :mod:`llmplane.secret_patterns` (provider keys, private keys, JWTs, passwords in
+connection strings), so that an exception message quoting a header or URL cannot leak one.
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from llmplane.secret_patterns import LOG_SECRET, redact_secrets
+
 if TYPE_CHECKING:
     from llmplane.config.platform import PlatformConfig
     from llmplane.config.settings import Settings
 
 REDACTED = "[redacted]"
-# A bearer token, an x-api-key header value, an llmplane key, a key in a URL's query.
-_LOOKS_SECRET = re.compile(
-    r"(?i)(bearer\s+|x-api-key[\"']?\s*[:=]\s*[\"']?|[?&](?:key|api_key|api-key|token)=)"
-    r"[^\s'\",&]+"
-    r"|sk-lp-[A-Za-z0-9_\-]+"
-)
 
 
 def _redact_match(match: re.Match[str]) -> str:
@@ -43,7 +40,7 @@ class SecretScrubber:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return _LOOKS_SECRET.sub(_redact_match, text)
+        return redact_secrets(LOG_SECRET.sub(_redact_match, text), REDACTED)
 
 
 def known_secrets(settings: Settings, platform: PlatformConfig, admin_key: str) -> list[str]:
@@ -58,4 +55,6 @@ def known_secrets(settings: Settings, platform: PlatformConfig, admin_key: str) 
             found.append(password)
     if settings.budget_webhook_url:
         found.append(settings.budget_webhook_url)
+    if platform.guardrails.hash_secret is not None:
+        found.append(platform.guardrails.hash_secret.get_secret_value())
     return found

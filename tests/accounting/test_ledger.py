@@ -180,3 +180,29 @@ async def test_spend_by_tag(engine: Engine) -> None:
     await ledger.close()
     by_tag = {r["tag"]: r["requests"] for r in spend_by(engine, "tag")}
     assert by_tag == {"feature=search": 2, "env=prod": 1, "feature=chat": 1}
+
+
+async def test_guardrail_verdicts_are_kept_with_the_row(engine: Engine) -> None:
+    verdicts = {
+        "policy": "strict",
+        "checks": [
+            {"rule": "input[0]", "detector": "pii", "outcome": "flagged", "action": "redact"}
+        ],
+        "blocked": "output[0]",
+    }
+    ledger = UsageLedger(engine)
+    ledger.start()
+    flagged, plain = _row(1), _row(2)
+    flagged.guardrails = verdicts
+    ledger.record(flagged)
+    ledger.record(plain)
+    await ledger.close()
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(usage_ledger.c.request_id, usage_ledger.c.guardrails).order_by(
+                    usage_ledger.c.request_id
+                )
+            ).all()
+        )
+    assert stored == {"req_1": verdicts, "req_2": None}

@@ -52,3 +52,13 @@ def test_a_streamed_answer_is_restored_across_split_placeholders() -> None:
         pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
         out = "".join(restorer.feed(piece) for piece in pieces) + restorer.flush()
         assert out == "Write to jane@example.com today, a < b.", size
+
+
+def test_rule_ids_as_types_are_restored_too() -> None:
+    pseudo = Pseudonymizer()
+    sent = pseudo.replace("ask about falcon", [Finding("blocklist.term[0]", 10, 16, 1.0)])
+    assert sent == "ask about <blocklist.term[0]_1>"
+    assert pseudo.restore("Re <blocklist.term[0]_1>: no") == "Re falcon: no"
+    restorer = pseudo.restorer()
+    pieces = ["Re <block", "list.term[0", "]_1>: no"]
+    assert "".join(map(restorer.feed, pieces)) + restorer.flush() == "Re falcon: no"

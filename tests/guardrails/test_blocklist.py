@@ -60,3 +60,15 @@ def test_the_registry_builds_builtins_and_registered_checks() -> None:
         register_detector("pii")(Shouting)
     with pytest.raises(ValueError, match="unknown detector 'nope'"):
         build_detector("nope")
+
+
+def test_each_match_names_its_own_term_and_longer_terms_win() -> None:
+    terms = [f"codename{n}" for n in range(200)] + ["project", "project falcon"]
+    detector = BlocklistDetector(terms=terms)
+    verdict = detector.check("codename7, Project Falcon, project falconry, codename150")
+    assert [f.type for f in verdict.findings] == [
+        "blocklist.term[7]",
+        "blocklist.term[201]",  # the longer term, not "project" inside it
+        "blocklist.term[200]",  # "falconry" is not "falcon": the shorter term matches
+        "blocklist.term[150]",
+    ]

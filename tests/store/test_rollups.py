@@ -106,13 +106,13 @@ async def test_the_migration_fills_the_rollups_from_the_rows_already_there(
     rows = spread_rows(300, START, 4)
     for row in rows:  # SQLAlchemy writes SQLite times without converting them to UTC
         row.created_at = row.created_at.astimezone(UTC)
+    # The columns the ledger had at 0004 (later ones, such as guardrails, came after).
+    at_0004 = [
+        {k: v for k, v in dataclasses.asdict(row).items() if k not in ("guardrails", "prompt")}
+        for row in rows
+    ]
     with empty_engine.begin() as connection:
-        # As the ledger was at 0004: without the later prompt column.
-        values = [dataclasses.asdict(row) for row in rows]
-        connection.execute(
-            insert(usage_ledger),
-            [{k: v for k, v in value.items() if k != "prompt"} for value in values],
-        )
+        connection.execute(insert(usage_ledger), at_0004)
     migrate(empty_engine)
     assert_rollups_match_the_ledger(empty_engine)
     # The writer adds to the rollups the migration made (same bucket, same key).

@@ -594,3 +594,30 @@ async def test_moderations_and_rerank(sim: UpstreamSimulator, http: aiohttp.Clie
     )
     assert status == 200 and answer["results"][0]["index"] == 1
     assert "prompt_tokens" not in answer["usage"]  # as vLLM answers
+
+
+def test_echo_answers_the_last_user_message_verbatim(
+    client: openai.OpenAI, sim: UpstreamSimulator
+) -> None:
+    said = "mail <EMAIL_ADDRESS_1>, then 'quote' & more"
+    messages: Any = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": said},
+    ]
+    sim.add_faults({"kind": "echo", "count": 2, "chunk_chars": 4})
+    reply = client.chat.completions.create(model="sim-model", messages=messages)
+    assert reply.choices[0].message.content == said
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    pieces = [
+        chunk.choices[0].delta.content
+        for chunk in client.chat.completions.create(
+            model="sim-model", messages=messages, stream=True
+        )
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+    assert "".join(pieces) == said
+    assert all(len(piece) <= 4 for piece in pieces) and len(pieces) == math.ceil(len(said) / 4)
+    # Used up: the next request gets the mock's own reply again.
+    again = client.chat.completions.create(model="sim-model", messages=messages)
+    assert again.choices[0].message.content != said

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.limits import RateLimit
+from llmplane.config.guardrails import GuardrailsConfig
 from llmplane.config.platform import RequestLogDefaults
 from llmplane.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from llmplane.ids import new_id
@@ -77,6 +78,9 @@ class Principal:
     # What the key's requests leave in the stored request logs (its team's policy, else the
     # platform's default); None: nothing (the default).
     log_policy: LogPolicy | None = field(default=None, compare=False)
+    # The name of the guardrail policy that applies to the key (llmplane.yaml's
+    # guardrails.keys, else .teams, else .default), resolved when the key is loaded.
+    guardrail_policy: str | None = None
     limits: tuple[RateLimit, ...] = field(init=False, compare=False)
     model_limits: Mapping[str, RateLimit] | None = field(init=False, compare=False)
 
@@ -192,7 +196,9 @@ def _record(row: RowMapping) -> KeyRecord:
     )
 
 
-def _principal(row: RowMapping, log_defaults: RequestLogDefaults) -> Principal:
+def _principal(
+    row: RowMapping, log_defaults: RequestLogDefaults, guardrails: GuardrailsConfig | None = None
+) -> Principal:
     expires = row["expires_at"]
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
@@ -217,6 +223,11 @@ def _principal(row: RowMapping, log_defaults: RequestLogDefaults) -> Principal:
         log_policy=resolve_policy(
             row["team_log_bodies"], row["team_log_retention_days"], log_defaults
         ),
+        guardrail_policy=(
+            guardrails.policy_for(row["id"], row["name"], row["team_id"], row["team_name"])
+            if guardrails is not None and guardrails.enabled
+            else None
+        ),
     )
 
 
@@ -233,18 +244,29 @@ class KeyService:
     """Creates, lists, revokes and authenticates virtual keys and the admin key."""
 
     def __init__(
-        self, engine: Engine, admin_key: str, log_defaults: RequestLogDefaults | None = None
+        self,
+        engine: Engine,
+        admin_key: str,
+        log_defaults: RequestLogDefaults | None = None,
+        guardrails: GuardrailsConfig | None = None,
     ) -> None:
         """``log_defaults``: the platform's request-log policy
-        (:class:`~llmplane.config.platform.RequestLogDefaults`; default: none)."""
+        (:class:`~llmplane.config.platform.RequestLogDefaults`; default: none);
+        ``guardrails``: who gets which guardrail policy (default: nobody)."""
         self._engine = engine
         self._admin_hash = hash_key(admin_key)
         self._log_defaults = log_defaults if log_defaults is not None else RequestLogDefaults()
+        self._guardrails = guardrails
         self._admin = Principal(
             key_id="admin",
             name="admin",
             is_admin=True,
             log_policy=resolve_policy(None, None, self._log_defaults),
+            guardrail_policy=(
+                guardrails.policy_for("admin", "admin", None, None)
+                if guardrails is not None and guardrails.enabled
+                else None
+            ),
         )
         self._cache: dict[str, Principal] = {}
         self._negative: OrderedDict[str, float] = OrderedDict()
@@ -275,7 +297,7 @@ class KeyService:
             if len(self._negative) > _NEGATIVE_CACHE_SIZE:
                 self._negative.popitem(last=False)
             raise AuthenticationError("Invalid API key.")
-        principal = _principal(row, self._log_defaults)
+        principal = _principal(row, self._log_defaults, self._guardrails)
         self._cache[digest] = principal
         return principal
 
@@ -284,6 +306,7 @@ class KeyService:
             select(
                 virtual_keys,
                 teams.c.models.label("team_models"),
+                teams.c.name.label("team_name"),
                 teams.c.max_tokens.label("team_max_tokens"),
                 teams.c.rpm.label("team_rpm"),
                 teams.c.tpm.label("team_tpm"),

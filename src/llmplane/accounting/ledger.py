@@ -65,6 +65,9 @@ class UsageRecord:
     tags: dict[str, Any] | None = None
     prompt: str | None = None  # the registered prompt rendered: name@version
 
+    # The request's guardrail verdicts (policy, each rule's outcome and finding types).
+    guardrails: dict[str, Any] | None = None
+
 
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
 _ROW = operator.attrgetter(*_COLUMNS)

@@ -111,6 +111,9 @@ def up(
         from llmplane.gateway.server import run_gateway
 
         run_gateway(settings, platform, admin_key)
+    except ConfigError as exc:  # found while wiring (a guardrail detector that cannot be built)
+        click.echo(f"error: invalid configuration: {exc}", err=True)
+        sys.exit(2)
     finally:
         # Also when the gateway fails: no Phoenix outlives its `llmplane up`.
         if phoenix is not None:

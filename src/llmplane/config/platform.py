@@ -19,12 +19,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from llmplane.config.guardrails import GuardrailsConfig
 from llmplane.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -282,6 +284,14 @@ class PlatformConfig(_Strict):
 
     models: list[ModelConfig] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    # The file it was read from, for errors found after validation (building detectors).
+    _file: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> str | None:
+        """The file this config was read from (``None`` when built in code)."""
+        return self._file
 
     @model_validator(mode="after")
     def _unique_names(self) -> PlatformConfig:
@@ -373,7 +383,7 @@ def parse_platform_config(
         raise ConfigError("the file must contain a mapping (e.g. 'models: [...]')", file=file)
     data = _interpolate(raw, os.environ if env is None else env, file, ())
     try:
-        return PlatformConfig.model_validate(data)
+        config = PlatformConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(part for part in first["loc"] if not str(part).startswith("function-"))
@@ -381,6 +391,8 @@ def parse_platform_config(
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
         raise ConfigError(reason, file=file, key_path=_key_path(loc) or None) from None
+    config._file = file
+    return config
 
 
 def load_platform_config(path: Path | None, env: Mapping[str, str] | None = None) -> PlatformConfig:

@@ -53,6 +53,7 @@ from llmplane.gateway.http import (
 )
 from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
+from llmplane.guardrails.engine import GuardrailEngine
 from llmplane.prompts import PromptResolver
 from llmplane.telemetry import Observer, RequestTrace, Telemetry
 from llmplane.telemetry.bodies import BodyFilter
@@ -94,6 +95,8 @@ class GatewayServices:
     telemetry: Telemetry = field(default_factory=Telemetry)
     metrics: GatewayMetrics | None = None  # when LLMPLANE_METRICS is on
     stored_logs: StoredLogWriter | None = None
+    # The guardrail policies, when llmplane.yaml assigns any.
+    guardrails: GuardrailEngine | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     _budgets_loaded_at: datetime | None = None
     _budgets_full_at: float = 0.0
@@ -118,7 +121,15 @@ class GatewayServices:
 def build_services(
     settings: Settings, platform: PlatformConfig, engine: Engine, admin_key: str
 ) -> GatewayServices:
-    """Wire the services of one gateway process (the schema must already be migrated)."""
+    """Wire the services of one gateway process (the schema must already be migrated).
+
+    Raises :class:`~llmplane.errors.ConfigError` for a guardrail policy whose detectors
+    cannot be built."""
+    guardrails = (
+        GuardrailEngine.from_config(platform.guardrails, file=platform.source_file)
+        if platform.guardrails.policies
+        else None
+    )
     ledger = UsageLedger(
         engine,
         queue_size=settings.ledger_queue_size,
@@ -180,7 +191,7 @@ def build_services(
         settings=settings,
         platform=platform,
         engine=engine,
-        keys=KeyService(engine, admin_key, platform.defaults.request_logs),
+        keys=KeyService(engine, admin_key, platform.defaults.request_logs, platform.guardrails),
         ledger=ledger,
         router=router,
         caller=ModelCaller(router, ledger, admission),
@@ -191,6 +202,7 @@ def build_services(
         telemetry=Telemetry(observers),
         metrics=metrics,
         stored_logs=stored_logs,
+        guardrails=guardrails,
     )
 
 
@@ -445,6 +457,8 @@ def create_app(services: GatewayServices) -> GatewayApp:
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()
             await asyncio.to_thread(services.telemetry.close)
+            if services.guardrails is not None:
+                services.guardrails.close()
 
     app = Starlette(
         routes=[

@@ -23,16 +23,21 @@ from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
+from llmplane.gateway.guarded import guard_reply, guard_request, guards_output
+from llmplane.gateway.guarded_streams import stream_guard
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
 from llmplane.gateway.router import Deployment, ModelRouter
 from llmplane.gateway.streaming import CLIENT_CLOSED, StreamRelay, no_first_token
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import completion_text, count_prompt, request_prompt_tokens
+from llmplane.guardrails.engine import RequestGuard
 from llmplane.telemetry import RequestTrace
 from llmplane.telemetry.content import RequestContent
 
 _T = TypeVar("_T")
+# Failures of a guardrail check, not of the deployment: its health counts them as successes.
+_GUARDRAIL_CODES = frozenset({"guardrail_blocked", "guardrail_unavailable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,9 @@ class CallContext:
     # The trace's content when the team's request logs keep bodies (redacted or full).
     content: RequestContent | None = field(default=None, compare=False)
     prompt: str | None = None  # the registered prompt rendered (name@version)
+
+    # The request's guardrail checks, when a policy applies to the caller.
+    guard: RequestGuard | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -119,6 +127,23 @@ class ModelCaller:
         )
         return reservation
 
+    async def _check_input(
+        self, ctx: CallContext, body: dict[str, Any], reservation: Reservation
+    ) -> None:
+        """The request's input guardrails, once, after its first admission (a caller over
+        its limits costs no detector time); the texts are rewritten in ``body`` for every
+        attempt. A refusal releases the reservation: nothing was called, so no ledger row
+        (the verdict is in the trace: request log, span, metrics)."""
+        guard = ctx.guard
+        if guard is None or guard.input_checked:
+            return
+        guard.input_checked = True
+        try:
+            await guard_request(ctx.endpoint, guard, body)
+        except BaseException:
+            self._admission.settle(reservation, 0, 0)
+            raise
+
     def _settle(
         self,
         ctx: CallContext,
@@ -173,6 +198,7 @@ class ModelCaller:
             usage_estimated=usage.estimated,
             tags=ctx.tags,
             prompt=ctx.prompt,
+            guardrails=ctx.guard.summary() if ctx.guard is not None else None,
         )
         self._ledger.record(record)
         if ctx.trace is not None:
@@ -209,6 +235,7 @@ class ModelCaller:
         self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
     ) -> CallResult:
         reservation = await self._reserve(ctx, deployment, body)
+        await self._check_input(ctx, body, reservation)
         started = time.perf_counter()
         upstream_body = {**body, "model": deployment.upstream_model}
 
@@ -238,6 +265,21 @@ class ModelCaller:
             router.ended(deployment, CLIENT_CLOSED, probe=probe)
             raise
         router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
+        guard = ctx.guard
+        if guard is not None and guards_output(guard):
+            # Output checks before settling: the ledger row carries their verdicts, and an
+            # answer that is withheld is still paid for.
+            answered = reply
+            try:
+                reply = await guard_reply(ctx.endpoint, guard, reply)
+            except LLMPlaneError as exc:
+                usage = answered.usage or _estimate(body, answered.body, deployment.counter)
+                settle(exc.http_status, usage, exc.code)
+                raise
+            except asyncio.CancelledError:
+                usage = answered.usage or _estimate(body, answered.body, deployment.counter)
+                settle(CLIENT_CLOSED, usage, "client_disconnected")
+                raise
         cost = settle(200, reply.usage or _estimate(body, reply.body, deployment.counter))
         return CallResult(reply, deployment, cost, reservation.headers)
 
@@ -266,6 +308,7 @@ class ModelCaller:
         self, ctx: CallContext, body: dict[str, Any], deployment: Deployment, attempt: int
     ) -> tuple[Deployment, StreamRelay, bytes | None, dict[str, str]]:
         reservation = await self._reserve(ctx, deployment, body)
+        await self._check_input(ctx, body, reservation)
         started = time.perf_counter()
         options = body.get("stream_options")
         client_options = options if isinstance(options, dict) else {}
@@ -295,7 +338,7 @@ class ModelCaller:
             )
             router.ended(
                 deployment,
-                status,
+                200 if error_code in _GUARDRAIL_CODES else status,
                 ttft - started if ttft is not None else None,
                 retry_after,
                 probe=probe,
@@ -329,6 +372,11 @@ class ModelCaller:
             settle=settle,
             api=ctx.endpoint,
             capture=ctx.content,
+            guard=(
+                stream_guard(ctx.endpoint, ctx.guard)
+                if ctx.guard is not None and guards_output(ctx.guard)
+                else None
+            ),
         )
         left = None if ttft_s is None else max(ttft_s - (time.perf_counter() - started), 0.001)
         first = await relay.start(left)

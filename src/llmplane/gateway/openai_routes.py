@@ -14,6 +14,7 @@ from llmplane.accounting.pricing import NANO_PER_USD
 from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.gateway import responses
 from llmplane.gateway.calls import CallContext, CallResult
+from llmplane.gateway.guarded import GUARDED, guards_output
 from llmplane.gateway.http import (
     Policy,
     RequestScope,
@@ -31,6 +32,7 @@ from llmplane.gateway.validation import (
     check_rerank,
     parse_json_object,
 )
+from llmplane.guardrails.engine import RequestGuard
 from llmplane.prompts.cache import ResolvedPrompt
 from llmplane.prompts.request import (
     apply_to_chat,
@@ -110,6 +112,11 @@ def call_context(
     header = scope.request.headers.get("x-llmplane-tags")
     if header:
         tags.update(_parse_tags(header))
+    guard = None
+    if principal.guardrail_policy is not None:  # one attribute check for everyone else
+        guard = _request_guard(
+            scope, principal, principal.guardrail_policy, endpoint_kind, body.get("stream") is True
+        )
     return CallContext(
         request_id=scope.request_id,
         principal=principal,
@@ -121,7 +128,37 @@ def call_context(
         trace=trace,
         content=content,
         prompt=prompt,
+        guard=guard,
     )
+
+
+def _request_guard(
+    scope: RequestScope,
+    principal: Principal,
+    policy: str,
+    endpoint_kind: Endpoint,
+    stream: bool,
+) -> RequestGuard | None:
+    """The guard of a request under the caller's guardrail policy. Chat completions,
+    messages and responses are checked (a streamed response only when the policy needs
+    nothing of the answer: its stream is refused rather than passed unchecked);
+    embeddings, moderations and rerank are not generation and pass."""
+    engine = scope.services.guardrails
+    if engine is None or endpoint_kind not in GUARDED:
+        return None
+    guard = engine.guard(policy, principal.team_id)
+    if endpoint_kind is Endpoint.RESPONSES and stream and guards_output(guard):
+        raise InvalidRequestError(
+            f"Your key's guardrail policy '{policy}' checks answers, which a streamed "
+            "response cannot be yet: send stream: false, or use /v1/chat/completions or "
+            "/v1/messages.",
+            param="stream",
+            code="guardrail_unsupported",
+        )
+    trace = scope.trace
+    if trace is not None:
+        trace.guardrails, trace.guardrail_policy = guard.checks, policy
+    return guard
 
 
 def reply_headers(result: CallResult) -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -29,6 +29,9 @@ from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import request_prompt_tokens
 from llmplane.telemetry.content import RequestContent
+
+if TYPE_CHECKING:
+    from llmplane.gateway.guarded_streams import StreamGuard
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request", as in the ledger
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -63,6 +66,7 @@ class StreamRelay:
         settle: Settle,
         api: Endpoint = Endpoint.CHAT,
         capture: RequestContent | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self._stream = stream
         self._upstream = stream.__aiter__()
@@ -91,6 +95,8 @@ class StreamRelay:
         self._capture = capture
         if capture is not None:
             capture.start_stream()
+        # Output guardrails of a chat stream: text is held and checked window by window.
+        self._guard = guard
 
     def _keep_responses(self, events: list[bytes]) -> bytes:
         for index, event in enumerate(events):
@@ -190,10 +196,18 @@ class StreamRelay:
             try:
                 events = await self._upstream.__anext__()
             except StopAsyncIteration:
-                return None
+                guard, self._guard = self._guard, None
+                data = await guard.end() if guard is not None else b""
+                if not data:
+                    return None
+                if self._capture is not None:
+                    self._capture.add_events(data)
+                return data
             if self._ttft is None:
                 self._ttft = time.perf_counter()
             data = self._keep(events)
+            if data and self._guard is not None:
+                data = await self._guard.feed(data)
             if data:
                 if self._capture is not None:
                     self._capture.add_events(data)

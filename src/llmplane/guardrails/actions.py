@@ -89,7 +89,9 @@ def rewrite(
     return "".join(parts)
 
 
-_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_.\[\]]*)_(\d+)>")
+# Any type name: entity types (EMAIL_ADDRESS) and rule ids (blocklist.term[0]) alike;
+# only placeholders this request issued are ever restored.
+_PLACEHOLDER = re.compile(r"<([A-Za-z][\w.\[\]]*)_(\d+)>")
 _LONGEST_PLACEHOLDER = 64
 
 

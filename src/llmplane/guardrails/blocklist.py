@@ -28,28 +28,45 @@ class BlocklistDetector:
             raise TypeError("terms and patterns are lists of strings")
         if not terms and not patterns:
             raise ValueError("a blocklist needs terms or patterns")
-        self._rules: list[tuple[str, re.Pattern[str]]] = []
+        # All terms in one alternation (one scan of the text, whatever their number), each
+        # a named group so a match says which rule it was; longer terms first, so that
+        # "project falcon" wins over "project" where both are listed.
+        alternatives: list[tuple[str, str]] = []
         for index, term in enumerate(terms):
             if not term.strip():
                 raise ValueError(f"blocklist term {index} is empty")
             words = r"\s+".join(re.escape(word) for word in term.split())
-            self._rules.append(
-                (f"blocklist.term[{index}]", re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE))
+            alternatives.append((f"t{index}", words))
+        alternatives.sort(key=lambda item: -len(item[1]))
+        self._terms = (
+            re.compile(
+                r"(?<!\w)(?:" + "|".join(f"(?P<{g}>{w})" for g, w in alternatives) + r")(?!\w)",
+                re.IGNORECASE,
             )
+            if alternatives
+            else None
+        )
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
         for index, pattern in enumerate(patterns):
             try:
                 compiled = re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"blocklist pattern {index} is not a valid regex: {exc}") from None
-            self._rules.append((f"blocklist.pattern[{index}]", compiled))
+            self._patterns.append((f"blocklist.pattern[{index}]", compiled))
 
     def check(self, text: str, context: CheckContext = DEFAULT_CONTEXT) -> Verdict:
         """Every blocked term and pattern found in ``text``."""
-        findings = [
+        findings = []
+        if self._terms is not None:
+            findings = [
+                Finding(f"blocklist.term[{(m.lastgroup or 't0')[1:]}]", m.start(), m.end(), 1.0)
+                for m in self._terms.finditer(text)
+            ]
+        findings.extend(
             Finding(rule, match.start(), match.end(), 1.0)
-            for rule, regex in self._rules
+            for rule, regex in self._patterns
             for match in regex.finditer(text)
-        ]
+        )
         if not findings:
             return Verdict.clean(self.name)
         findings.sort(key=lambda finding: finding.start)

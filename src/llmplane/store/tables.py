@@ -80,6 +80,7 @@ usage_ledger = Table(
     Column("ttft_ms", Float, nullable=True),
     Column("tags", JSON, nullable=True),
     Column("prompt", String(200), nullable=True),  # the registered prompt: name@version
+    Column("guardrails", JSON, nullable=True),
     UniqueConstraint("request_id", "attempt", name="uq_usage_ledger_request_attempt"),
     Index("ix_usage_ledger_created_at", "created_at"),
     Index("ix_usage_ledger_key_created", "key_id", "created_at"),

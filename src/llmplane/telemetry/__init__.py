@@ -36,6 +36,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmplane.telemetry")
 
 
+@dataclass(frozen=True, slots=True)
+class GuardrailCheck:
+    """One guardrail rule's check of one request stage, as reported: which rule of which
+    policy, what came of it (``pass``, ``flagged``, ``error``, ``timeout``,
+    ``unavailable``), the action taken (``none`` when it passed) and the finding types
+    (names, never the matched text). ``seconds`` is the detector's time."""
+
+    policy: str
+    stage: str  # input, output
+    rule: str  # input[0], output[1]
+    detector: str
+    outcome: str
+    action: str
+    seconds: float
+    types: tuple[str, ...] = ()
+    score: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        """The check as a small JSON object (for the ledger and the request log)."""
+        data: dict[str, object] = {
+            "rule": self.rule,
+            "detector": self.detector,
+            "outcome": self.outcome,
+            "action": self.action,
+        }
+        if self.types:
+            data["types"] = list(self.types)
+        if self.score:
+            data["score"] = round(self.score, 3)
+        return data
+
+
 @dataclass(slots=True)
 class RequestTrace:
     """One gateway request, from its arrival to its end."""
@@ -60,6 +92,11 @@ class RequestTrace:
     # (metadata, redacted or full); None for the default policy, none.
     content: RequestContent | None = None
     prompt: str | None = None  # the registered prompt rendered: name@version
+
+    # The guardrail checks of the request (by reference: a stream adds its output checks
+    # as it goes), when a policy applies to its caller.
+    guardrails: list[GuardrailCheck] | None = None
+    guardrail_policy: str | None = None
 
     @property
     def is_probe(self) -> bool:

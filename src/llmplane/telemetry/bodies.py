@@ -12,12 +12,12 @@ asks first (the request-log writer or the span exporter); the other reuses it.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmplane.secret_patterns import PLATFORM_KEY_ECHOED
 from llmplane.telemetry.content import REDACTED, bounded, map_strings
 
 if TYPE_CHECKING:
@@ -25,17 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A platform key, also as a tokenizer or a model may echo it ("sk - lp - abc - def").
-# Its random part is base64url, so it may hold "--" and start or end with "-"; spaces
-# count only next to a dash.
-_PLATFORM_KEY = re.compile(
-    r"sk\s{0,2}-\s{0,2}lp\s{0,2}-(?:[\w-]|\s{1,2}(?=-)|(?<=-)\s{1,2}(?=\w))*"
-)
-
 
 def scrub_platform_keys(texts: list[str]) -> list[str]:
     """``texts`` with every platform key replaced by ``<API_KEY>``."""
-    return [_PLATFORM_KEY.sub("<API_KEY>", text) if "lp" in text else text for text in texts]
+    return [PLATFORM_KEY_ECHOED.sub("<API_KEY>", text) if "lp" in text else text for text in texts]
 
 
 class Redacting(Protocol):

@@ -36,6 +36,8 @@ _OTHER = "other"
 _NANO_PER_USD = 1_000_000_000
 # LLM calls take from milliseconds (cached, short) to minutes (long generations).
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Guardrail checks: pattern detectors take microseconds, models tens of milliseconds.
+_GUARDRAIL_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 # The gateway's own 429s (not an upstream's, which is "upstream_rate_limited").
@@ -138,6 +140,21 @@ class GatewayMetrics:
             buckets=_TTFT_BUCKETS,
             registry=registry,
         )
+        self._guardrail_checks = Counter(
+            "llmplane_guardrail_checks",
+            "Guardrail rule checks, by team, detector, stage (input, output) and outcome "
+            "(pass, flagged, error, timeout, unavailable).",
+            ["team", "detector", "stage", "outcome"],
+            registry=registry,
+        )
+        self._guardrail_seconds = Histogram(
+            "llmplane_guardrail_check_duration_seconds",
+            "Time a guardrail detector took on one request stage (a stream's windows added).",
+            ["detector", "stage"],
+            buckets=_GUARDRAIL_BUCKETS,
+            registry=registry,
+        )
+        self._guardrail_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         # Cost is summed in integer nano-USD (exact, as the ledger sums it) and shown in USD.
         self._cost_nanousd: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self._read_state = read_state
@@ -166,6 +183,8 @@ class GatewayMetrics:
             reason = _REFUSALS.get(trace.error_code or "")
             if reason is not None:
                 self._refusals.labels(team, reason).inc()
+        if trace.guardrails:
+            self._count_guardrails(team, trace)
         if trace.operation is None:
             return  # not a model call (admin, health, a refused key): no latency to report
         attempts = trace.attempts
@@ -194,6 +213,20 @@ class GatewayMetrics:
                 self._fallbacks.labels(model, served_model).inc()
             elif attempt.attempt:
                 self._retries.labels(served_model, deployment).inc()
+
+    def _count_guardrails(self, team: str, trace: RequestTrace) -> None:
+        """One count and one duration per rule and stage checked (detector names are the
+        configured ones: bounded)."""
+        for check in trace.guardrails or ():
+            key = (team, check.detector, check.stage, check.outcome)
+            children = self._guardrail_children.get(key)
+            if children is None:
+                children = self._guardrail_children[key] = (
+                    self._guardrail_checks.labels(*key),
+                    self._guardrail_seconds.labels(check.detector, check.stage),
+                )
+            children[0].inc()
+            children[1].observe(check.seconds)
 
     def _children_of(self, key: tuple[str, str, str, int]) -> _AttemptChildren:
         """The labelled series one kind of attempt adds to (looked up once, then cached:

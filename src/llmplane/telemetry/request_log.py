@@ -12,7 +12,9 @@ caller's ``traceparent``), ``method``, ``path``, ``operation``, ``model``,
 ``error_code``, ``stream``, ``duration_ms``, ``ttft_ms``, ``attempts``, ``failed``
 (``[{"deployment", "status", "error_code"}]`` of the attempts that failed),
 ``prompt_tokens``, ``completion_tokens``, ``cached_tokens``, ``cost_usd`` (over all
-attempts), ``team_id``, ``service_id``, ``key_id``, ``user``.
+attempts), ``team_id``, ``service_id``, ``key_id``, ``user``, ``guardrails`` (when a
+guardrail policy applied: ``{"policy", "checks": [{"rule", "detector", "outcome",
+"action", "types"}]}``, finding types only).
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def request_line(trace: RequestTrace) -> bytes:
             # The end user the client named (an identifier it chose to send, not content),
             # else the user the key belongs to.
             "user": served.user_id if served else (principal.user_id if principal else None),
+            "guardrails": (
+                {
+                    "policy": trace.guardrail_policy,
+                    "checks": [check.to_json() for check in trace.guardrails],
+                }
+                if trace.guardrails
+                else None
+            ),
         }
     )
 

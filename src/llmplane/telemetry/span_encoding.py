@@ -230,6 +230,8 @@ class SpanEncoder:
         if attempts:
             self._usage(parts, attempts)
             self._attempt_events(parts, attempts)
+        if trace.guardrails:
+            parts += _guardrail_attributes(trace)
         return _field(_SCOPE_SPANS_SPAN, b"".join(parts))
 
     def _shape(self, trace: RequestTrace) -> bytes:
@@ -312,6 +314,28 @@ class SpanEncoder:
                 + _F64(record.latency_ms)
             )
             parts.append(_SPAN_EVENT + _varint(len(event)) + event)
+
+
+_MAX_GUARDRAIL_ITEMS = 32
+
+
+def _guardrail_attributes(trace: RequestTrace) -> list[bytes]:
+    """The request's guardrail verdicts: its policy, the rule that blocked (if one did),
+    each rule's outcome (``input[0]=blocklist:flagged``) and what was flagged
+    (``input[0]:EMAIL_ADDRESS``); types and rules, never matched text; at most 32 of each."""
+    checks = trace.guardrails or ()
+    outcomes = [f"{c.rule}={c.detector}:{c.outcome}" for c in checks][:_MAX_GUARDRAIL_ITEMS]
+    flags = [f"{c.rule}:{t}" for c in checks for t in c.types][:_MAX_GUARDRAIL_ITEMS]
+    attributes: dict[str, object] = {
+        "llmplane.guardrail.policy": trace.guardrail_policy or "",
+        "llmplane.guardrail.outcomes": outcomes,
+    }
+    blocked = next((c.rule for c in checks if c.action == "block"), None)
+    if blocked is not None:
+        attributes["llmplane.guardrail.blocked"] = blocked
+    if flags:
+        attributes["llmplane.guardrail.flags"] = flags
+    return [_attribute(_SPAN_ATTRIBUTE, key, value) for key, value in attributes.items()]
 
 
 def _request_id(request_id: str) -> bytes:

@@ -36,6 +36,7 @@ from llmplane.gateway.providers.mock import (
 )
 from llmplane.gateway.responses import StreamTranslator, from_chat_reply
 from llmplane.gateway.responses import to_chat_request as responses_to_chat
+from llmplane.gateway.tokens import content_text, count_tokens
 from llmplane.testing import _anthropic
 from llmplane.testing._asgi import (
     Receive,
@@ -290,6 +291,10 @@ class SimulatorApp:
             return
         completion_id = f"chatcmpl-{self._id_prefix}{next(self._ids):06x}"
         created = int(time.time())
+        fault = exchange.fault
+        if fault is not None and fault.kind == "echo":
+            await self._echo(exchange, completion_id, created, fault.chunk_chars)
+            return
         if body.get("stream") is True:
             source = {**body, "stream_options": None} if exchange.hides_usage else body
             chunks = chat_chunks(source, completion_id, created)
@@ -300,6 +305,45 @@ class SimulatorApp:
         if exchange.hides_usage:
             del reply["usage"]
         await exchange.reply(orjson.dumps(reply))
+
+    async def _echo(
+        self, exchange: Exchange, completion_id: str, created: int, chunk_chars: int
+    ) -> None:
+        """The ``echo`` fault: the last user message, verbatim, as the answer."""
+        body = exchange.body
+        text = next(
+            (
+                content_text(m.get("content"))
+                for m in reversed(body["messages"])
+                if isinstance(m, dict) and m.get("role") == "user"
+            ),
+            "",
+        )
+        reply = chat_completion({**body, "tools": None}, completion_id, created)
+        usage = reply["usage"]
+        usage["completion_tokens"] = count_tokens(text)
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if body.get("stream") is not True:
+            reply["choices"][0]["message"]["content"] = text
+            del reply["choices"][1:]
+            await exchange.reply(orjson.dumps(reply))
+            return
+        base = {k: reply[k] for k in ("id", "created", "model", "system_fingerprint")}
+        base["object"] = "chat.completion.chunk"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse_event({**base, "choices": [choice]})
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [
+            chunk({"content": text[i : i + chunk_chars]}) for i in range(0, len(text), chunk_chars)
+        ]
+        events.append(chunk({}, "stop"))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            events.append(sse_event({**base, "choices": [], "usage": usage}))
+        await exchange.stream(events)
 
     async def _messages(self, exchange: Exchange) -> None:
         """Anthropic's Messages API (see :mod:`llmplane.testing._anthropic`)."""

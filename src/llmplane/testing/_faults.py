@@ -23,7 +23,11 @@ goes before the queue, which it leaves untouched. The kinds:
 - ``stream_error``: send ``after_chunks`` events of a stream, then an error event
   (OpenAI: ``data: {"error": ...}``; Anthropic: ``event: error``, typed after
   ``status``, default 529 ``overloaded_error``) and end the stream there;
-- ``delay``: wait ``ms`` more before answering.
+- ``delay``: wait ``ms`` more before answering;
+- ``echo`` (not a failure: a scripted answer): a chat reply whose text is the last user
+  message exactly as sent (the mock's own reply tokenises and shortens it), streamed in
+  pieces of ``chunk_chars`` characters (default 5), so that tests can see what the
+  upstream received come back, split anywhere.
 
 On Anthropic's ``/v1/messages`` errors have Anthropic's shape (a 529 is an
 ``overloaded_error``), and ``no_usage`` does not apply (the real API always
@@ -41,7 +45,7 @@ from typing import Any, Literal, cast
 __all__ = ["Fault", "FaultKind", "FaultQueue", "FaultSpecError"]
 
 FaultKind = Literal[
-    "status", "drop", "break_stream", "no_usage", "sloppy_stream", "stream_error", "delay"
+    "status", "drop", "break_stream", "no_usage", "sloppy_stream", "stream_error", "delay", "echo"
 ]
 
 _COMMON_FIELDS = frozenset({"kind", "count", "path", "model", "probability"})
@@ -53,6 +57,7 @@ _KIND_FIELDS: dict[str, frozenset[str]] = {
     "sloppy_stream": frozenset(),
     "stream_error": frozenset({"after_chunks", "status", "message"}),
     "delay": frozenset({"ms"}),
+    "echo": frozenset({"chunk_chars"}),
 }
 
 
@@ -87,6 +92,7 @@ class Fault:
     message: str | None = None
     after_chunks: int = 0
     ms: float = 0.0
+    chunk_chars: int = 5
     model: str | None = None
     probability: float = 1.0
 
@@ -137,6 +143,7 @@ class Fault:
             message=message,
             after_chunks=_integer(spec, "after_chunks", 0, minimum=0),
             ms=_number(spec, "ms", 0, minimum=0),
+            chunk_chars=_integer(spec, "chunk_chars", 5, minimum=1),
             model=model,
             probability=probability,
         )
