@@ -240,3 +240,44 @@ def test_a_prompt_version_that_breaks_some_cases_is_a_significant_regression(
     gate = _eval(gateway, str(suite), "--prompt-version", "2", "--baseline", f"prompt:{name}@1")
     assert gate.returncode == 1
     assert json.loads(gate.stdout)["summary"]["comparison"]["baseline_prompt"] == f"{name}@1"
+
+
+def _team_key(gateway: GatewayProcess, team: str) -> str:
+    cli("teams", "create", team, url=gateway.url)
+    created = cli(
+        "keys", "create", "--name", f"{team}-ci", "--team", team, "--json", url=gateway.url
+    )
+    return str(json.loads(created.stdout)["key"])
+
+
+def test_a_teams_key_runs_its_suite_as_its_teams_eval_spend(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    mine, theirs = _team_key(gateway, "evals-a"), _team_key(gateway, "evals-b")
+    target = {"messages": [{"role": "user", "content": "{{ topic }}"}], "model": "mock"}
+    suite = _suite(tmp_path, "e2e-team", target, _cases(3))
+    done = cli("eval", "run", str(suite), "--json", url=gateway.url, env={"LLMPLANE_API_KEY": mine})
+    run = json.loads(done.stdout)
+    team_id = gateway.sql("SELECT id FROM teams WHERE name = 'evals-a'")[0][0]
+    assert run["team_id"] == team_id
+    assert _ledger_rows(gateway, run["id"], expect=3) == 3
+    teams = gateway.sql(
+        "SELECT DISTINCT team_id FROM usage_ledger WHERE tags LIKE :r", r=f"%{run['id']}%"
+    )
+    assert teams == [(team_id,)]
+    shown = cli("eval", "show", run["id"], url=gateway.url, env={"LLMPLANE_API_KEY": mine})
+    assert "mentions" in shown.stdout
+    refused = cli(
+        "eval", "show", run["id"], url=gateway.url, env={"LLMPLANE_API_KEY": theirs}, check=False
+    )
+    assert refused.returncode == 1 and "belongs to another team" in refused.stderr
+    listed = cli("eval", "runs", "--json", url=gateway.url, env={"LLMPLANE_API_KEY": theirs})
+    assert run["id"] not in listed.stdout
+    # A plain key may not bless; the admin (or a team admin) may.
+    assert (
+        cli(
+            "eval", "bless", run["id"], url=gateway.url, env={"LLMPLANE_API_KEY": mine}, check=False
+        ).returncode
+        == 1
+    )
+    assert "is now the baseline" in cli("eval", "bless", run["id"], url=gateway.url).stdout

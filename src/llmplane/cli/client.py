@@ -36,15 +36,21 @@ def _admin_key() -> str:
     )
 
 
-def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """Call the admin API; print the server's error and exit 1 on failure."""
+def call(
+    method: str, path: str, body: dict[str, Any] | None = None, *, key: str | None = None
+) -> Any:
+    """Call the admin API (with ``key``, else the admin key); print the server's error and
+    exit 1 on failure."""
     base = os.environ.get("LLMPLANE_URL", DEFAULT_URL).rstrip("/")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own gateway
         base + path,
         data=data,
         method=method,
-        headers={"Authorization": f"Bearer {_admin_key()}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {key or _admin_key()}",
+            "Content-Type": "application/json",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310

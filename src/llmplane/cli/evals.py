@@ -32,6 +32,11 @@ def eval_group() -> None:
     """Eval suites: run them in CI, compare with a baseline, bless baselines."""
 
 
+def _team_key() -> str | None:
+    """``LLMPLANE_API_KEY`` (a team's key) when set; else the admin key is used."""
+    return os.environ.get("LLMPLANE_API_KEY") or None
+
+
 def _bad(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
@@ -134,6 +139,7 @@ def list_command(
         "GET",
         "/admin/evals/runs"
         + query_string({"suite": suite, "branch": branch, "prompt": prompt, "limit": limit}),
+        key=_team_key(),
     )["data"]
     if as_json:
         print_json(found)
@@ -186,7 +192,7 @@ def _show(run: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the case results).")
 def show_command(run_id: str, with_cases: bool, as_json: bool) -> None:
     """Show RUN_ID: target, metrics, verdict (and its case results)."""
-    run = call("GET", f"/admin/evals/runs/{urllib.parse.quote(run_id, safe='')}")
+    run = call("GET", f"/admin/evals/runs/{urllib.parse.quote(run_id, safe='')}", key=_team_key())
     if as_json:
         print_json(run)
         return
@@ -215,7 +221,9 @@ def show_command(run_id: str, with_cases: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bless_command(run_id: str, as_json: bool) -> None:
     """Make RUN_ID its suite's baseline (later runs compare with it)."""
-    run = call("POST", f"/admin/evals/runs/{urllib.parse.quote(run_id, safe='')}/bless")
+    run = call(
+        "POST", f"/admin/evals/runs/{urllib.parse.quote(run_id, safe='')}/bless", key=_team_key()
+    )
     if as_json:
         print_json(run)
     else:
