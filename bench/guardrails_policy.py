@@ -1,7 +1,11 @@
 """Added latency of a guardrail policy on a 1,000-token chat prompt, measured in process.
 
 Usage: ``PYTHONPATH=src .venv/bin/python bench/guardrails_policy.py [--requests 2000]
-[--terms 10]``
+[--terms 10] [--policy blocklist|default]``
+
+``--policy default`` measures the documented default policy instead (injection blocks and
+secrets are redacted on input, secrets redacted on output); ``--policy default+pii`` adds
+the ``pii`` detector's redaction on input.
 
 The policy is what main offers without the PII extra: a ``blocklist`` of ``--terms`` terms
 that blocks, and a ``blocklist`` of 8 PII- and secret-shaped regular expressions (email,
@@ -49,6 +53,16 @@ PATTERNS = [
     r"(?i)bearer\s+[\w.-]{20,}",
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
 ]
+
+
+# The default policy of docs/guardrails.md ("A default policy").
+DEFAULT_POLICY: dict[str, object] = {
+    "input": [
+        {"detector": "injection", "action": "block"},
+        {"detector": "secrets", "action": "redact"},
+    ],
+    "output": [{"detector": "secrets", "action": "redact"}],
+}
 
 
 def _text(tokens: int) -> str:
@@ -121,25 +135,49 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--terms", type=int, default=10)
+    parser.add_argument(
+        "--text",
+        choices=["technical", "prose"],
+        default="technical",
+        help="technical: the README (numbers, code, tables); prose: English sentences",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=["blocklist", "default", "default+pii"],
+        default="blocklist",
+        help="blocklist: terms and PII-shaped patterns (no extras); default: the "
+        "documented default policy (injection blocks, secrets redacted on input and output); "
+        "default+pii: and PII redacted on input (needs llmplane[pii])",
+    )
     args = parser.parse_args()
     terms = [f"codename-{i:02d}" for i in range(args.terms - 1)] + ["project falcon"]
     patterns = {"detector": "blocklist", "options": {"patterns": PATTERNS}, "action": "redact"}
-    config = GuardrailsConfig.model_validate(
-        {
-            "policies": {
-                "bench": {
-                    "input": [
-                        {"detector": "blocklist", "options": {"terms": terms}, "action": "block"},
-                        patterns,
-                    ],
-                    "output": [patterns],
-                }
-            },
-            "default": "bench",
+    policy: dict[str, object] = {
+        "input": [
+            {"detector": "blocklist", "options": {"terms": terms}, "action": "block"},
+            patterns,
+        ],
+        "output": [patterns],
+    }
+    if args.policy == "default":
+        policy = DEFAULT_POLICY
+    elif args.policy == "default+pii":
+        policy = {
+            **DEFAULT_POLICY,
+            "input": [
+                {"detector": "injection", "action": "block"},
+                {"detector": "pii", "action": "redact"},  # pii includes the secret types
+            ],
         }
-    )
+    config = GuardrailsConfig.model_validate({"policies": {"bench": policy}, "default": "bench"})
     engine = GuardrailEngine.from_config(config)
-    text = _text(args.tokens)
+    if args.text == "prose":
+        # The same English prose with five PII items as bench/guardrails_detectors.py.
+        from guardrails_detectors import _texts
+
+        text = _texts(args.tokens)["prose + PII"]
+    else:
+        text = _text(args.tokens)
     sys.setswitchinterval(0.0005)  # as the gateway process runs (llmplane.gateway.server)
     try:
         asyncio.run(_measure(engine, text, 50))  # warm-up: threads started, regexes cached
@@ -147,8 +185,9 @@ def main() -> None:
     finally:
         engine.close()
     print(
-        f"{args.tokens}-token prompt ({len(text)} characters), {args.terms} blocked terms, "
-        f"{args.requests} requests"
+        f"{args.tokens}-token {args.text} prompt ({len(text)} characters), policy {args.policy}"
+        + (f", {args.terms} blocked terms" if args.policy == "blocklist" else "")
+        + f", {args.requests} requests"
     )
     print("| stage | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|")

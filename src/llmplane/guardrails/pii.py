@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -128,21 +129,66 @@ def _threshold(value: object, detector: str) -> float:
     return float(value)
 
 
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9@]")
+# How far around a non-ASCII character a disguised finding may reach (an e-mail address,
+# a card number or a key with a zero-width space or a look-alike letter inside).
+_HIDDEN_REACH = 96
+
+
+def _disguised_windows(text: str) -> list[tuple[int, int]]:
+    """The stretches of ``text`` around its non-ASCII characters (merged), where
+    normalisation could reveal something; whole words, so no finding is cut."""
+    windows: list[tuple[int, int]] = []
+    for match in _NON_ASCII_RUN.finditer(text):
+        start = max(0, match.start() - _HIDDEN_REACH)
+        end = min(len(text), match.end() + _HIDDEN_REACH)
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        while end < len(text) and not text[end].isspace():
+            end += 1
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _reveals(window: str, normalized: str) -> bool:
+    """Whether normalising ``window`` changed something a finding is made of: letters,
+    digits or ``@`` in ASCII (fullwidth digits, look-alike letters), or invisible
+    characters dropped; not typography (an ellipsis, a dash)."""
+    if len(_ASCII_WORD.findall(window)) != len(_ASCII_WORD.findall(normalized)):
+        return True
+    return any(
+        unicodedata.category(char) == "Cf" for run in _NON_ASCII_RUN.findall(window) for char in run
+    )
+
+
 def _with_hidden(find: Callable[[str], list[Finding]], text: str) -> list[Finding]:
     """``find`` on ``text``, and on what it hides: the text normalised (zero-width
     characters, fullwidth digits, look-alike letters; findings mapped back to the original
     span) and the readable text of its base64, hex or URL-encoded runs (a finding there
-    covers the whole encoded run)."""
+    covers the whole encoded run). Only the stretches around non-ASCII characters are
+    normalised and scanned again, and only where normalising changed them: ordinary
+    typography (dashes, ellipses) costs one quick look, not a second scan."""
     found = find(text)
-    normalized = normalize(text)
-    if normalized.changed:
-        for finding in find(normalized.text):
-            start, end = normalized.span(finding.start, finding.end)
-            found.append(Finding(finding.type, start, end, finding.score))
+    hidden = False
+    if not text.isascii():
+        for start, end in _disguised_windows(text):
+            window = text[start:end]
+            normalized = normalize(window)
+            if not normalized.changed or not _reveals(window, normalized.text):
+                continue
+            for finding in find(normalized.text):
+                begin, stop = normalized.span(finding.start, finding.end)
+                found.append(Finding(finding.type, start + begin, start + stop, finding.score))
+                hidden = True
     for segment in decoded_segments(text):
         for finding in find(segment.decoded):
             found.append(Finding(finding.type, segment.start, segment.end, finding.score))
-    return non_overlapping(found) if len(found) > 1 else found
+            hidden = True
+    return non_overlapping(found) if hidden else found
 
 
 def _verdict(detector: str, findings: list[Finding], what: str) -> Verdict:
