@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmplane.evals.client import GatewayClient
+from llmplane.evals.client import HarnessClient
 from llmplane.evals.harness import EvalOptions, run_eval
 from llmplane.evals.runner import CallPlanner, score_output
 from llmplane.evals.scoring import Case, CaseOutput, Score, Scorer, ScoringContext
@@ -165,7 +165,7 @@ async def _pure_overhead_us(suite: Suite, cases: int) -> float:
 
 async def _run(url: str, suite: Suite, use_cache: bool) -> tuple[float, float, dict[str, object]]:
     cpu, wall = time.process_time(), time.perf_counter()
-    async with GatewayClient(url, ADMIN_KEY) as client:
+    async with HarnessClient(url, ADMIN_KEY) as client:
         report = await run_eval(
             suite, client, EvalOptions(baseline=None, use_cache=use_cache), _scorers()
         )

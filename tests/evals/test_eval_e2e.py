@@ -19,7 +19,7 @@ import yaml
 from llmplane.testing.upstream import UpstreamSimulator
 from tests.helpers import ADMIN_KEY, GatewayProcess, cli, http
 
-SCORER = "tests.evals.scorers_for_tests:Contains"
+SCORER = "contains"  # the built-in scorer: the output contains the case's expected text
 TOPICS = [f"topic{i}" for i in range(30)]
 
 
@@ -122,7 +122,10 @@ def test_a_threshold_miss_exits_1_and_bad_config_exits_2(
         f.get("message")
         for f in ET.fromstring(junit.read_text()).iter("failure")  # noqa: S314 - our own file
     ]
-    assert "missing 'absent'" in failures and "mentions.pass_rate = 0.5000 < 0.9" in failures
+    assert (
+        "output lacks 1 of 1 expected strings: 'absent'" in failures
+        and "mentions.pass_rate = 0.5000 < 0.9" in failures
+    )
 
     raw = yaml.safe_load(suite.read_text())
     raw["target"]["model"], raw["target"]["models"] = "mock", ["mock"]

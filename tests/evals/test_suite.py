@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from llmplane.evals.dataset import load_dataset
+from llmplane.evals.harness import build_scorers
 from llmplane.evals.suite import SuiteError, load_suite
 
 GOOD = {
@@ -96,3 +97,20 @@ def test_bad_datasets_are_refused_with_the_line(
     path.write_text(text)
     with pytest.raises(SuiteError, match=message):
         load_dataset(path)
+
+
+def test_scorers_are_built_when_the_suite_loads_and_errors_name_the_scorer(tmp_path: Path) -> None:
+    suite = load_suite(_write(tmp_path, GOOD))
+    assert list(build_scorers(suite)) == ["exact"]
+    bad = {
+        **GOOD,
+        "scorers": [
+            GOOD["scorers"][0],
+            {"name": "n", "scorer": "numeric", "options": {"abs_tol": -1}},
+        ],
+    }
+    with pytest.raises(SuiteError, match=r"scorers\.1\.scorer: scorer 'numeric': option 'abs_tol'"):
+        build_scorers(load_suite(_write(tmp_path, bad)))
+    unknown = {**GOOD, "scorers": [{"name": "n", "scorer": "exakt"}], "thresholds": {}}
+    with pytest.raises(SuiteError, match=r"scorers\.0\.scorer: unknown scorer 'exakt'"):
+        build_scorers(load_suite(_write(tmp_path, unknown)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmplane.evals.client import GatewayClient
+from llmplane.evals.client import HarnessClient
 from llmplane.evals.harness import EvalOptions, run_eval
 from llmplane.evals.report import markdown
 from llmplane.evals.suite import Message, ScorerSpec, Suite, Target, load_suite
@@ -54,9 +54,9 @@ async def test_yaml_and_python_suites_give_identical_scores(
     assert from_yaml.fingerprint(dataset.read_bytes()) == in_python.fingerprint(
         dataset.read_bytes()
     )
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         first = await run_eval(in_python, client, EvalOptions(baseline=None, use_cache=False))
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         second = await run_eval(from_yaml, client, EvalOptions(baseline=None, use_cache=False))
 
     def scores(report: object) -> dict[str, object]:
@@ -78,7 +78,7 @@ async def test_a_python_pipeline_is_run_scored_and_charged(
         target=Target(python="tests.evals.pipelines_for_tests:answer"),
         scorers=[ScorerSpec(name="mentions", scorer=SCORER)],
     )
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         report = await run_eval(suite, client, EvalOptions(baseline=None))
     outputs = {r.case_id: r for r in report.results}
     assert len(outputs) == 3
@@ -90,7 +90,7 @@ async def test_a_python_pipeline_is_run_scored_and_charged(
     broken = suite.model_copy(
         update={"target": Target(python="tests.evals.pipelines_for_tests:broken")}
     )
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         report = await run_eval(broken, client, EvalOptions(baseline=None))
     errors = {r.case_id: r.error for r in report.results if r.error}
     assert list(errors.values()) == ["KeyError: 'no retriever'"]
@@ -109,7 +109,7 @@ async def test_a_model_matrix_runs_every_case_on_every_model(
         scorers=[ScorerSpec(name="mentions", scorer=SCORER)],
         repetitions=2,
     )
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         report = await run_eval(suite, client, EvalOptions(baseline=None, use_cache=False))
     assert report.run["models"] == ["mock", "sim"]
     assert sorted({(r.model, r.repetition) for r in report.results}) == [
@@ -139,7 +139,7 @@ async def test_repetitions_that_disagree_flag_a_flaky_case(
         repetitions=4,
         concurrency=1,
     )
-    async with GatewayClient(gateway.url, ADMIN_KEY) as client:
+    async with HarnessClient(gateway.url, ADMIN_KEY) as client:
         report = await run_eval(suite, client, EvalOptions(baseline=None))
     flaky = report.summary["repetitions"]["flaky"]
     assert [f["passes"] for f in flaky] == [[True, False, True, False]]

@@ -19,7 +19,8 @@ import click
 
 from llmplane.cli.admin import print_json, print_table, query_string
 from llmplane.cli.client import DEFAULT_URL, _admin_key, call
-from llmplane.evals.client import GatewayClient, GatewayError
+from llmplane.evals.client import HarnessClient
+from llmplane.evals.gateway_client import GatewayCallError
 from llmplane.evals.harness import EvalOptions, EvalReport, GitInfo, build_scorers, run_eval
 from llmplane.evals.report import junit_xml, markdown
 from llmplane.evals.suite import SuiteError, load_suite
@@ -46,7 +47,7 @@ async def _run(suite_path: Path, key: str, options: EvalOptions) -> EvalReport:
     suite = load_suite(suite_path)
     scorers = build_scorers(suite)
     base = os.environ.get("LLMPLANE_URL", DEFAULT_URL)
-    async with GatewayClient(base, key) as client:
+    async with HarnessClient(base, key) as client:
         return await run_eval(suite, client, options, scorers)
 
 
@@ -110,7 +111,7 @@ def run_command(
         report = asyncio.run(_run(suite_path, key, options))
     except SuiteError as exc:
         _bad(str(exc))
-    except GatewayError as exc:
+    except GatewayCallError as exc:
         _bad(f"the gateway refused: {exc}")
     except OSError as exc:
         _bad(f"cannot reach llmplane ({exc}); set LLMPLANE_URL")

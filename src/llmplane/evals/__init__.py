@@ -2,7 +2,7 @@
 through the gateway, scored, stored and compared with a baseline (see ``scoring`` for the
 core types)."""
 
-from llmplane.evals.client import GatewayClient
+from llmplane.evals.client import HarnessClient
 from llmplane.evals.harness import EvalOptions, EvalReport, GitInfo, run_eval
 from llmplane.evals.suite import (
     Message,
@@ -17,8 +17,8 @@ from llmplane.evals.suite import (
 __all__ = [
     "EvalOptions",
     "EvalReport",
-    "GatewayClient",
     "GitInfo",
+    "HarnessClient",
     "Message",
     "PromptRef",
     "ScorerSpec",

@@ -1,17 +1,19 @@
-"""The harness's client of the gateway: model calls (so they are budgeted, attributed
-and tagged as eval spend) and the eval-run API that stores results.
+"""The harness's client of the gateway: the scorers' :class:`GatewayClient` (model calls
+with the key, budgeted and attributed like any other) plus what a run needs besides —
+the eval-run API that stores results, registered prompts, and a retry of short 429/503
+waits (a rate limit of the eval key is worth waiting out; the gateway's routing already
+retries upstream failures).
 
-Every model call carries ``x-llmplane-tags: purpose=eval, eval_suite=…, eval_run=…``,
-which the ledger keeps on its rows, so eval spend can be told apart from production's.
-A 429 or 503 with a short ``retry-after`` is retried (three times at most); anything
-else is the case's error.
+Every call of a run (the target's and the scorers') carries ``x-llmplane-tags:
+purpose=eval, eval_suite=…, eval_run=…``, which the ledger keeps on its rows, so eval
+spend can be told apart from production's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,22 +21,23 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
+from llmplane.evals.gateway_client import (
+    TAGS_HEADER,
+    GatewayCallError,
+    GatewayClient,
+    tags_header,
+)
+
 _RETRIES = 3
 _MAX_RETRY_WAIT_S = 10.0
-
-
-class GatewayError(Exception):
-    """The gateway refused or failed a call (its OpenAI-shaped message and status)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status})")
-        self.status = status
+_TAG_UNSAFE = re.compile(r"[,=\r\n]")
+EVAL_TAGS: Mapping[str, str] = {"purpose": "eval"}
 
 
 @dataclass(frozen=True, slots=True)
 class ChatResult:
-    """A chat completion's text, whole body, cost (from ``x-llmplane-cost-usd``) and
-    latency (request sent to body read)."""
+    """A chat completion's text, whole body, cost (from ``x-llmplane-cost-usd``; 0 when
+    the model has no price) and latency."""
 
     text: str
     raw: dict[str, Any]
@@ -42,123 +45,79 @@ class ChatResult:
     latency_ms: float
 
 
-def _tags_header(tags: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v.replace(',', ' ')}" for k, v in tags.items())
-
-
-def _message(data: bytes, status: int) -> str:
+def _answer_text(reply: Mapping[str, Any]) -> str:
     try:
-        return str(orjson.loads(data)["error"]["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return f"HTTP {status}"
+        message = reply["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        raise GatewayCallError("the answer has no choices[0].message") from None
+    text = message.get("content")
+    if text is None and message.get("tool_calls"):
+        return orjson.dumps(message["tool_calls"]).decode()
+    return text if isinstance(text, str) else ""
 
 
-class GatewayClient:
-    """One HTTP session to the gateway at ``base_url`` (its root, as ``LLMPLANE_URL``),
-    with the caller's key; implements :class:`llmplane.evals.scoring.ScoringContext`."""
+class HarnessClient(GatewayClient):
+    """A :class:`GatewayClient` (so it is also the scorers' context) for one eval run."""
 
-    def __init__(self, base_url: str, key: str, *, timeout_s: float = 120) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-        self.tags: dict[str, str] = {"purpose": "eval"}
+    def __init__(self, base_url: str, api_key: str, *, max_connections: int = 256) -> None:
+        super().__init__(base_url, api_key, tags=EVAL_TAGS, max_connections=max_connections)
+        self.tags: dict[str, str] = dict(EVAL_TAGS)
 
-    async def __aenter__(self) -> GatewayClient:
+    async def __aenter__(self) -> HarnessClient:
         return self
 
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
+    def tag_run(self, suite: str, run_id: str) -> None:
+        """Tag every later call with the suite and the run."""
+        self.tags.update({"eval_suite": _TAG_UNSAFE.sub(" ", suite)[:100], "eval_run": run_id})
+        self._headers[TAGS_HEADER] = tags_header(self.tags)
 
-    async def aclose(self) -> None:
-        """Close the session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0)
-            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
-        return self._session
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, bytes, Mapping[str, str]]:
-        """One call with retries of short 429/503 waits; (status, body, headers)."""
+    async def _request(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
         data = orjson.dumps(body) if body is not None else None
+        url = self.base_url + path
         for attempt in range(_RETRIES + 1):
-            async with self._http().request(
-                method,
-                self.base_url + path,
-                data=data,
-                headers={**self._headers, **(headers or {})},
-            ) as response:
-                payload = await response.read()
-                if response.status in (429, 503) and attempt < _RETRIES:
-                    wait = response.headers.get("retry-after", "1")
-                    seconds = float(wait) if wait.replace(".", "", 1).isdigit() else 1.0
-                    if seconds <= _MAX_RETRY_WAIT_S:
-                        await asyncio.sleep(seconds)
-                        continue
-                return response.status, payload, response.headers
+            try:
+                async with self._client().request(
+                    method, url, data=data, headers=self._headers
+                ) as reply:
+                    payload = await reply.read()
+                    wait = reply.headers.get("retry-after", "1")
+                    status = reply.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+                raise GatewayCallError(f"could not reach the gateway at {url}: {kind}") from None
+            seconds = float(wait) if wait.replace(".", "", 1).isdigit() else 1.0
+            if status in (429, 503) and attempt < _RETRIES and seconds <= _MAX_RETRY_WAIT_S:
+                await asyncio.sleep(seconds)
+                continue
+            return status, payload
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def api(self, method: str, path: str, body: Any = None) -> Any:
-        """A JSON call of the gateway's API; :class:`GatewayError` unless 2xx."""
-        status, payload, _ = await self.request(method, path, body)
+        """A JSON call of the gateway's API; :class:`GatewayCallError` unless 2xx."""
+        status, payload = await self._request(method, path, body)
         if not 200 <= status < 300:
-            raise GatewayError(status, _message(payload, status))
+            try:
+                error = orjson.loads(payload)["error"]
+                message, code = str(error["message"]), error.get("code")
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                message, code = f"HTTP {status}", None
+            raise GatewayCallError(f"{message} (HTTP {status})", status, code)
         return orjson.loads(payload) if payload else None
 
     async def chat_completion(self, body: Mapping[str, Any]) -> ChatResult:
-        """``POST /v1/chat/completions`` with the eval tags."""
-        started = time.perf_counter()
-        status, payload, headers = await self.request(
-            "POST",
-            "/v1/chat/completions",
-            body,
-            {"x-llmplane-tags": _tags_header(self.tags)},
-        )
-        latency_ms = (time.perf_counter() - started) * 1000
-        if status != 200:
-            raise GatewayError(status, _message(payload, status))
-        raw = orjson.loads(payload)
-        try:
-            message = raw["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            raise GatewayError(status, "the answer has no choices[0].message") from None
-        text = message.get("content")
-        if text is None and message.get("tool_calls"):
-            text = orjson.dumps(message["tool_calls"]).decode()
-        cost = float(headers.get("x-llmplane-cost-usd", "0") or 0)
-        return ChatResult(text or "", raw, cost, latency_ms)
-
-    async def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **params: Any) -> str:
-        """The answer's text (for scorers such as an LLM judge)."""
-        result = await self.chat_completion({**params, "model": model, "messages": messages})
-        return result.text
-
-    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """One embedding per text, through ``/v1/embeddings``."""
-        status, payload, _ = await self.request(
-            "POST",
-            "/v1/embeddings",
-            {"model": model, "input": list(texts)},
-            {"x-llmplane-tags": _tags_header(self.tags)},
-        )
-        if status != 200:
-            raise GatewayError(status, _message(payload, status))
-        data = sorted(orjson.loads(payload)["data"], key=lambda item: item["index"])
-        return [list(item["embedding"]) for item in data]
+        """One chat completion with the run's tags, waiting out short rate limits."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                reply, cost, seconds = await self.complete(body)
+            except GatewayCallError as exc:
+                if exc.status in (429, 503) and attempt < _RETRIES:
+                    await asyncio.sleep(1.0)
+                    continue
+                raise
+            return ChatResult(_answer_text(reply), reply, cost or 0.0, seconds * 1000)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_prompt(self, name: str, label: str | None, version: int | None) -> Any:
         """A registered prompt's version (``GET /v1/prompts/{name}``)."""
-        query = urlencode(
-            {"version": version} if version is not None else {"label": label or "production"}
-        )
-        return await self.api("GET", f"/v1/prompts/{quote(name, safe='')}?{query}")
+        selector = {"version": version} if version is not None else {"label": label or "production"}
+        return await self.api("GET", f"/v1/prompts/{quote(name, safe='')}?{urlencode(selector)}")

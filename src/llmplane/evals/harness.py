@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
 
-from llmplane.evals.client import GatewayClient
+from llmplane.evals.client import HarnessClient
 from llmplane.evals.compare import check_thresholds, compare, metrics, repetition_report
 from llmplane.evals.dataset import load_dataset
 from llmplane.evals.runner import CallPlanner, CaseResult, Progress, execute, load_callable
@@ -116,7 +116,7 @@ def build_scorers(suite: Suite) -> dict[str, tuple[Scorer, float | None]]:
 
 
 async def _baseline(
-    client: GatewayClient, suite: Suite, option: str | None, run_id: str
+    client: HarnessClient, suite: Suite, option: str | None, run_id: str
 ) -> dict[str, Any] | None:
     if option is None:
         return None
@@ -139,7 +139,7 @@ async def _baseline(
 
 async def run_eval(
     suite: Suite,
-    client: GatewayClient,
+    client: HarnessClient,
     options: EvalOptions,
     scorers: dict[str, tuple[Scorer, float | None]] | None = None,
 ) -> EvalReport:
@@ -196,7 +196,7 @@ async def run_eval(
             },
         )
     run_id = run["id"]
-    client.tags.update({"eval_suite": suite.name[:100], "eval_run": run_id})
+    client.tag_run(suite.name, run_id)
     total = len(cases) * len(models) * repetitions
     progress = Progress(options.progress, total) if options.progress is not None else None
     if progress is not None:

@@ -25,7 +25,8 @@ from typing import Any, TextIO
 import orjson
 
 from llmplane.errors import LLMPlaneError
-from llmplane.evals.client import ChatResult, GatewayClient, GatewayError
+from llmplane.evals.client import ChatResult, HarnessClient
+from llmplane.evals.gateway_client import GatewayCallError
 from llmplane.evals.scoring import Case, CaseOutput, Score, Scorer
 from llmplane.evals.suite import Suite
 from llmplane.prompts.template import CompiledTemplate, parse_variables
@@ -207,7 +208,7 @@ class CallPlanner:
 class _CostCountingClient:
     """The client a Python target gets: the gateway client, counting the case's cost."""
 
-    def __init__(self, client: GatewayClient) -> None:
+    def __init__(self, client: HarnessClient) -> None:
         self._client = client
         self.cost_usd = 0.0
 
@@ -237,7 +238,7 @@ async def score_output(
     scorers: Mapping[str, tuple[Scorer, float | None]],
     case: Case,
     output: CaseOutput,
-    client: GatewayClient,
+    client: HarnessClient,
 ) -> dict[str, dict[str, Any]]:
     """Every scorer's verdict as stored (a scorer that raises scores 0 with the error)."""
     scores: dict[str, dict[str, Any]] = {}
@@ -268,7 +269,7 @@ async def execute(
     cases: Sequence[Case],
     planner: CallPlanner,
     scorers: Mapping[str, tuple[Scorer, float | None]],
-    client: GatewayClient,
+    client: HarnessClient,
     run_id: str,
     *,
     done: set[tuple[str, str, int]],
@@ -360,7 +361,14 @@ async def execute(
             if output is not None:
                 result.output = output.text[:MAX_OUTPUT_CHARS]
                 result.scores = await score_output(scorers, case, output, client)
-        except (GatewayError, OSError, TimeoutError, ValueError, TypeError, LLMPlaneError) as exc:
+        except (
+            GatewayCallError,
+            OSError,
+            TimeoutError,
+            ValueError,
+            TypeError,
+            LLMPlaneError,
+        ) as exc:
             result.error = str(exc) or type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - a pipeline's own bug fails its case
             result.error = f"{type(exc).__name__}: {exc}"
