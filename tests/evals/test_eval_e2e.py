@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from llmplane.testing.upstream import UpstreamSimulator
@@ -202,7 +201,6 @@ def test_a_killed_run_resumes_without_recalling_finished_cases(
 def test_a_prompt_version_that_breaks_some_cases_is_a_significant_regression(
     gateway: GatewayProcess, tmp_path: Path
 ) -> None:
-    pytest.importorskip("llmplane.evals.stats")  # the statistics land with the scorers
     name = "e2e-regress"
     variables = {"topic": {}, "preamble": {"required": False}}
     for template in ("About {{ topic }}", "{{ preamble }} About {{ topic }}"):

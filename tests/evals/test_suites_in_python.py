@@ -124,7 +124,6 @@ async def test_a_model_matrix_runs_every_case_on_every_model(
 async def test_repetitions_that_disagree_flag_a_flaky_case(
     gateway: GatewayProcess, tmp_path: Path
 ) -> None:
-    pytest.importorskip("llmplane.evals.stats")  # the statistics land with the scorers
     path = tmp_path / "cases.jsonl"
     path.write_text(
         "".join(

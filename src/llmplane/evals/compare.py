@@ -8,25 +8,18 @@ regression is a CI entirely below 0, or McNemar significant with more newly fail
 than newly passing units. ``pass^k`` and flaky units (repetitions that disagree) come
 from the repetitions of the run itself.
 
-The statistics are :mod:`llmplane.evals.stats` (``paired_bootstrap``, ``mcnemar``,
-``pass_hat_k``, ``flaky``).
+The statistics are :mod:`llmplane.evals.stats`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llmplane.evals import stats
 from llmplane.evals.runner import CaseResult
 from llmplane.evals.suite import Suite
-
-
-def _stats() -> Any:
-    # Imported by name: the statistics module is its own unit of work (see the docstring).
-    return importlib.import_module("llmplane.evals.stats")
-
 
 Unit = tuple[str, str]  # (case id, model)
 
@@ -75,7 +68,6 @@ def repetition_report(
     results: Sequence[CaseResult], scorer_names: Sequence[str], repetitions: int
 ) -> dict[str, Any]:
     """``pass^k`` per scorer (k = repetitions) and the flaky units."""
-    stats = _stats()
     pass_k: dict[str, float] = {}
     flaky: list[dict[str, Any]] = []
     for name in scorer_names:
@@ -96,7 +88,6 @@ def compare(
     scorer_names: Sequence[str],
 ) -> dict[str, Any]:
     """Per-metric deltas with paired statistics and per-case diffs against ``baseline``."""
-    stats = _stats()
     report: dict[str, Any] = {"metrics": {}, "newly_failing": [], "newly_passing": []}
     for name in scorer_names:
         now, before = _units(results, name), _units(baseline, name)

@@ -244,14 +244,10 @@ async def run_eval(
         "errors": sum(1 for r in results if r.error is not None),
         "cached": sum(1 for r in results if r.cached),
         "spent_usd": sum(r.cost_usd for r in results if not r.cached),
-        "stats": True,
+        "repetitions": repetition_report(results, names, repetitions),
     }
-    try:
-        summary["repetitions"] = repetition_report(results, names, repetitions)
-    except ImportError:
-        summary["stats"] = False
     baseline = await _baseline(client, suite, options.baseline, run_id)
-    if baseline is not None and summary["stats"]:
+    if baseline is not None:
         base_results = [CaseResult.from_json(c) for c in baseline["cases"]]
         summary["comparison"] = {
             "baseline_run_id": baseline["id"],

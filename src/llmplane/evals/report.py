@@ -100,10 +100,8 @@ def markdown(report: EvalReport) -> str:
                 else ""
             )
         )
-    elif report.baseline is None:
-        lines.append("Baseline: none (no blessed run and no finished run on main yet)")
     else:
-        lines.append("Baseline: not compared (the statistics module is not installed)")
+        lines.append("Baseline: none (no blessed run and no finished run on main yet)")
     lines += [
         "",
         "| metric | value | baseline | delta | 95% CI | verdict |",
