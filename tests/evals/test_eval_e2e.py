@@ -51,7 +51,9 @@ def _eval(gateway: GatewayProcess, *args: str) -> subprocess.CompletedProcess[st
 def _ledger_rows(gateway: GatewayProcess, run_id: str, expect: int | None = None) -> int:
     deadline = time.monotonic() + 10
     while True:  # ledger rows are written in the background
-        rows = gateway.sql("SELECT tags FROM usage_ledger WHERE tags LIKE :run", run=f"%{run_id}%")
+        rows = gateway.sql(
+            "SELECT tags FROM usage_ledger WHERE CAST(tags AS TEXT) LIKE :run", run=f"%{run_id}%"
+        )
         if expect is None or len(rows) >= expect or time.monotonic() > deadline:
             return len(rows)
         time.sleep(0.1)
@@ -75,9 +77,10 @@ def test_a_yaml_suite_runs_stores_scores_and_a_rerun_hits_the_cache(
     assert run["cost_usd"] > 0 and run["summary"]["cached"] == 0
     # Every call went through the gateway, tagged as eval spend of this suite and run.
     assert _ledger_rows(gateway, run["id"], expect=10) == 10
-    tags = json.loads(
-        gateway.sql("SELECT tags FROM usage_ledger WHERE tags LIKE :r", r=f"%{run['id']}%")[0][0]
-    )
+    tags = gateway.sql(
+        "SELECT tags FROM usage_ledger WHERE CAST(tags AS TEXT) LIKE :r", r=f"%{run['id']}%"
+    )[0][0]
+    tags = json.loads(tags) if isinstance(tags, str) else tags  # SQLite gives text
     assert tags == {"purpose": "eval", "eval_suite": "e2e-basic", "eval_run": run["id"]}
     stored = http("GET", f"{gateway.url}/admin/evals/runs/{run['id']}")[2]
     assert len(stored["cases"]) == 10
@@ -263,7 +266,8 @@ def test_a_teams_key_runs_its_suite_as_its_teams_eval_spend(
     assert run["team_id"] == team_id
     assert _ledger_rows(gateway, run["id"], expect=3) == 3
     teams = gateway.sql(
-        "SELECT DISTINCT team_id FROM usage_ledger WHERE tags LIKE :r", r=f"%{run['id']}%"
+        "SELECT DISTINCT team_id FROM usage_ledger WHERE CAST(tags AS TEXT) LIKE :r",
+        r=f"%{run['id']}%",
     )
     assert teams == [(team_id,)]
     shown = cli("eval", "show", run["id"], url=gateway.url, env={"LLMPLANE_API_KEY": mine})
