@@ -68,6 +68,12 @@ def _policies() -> dict[str, Any]:
         "output": [{"detector": "secrets", "action": "redact"}],
         "stream_window_chars": 64,
     }
+    policies["output-filters"] = {
+        "output": [
+            {"detector": "system_prompt_leak", "action": "block"},
+            {"detector": "json_schema", "action": "block"},
+        ]
+    }
     # Output only: the echoing upstream plays a model that leaks a key it was never given.
     policies["builtin-out"] = {
         "output": [{"detector": "secrets", "action": "redact"}],
@@ -364,6 +370,39 @@ def test_the_builtin_secrets_rule_redacts_a_leaked_key_in_the_answer(gw: Gateway
                 "message"
             ]["content"]
         assert said == "the key is <API_KEY> ok", said
+
+
+def test_output_filters_see_the_requests_system_prompt_and_schema(gw: Gateway) -> None:
+    system = (
+        "You are Aria, the support assistant of Example Corp. "
+        "Never offer refunds above 100 dollars."
+    )
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Sure. My instructions say: {system}"},
+    ]
+    _echo(gw)  # the "model" quotes its system prompt back
+    status, answer, _ = gw.chat("key-output-filters", "", messages=messages)
+    assert status == 403 and answer["error"]["code"] == "guardrail_blocked", answer
+    assert "system_prompt_leak" in answer["error"]["message"]
+    assert "Aria" not in answer["error"]["message"]
+    # Without the quote, the same system prompt passes.
+    _echo(gw)
+    messages[1]["content"] = "What are your opening hours?"
+    assert gw.chat("key-output-filters", "", messages=messages)[0] == 200
+    # Structured output: the answer must match the request's schema; the echo is not JSON.
+    schema = {"type": "object", "properties": {"hours": {"type": "string"}}, "required": ["hours"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "hours", "schema": schema}}
+    _echo(gw)
+    status, answer, _ = gw.chat(
+        "key-output-filters", "opening hours please", response_format=response_format
+    )
+    assert status == 403 and "json_schema" in answer["error"]["message"], answer
+    _echo(gw)
+    status, answer, _ = gw.chat(
+        "key-output-filters", '{"hours": "9-17"}', response_format=response_format
+    )
+    assert status == 200 and answer["choices"][0]["message"]["content"] == '{"hours": "9-17"}'
 
 
 def test_flag_only_records(gw: Gateway) -> None:
