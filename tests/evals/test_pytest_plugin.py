@@ -79,7 +79,7 @@ def _pytest(tmp: Path, url: str) -> subprocess.CompletedProcess[str]:
 
 def _run_ids(junit: Path) -> dict[str, str]:
     found = {}
-    for case in ET.parse(junit).iter("testcase"):
+    for case in ET.parse(junit).iter("testcase"):  # noqa: S314 - our own pytest's file
         for prop in case.iter("property"):
             if prop.get("name") == "llmplane_run":
                 found[case.get("name", "")] = prop.get("value", "")
@@ -125,7 +125,7 @@ async def test_yaml_python_and_the_pytest_plugin_give_identical_scores(
     assert {r.case_id: (r.output, r.scores) for r in yaml_report.results} == expected
     for name in ("plugin-suite", "test_in_python", "plugin-strict"):
         assert _stored_scores(gateway, ids[name]) == expected, name
-    status, _, run = http("GET", f"{gateway.url}/admin/evals/runs/{ids['plugin-suite']}")
+    _, _, run = http("GET", f"{gateway.url}/admin/evals/runs/{ids['plugin-suite']}")
     assert run["summary"]["metrics"] == python_report.summary["metrics"]
     assert run["suite_fingerprint"] == python_report.run["suite_fingerprint"]
 

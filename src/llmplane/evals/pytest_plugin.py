@@ -138,7 +138,8 @@ def _run(
         async with HarnessClient(url, key) as client:
             return await run_eval(suite, client, options)
 
-    return _run_coroutine(run)
+    report: EvalReport = _run_coroutine(run)
+    return report
 
 
 def _run_coroutine(make: Callable[[], Any]) -> Any:
@@ -172,9 +173,7 @@ def failure_text(report: EvalReport) -> str:
     lines += [f"  - {reason}" for reason in summary["verdict"]["reasons"]]
     lines.append("metrics:")
     for name, values in summary["metrics"].items():
-        lines.append(
-            f"  {name}: mean {values['mean']:.3f}, pass_rate {values['pass_rate']:.3f}"
-        )
+        lines.append(f"  {name}: mean {values['mean']:.3f}, pass_rate {values['pass_rate']:.3f}")
     comparison = summary.get("comparison") or {}
     for name in comparison.get("regressions", []):
         deltas = comparison["metrics"][name]
