@@ -363,7 +363,7 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         Policy.KEY,
         lambda w: (
             "/admin/evals/datasets",
-            {"name": "authz-push", "format": "csv", "content": "q,expected\na,b\n"},
+            {"name": "authz-push", "format": "csv", "content": f"q,expected\n{_unique('q')},b\n"},
         ),
     ),
     ("GET", "/admin/evals/datasets"): (Policy.KEY, lambda w: ("/admin/evals/datasets", None)),
