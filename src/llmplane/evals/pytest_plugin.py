@@ -18,9 +18,7 @@ collected or the fixture is used, so test runs without suites pay nothing.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +143,9 @@ def _run(
 def _run_coroutine(make: Callable[[], Any]) -> Any:
     """Run a coroutine to its end, also from a test that is itself running an event loop
     (pytest-asyncio, anyio): then on a thread of its own."""
+    import asyncio
+    import threading
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
