@@ -60,10 +60,15 @@ def _write_project(tmp: Path) -> None:
     (tmp / "test_python_suite.py").write_text(_PYTHON_TEST)
 
 
-def _pytest(tmp: Path, url: str) -> subprocess.CompletedProcess[str]:
+def _pytest_args() -> list[str]:
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:phoenix"]
     if "llmplane-evals" not in {e.name for e in entry_points(group="pytest11")}:
-        args += ["-p", "llmplane.evals.pytest_plugin"]  # not installed from this tree yet
+        args += ["-p", "llmplane.evals.pytest_plugin"]  # this tree's plugin, not installed yet
+    return args
+
+
+def _pytest(tmp: Path, url: str) -> subprocess.CompletedProcess[str]:
+    args = _pytest_args()
     args += ["--junitxml", str(tmp / "junit.xml"), "--llmplane-url", url]
     args += ["--llmplane-baseline", "none", "--llmplane-no-cache", "-o", "asyncio_mode=strict"]
     env = {
@@ -140,9 +145,7 @@ def test_suite_files_are_recognised_by_name() -> None:
 def test_without_a_gateway_the_run_is_refused_with_what_to_set(tmp_path: Path) -> None:
     _write_project(tmp_path)
     (tmp_path / "test_python_suite.py").unlink()
-    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:phoenix"]
-    if "llmplane-evals" not in {e.name for e in entry_points(group="pytest11")}:
-        args += ["-p", "llmplane.evals.pytest_plugin"]
+    args = _pytest_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     env.pop("LLMPLANE_URL", None)
     env.pop("LLMPLANE_API_KEY", None)
@@ -151,3 +154,51 @@ def test_without_a_gateway_the_run_is_refused_with_what_to_set(tmp_path: Path) -
     )
     assert done.returncode != 0
     assert "--llmplane-url and --llmplane-key" in done.stdout + done.stderr
+
+
+def test_a_regression_failure_names_the_metric_its_interval_and_the_cases() -> None:
+    from llmplane.evals.harness import EvalReport
+    from llmplane.evals.pytest_plugin import failure_text
+
+    suite = Suite(
+        name="support",
+        dataset=Path("cases.jsonl"),
+        target=Target(messages=[Message(role="user", content="x")], model="mock"),
+        scorers=[ScorerSpec(name="mentions", scorer="contains")],
+    )
+    summary = {
+        "metrics": {"mentions": {"mean": 0.7, "pass_rate": 0.7, "n": 10}},
+        "comparison": {
+            "baseline_run_id": "evr_base",
+            "metrics": {
+                "mentions": {
+                    "mean_baseline": 0.95,
+                    "mean": 0.7,
+                    "ci": [-0.4, -0.1],
+                    "mcnemar_p": 0.0123,
+                }
+            },
+            "regressions": ["mentions"],
+            "newly_failing": [{"case_id": "c3", "model": "mock", "scorer": "mentions"}],
+        },
+        "verdict": {"passed": False, "reasons": ["mentions regressed significantly"]},
+    }
+    report = EvalReport(suite, {"id": "evr_new"}, [], summary, None)
+    text = failure_text(report)
+    assert "eval suite 'support' failed (run evr_new)" in text
+    assert "  - mentions regressed significantly" in text
+    assert "mentions against evr_base: mean 0.950 -> 0.700" in text
+    assert "-0.400 to -0.100), McNemar p=0.0123" in text
+    assert "newly failing: c3 (mentions)" in text
+
+
+def test_a_broken_suite_file_is_a_collection_error_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "eval_broken.yaml").write_text(yaml.safe_dump({**_SUITE, "target": {}}))
+    args = _pytest_args()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    done = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stdout
+    assert "eval_broken.yaml: target: " in done.stdout
+    assert "Traceback" not in done.stdout

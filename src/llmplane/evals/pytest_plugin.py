@@ -74,9 +74,12 @@ class SuiteFile(pytest.File):
     """A suite YAML: one test, the suite."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from llmplane.evals.suite import load_suite
+        from llmplane.evals.suite import SuiteError, load_suite
 
-        suite = load_suite(self.path)
+        try:
+            suite = load_suite(self.path)
+        except SuiteError as exc:
+            raise self.CollectError(str(exc)) from None
         yield SuiteItem.from_parent(self, name=suite.name, suite=suite)
 
 
