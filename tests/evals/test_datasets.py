@@ -12,6 +12,7 @@ import yaml
 
 from llmplane.evals.client import HarnessClient
 from llmplane.evals.harness import EvalOptions, run_eval
+from llmplane.evals.report import markdown
 from llmplane.evals.suite import DatasetRef, Message, ScorerSpec, Suite, SuiteError, Target
 from tests.helpers import GatewayProcess, cli, http
 
@@ -140,6 +141,19 @@ async def test_a_suite_runs_a_registered_dataset_and_the_run_records_its_version
     assert pinned.summary["metrics"]["mentions"]["pass_rate"] == 3 / 4
     status, _, stored = http("GET", f"{gateway.url}/admin/evals/runs/{latest.run['id']}", key=a.key)
     assert status == 200 and stored["dataset"] == "runs-faq@2"
+    assert "dataset `runs-faq@2`" in markdown(latest)
+
+    # a resumed run keeps the version it started with, though 'latest' moved since
+    extra = tmp_path / "faq3.jsonl"
+    extra.write_text(bigger.read_text() + '{"id": "c10", "topic": "t10", "expected": "t10"}\n')
+    _as(a, gateway, "eval", "datasets", "push", "runs-faq", str(extra))
+    resume = EvalOptions(baseline=None, resume=latest.run["id"])
+    async with HarnessClient(gateway.url, a.key) as client:
+        resumed = await run_eval(suite(DatasetRef(name="runs-faq")), client, resume)
+        newest = await run_eval(suite(DatasetRef(name="runs-faq")), client, options)
+    assert resumed.run["id"] == latest.run["id"] and resumed.run["dataset"] == "runs-faq@2"
+    assert len(resumed.results) == 5 and resumed.run["status"] == "finished"
+    assert newest.run["dataset"] == "runs-faq@3" and len(newest.results) == 6
 
 
 def test_a_suite_yaml_names_a_registered_dataset(tmp_path: Path) -> None:

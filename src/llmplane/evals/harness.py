@@ -157,6 +157,20 @@ async def load_cases(suite: Suite, client: HarnessClient) -> tuple[list[Case], b
     return parse_dataset(data, Path(f"{subject}.jsonl")), data, subject
 
 
+async def _resumed_dataset(client: HarnessClient, suite: Suite, run_id: str) -> Suite:
+    """The suite with its registered dataset pinned to the version the resumed run used
+    (``latest`` may have moved since)."""
+    stored = await client.api("GET", f"/admin/evals/runs/{quote(run_id, safe='')}?cases=false")
+    used = stored.get("dataset")
+    if not isinstance(used, str) or "@" not in used:
+        return suite
+    name, _, version = used.rpartition("@")
+    if not isinstance(suite.dataset, DatasetRef) or name != suite.dataset.name:
+        return suite
+    pinned = DatasetRef(name=name, version=int(version))
+    return suite.model_copy(update={"dataset": pinned})
+
+
 async def run_eval(
     suite: Suite,
     client: HarnessClient,
@@ -174,6 +188,8 @@ async def run_eval(
             update={"target": suite.target.model_copy(update={"prompt": pinned})}
         )
     scorers = scorers if scorers is not None else build_scorers(suite)
+    if options.resume is not None and isinstance(suite.dataset, DatasetRef):
+        suite = await _resumed_dataset(client, suite, options.resume)
     cases, data, dataset_subject = await load_cases(suite, client)
     repetitions = options.repetitions or suite.repetitions
     prompt_version = None
