@@ -126,6 +126,16 @@ class World:
             assert http("POST", path, {"status": status}, key=member)[0] == 200
         return str(run["id"])
 
+    def dataset(self) -> str:
+        """A dataset of the first team, pushed by its member, once."""
+        if not hasattr(self, "_dataset"):
+            body = {"name": "authz-set", "format": "jsonl", "content": '{"q": "a"}\n'}
+            url = f"{self.gateway.url}/admin/evals/datasets"
+            status, _, answer = http("POST", url, body, key=self.keys["member"])
+            assert status in (200, 201), answer
+            self._dataset = "authz-set"
+        return self._dataset
+
     def team_key_name(self) -> str:
         """A fresh plain key of the first team (an object to revoke, rotate or budget)."""
         name = _unique("object")
@@ -349,6 +359,18 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
         lambda w: ("/admin/evals/baseline?suite=authz-suite", None),
     ),
     ("POST", "/admin/evals/cache"): (Policy.KEY, lambda w: ("/admin/evals/cache", {"keys": ["k"]})),
+    ("POST", "/admin/evals/datasets"): (
+        Policy.KEY,
+        lambda w: (
+            "/admin/evals/datasets",
+            {"name": "authz-push", "format": "csv", "content": f"q,expected\n{_unique('q')},b\n"},
+        ),
+    ),
+    ("GET", "/admin/evals/datasets"): (Policy.KEY, lambda w: ("/admin/evals/datasets", None)),
+    ("GET", "/admin/evals/datasets/{name}"): (
+        Policy.TEAM_READ,
+        lambda w: (f"/admin/evals/datasets/{w.dataset()}?team={w.team}", None),
+    ),
 }
 
 # Routes of one team's object that a key of another team may not read: they answer 404, as

@@ -171,6 +171,7 @@ def _show(run: dict[str, Any]) -> None:
     )
     click.echo(
         f"target {run['target']}  prompt {run['prompt'] or '-'}  models {', '.join(run['models'])}"
+        + (f"  dataset {run['dataset']}" if run.get("dataset") else "")
     )
     click.echo(
         f"git {run['git_branch'] or '-'} {(run['git_sha'] or '-')[:12]}"
@@ -229,3 +230,97 @@ def bless_command(run_id: str, as_json: bool) -> None:
         print_json(run)
     else:
         click.echo(f"run {run['id']} is now the baseline of suite {run['suite']}")
+
+
+@eval_group.group("datasets")
+def datasets_group() -> None:
+    """Registered datasets: named test sets with immutable versions, per team."""
+
+
+@datasets_group.command("push")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--team", default=None, help="The owning team (admin key; default: the key's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def datasets_push(name: str, file: Path, team: str | None, as_json: bool) -> None:
+    """Push FILE (.jsonl or .csv) as a new version of dataset NAME (the same cases as an
+    existing version: that version)."""
+    fmt = file.suffix.lower().lstrip(".")
+    fmt = "jsonl" if fmt == "ndjson" else fmt
+    if fmt not in ("jsonl", "csv"):
+        _bad(f"{file}: a dataset is a .jsonl or .csv file")
+    try:
+        content = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _bad(f"{file}: cannot read: {exc}")
+    body: dict[str, Any] = {"name": name, "format": fmt, "content": content}
+    if team is not None:
+        body["team"] = team
+    version = call("POST", "/admin/evals/datasets", body, key=_team_key())
+    if as_json:
+        print_json(version)
+        return
+    state = "new version" if version["created"] else "unchanged: same cases as"
+    click.echo(f"{version['name']}@{version['version']} ({state}; {version['cases']} cases)")
+
+
+@datasets_group.command("list")
+@click.option("--team", default=None, help="Only this team's (admin key).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def datasets_list(team: str | None, as_json: bool) -> None:
+    """The datasets the key reaches, with their newest version."""
+    found = call("GET", "/admin/evals/datasets" + query_string({"team": team}), key=_team_key())
+    if as_json:
+        print_json(found["data"])
+        return
+    print_table(
+        [
+            [
+                d["name"],
+                d["team_id"] or "-",
+                str(d["latest_version"]),
+                str(d["cases"]),
+                d["updated_at"][:19],
+            ]
+            for d in found["data"]
+        ],
+        ["NAME", "TEAM", "LATEST", "CASES", "UPDATED"],
+    )
+
+
+@datasets_group.command("show")
+@click.argument("name")
+@click.option("--version", "version", default="latest", show_default=True)
+@click.option("--team", default=None, help="The owning team (admin key).")
+@click.option("--cases", "with_cases", is_flag=True, help="Print the cases (JSONL).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the cases).")
+def datasets_show(
+    name: str, version: str, team: str | None, with_cases: bool, as_json: bool
+) -> None:
+    """Show a version of dataset NAME and the list of its versions."""
+    path = f"/admin/evals/datasets/{urllib.parse.quote(name, safe='')}"
+    found = call("GET", path + query_string({"version": version, "team": team}), key=_team_key())
+    if as_json:
+        print_json(found)
+        return
+    if with_cases:
+        click.echo(found["content"], nl=False)
+        return
+    click.echo(
+        f"dataset {found['name']}@{found['version']}  {found['cases']} cases  "
+        f"team {found['team_id'] or '-'}  sha256 {found['fingerprint'][:12]}"
+    )
+    click.echo("")
+    print_table(
+        [
+            [
+                str(v["version"]),
+                str(v["cases"]),
+                v["fingerprint"][:12],
+                v["created_at"][:19],
+                v["created_by"],
+            ]
+            for v in found["versions"]
+        ],
+        ["VERSION", "CASES", "SHA256", "CREATED", "BY"],
+    )

@@ -19,10 +19,11 @@ from urllib.parse import quote, urlencode
 
 from llmplane.evals.client import HarnessClient
 from llmplane.evals.compare import check_thresholds, compare, metrics, repetition_report
-from llmplane.evals.dataset import load_dataset
+from llmplane.evals.dataset import load_dataset, parse_dataset
+from llmplane.evals.gateway_client import GatewayCallError
 from llmplane.evals.runner import CallPlanner, CaseResult, Progress, execute, load_callable
-from llmplane.evals.scoring import Scorer
-from llmplane.evals.suite import Suite, SuiteError
+from llmplane.evals.scoring import Case, Scorer
+from llmplane.evals.suite import DatasetRef, Suite, SuiteError
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,39 @@ async def _baseline(
     return run
 
 
+async def load_cases(suite: Suite, client: HarnessClient) -> tuple[list[Case], bytes, str | None]:
+    """The suite's cases, the bytes its fingerprint covers and, for a registered dataset,
+    the ``name@version`` it resolved to (``latest``: the newest version now)."""
+    ref = suite.dataset
+    if not isinstance(ref, DatasetRef):
+        cases, data = load_dataset(suite.dataset_path())
+        return cases, data, None
+    query = urlencode({"version": ref.version})
+    try:
+        found = await client.api("GET", f"/admin/evals/datasets/{quote(ref.name, safe='')}?{query}")
+    except GatewayCallError as exc:
+        if exc.status == 404:
+            raise SuiteError(f"{suite.source or 'suite'}: dataset: {exc}") from None
+        raise
+    subject = f"{found['name']}@{found['version']}"
+    data = str(found["content"]).encode("utf-8")
+    return parse_dataset(data, Path(f"{subject}.jsonl")), data, subject
+
+
+async def _resumed_dataset(client: HarnessClient, suite: Suite, run_id: str) -> Suite:
+    """The suite with its registered dataset pinned to the version the resumed run used
+    (``latest`` may have moved since)."""
+    stored = await client.api("GET", f"/admin/evals/runs/{quote(run_id, safe='')}?cases=false")
+    used = stored.get("dataset")
+    if not isinstance(used, str) or "@" not in used:
+        return suite
+    name, _, version = used.rpartition("@")
+    if not isinstance(suite.dataset, DatasetRef) or name != suite.dataset.name:
+        return suite
+    pinned = DatasetRef(name=name, version=int(version))
+    return suite.model_copy(update={"dataset": pinned})
+
+
 async def run_eval(
     suite: Suite,
     client: HarnessClient,
@@ -154,7 +188,9 @@ async def run_eval(
             update={"target": suite.target.model_copy(update={"prompt": pinned})}
         )
     scorers = scorers if scorers is not None else build_scorers(suite)
-    cases, data = load_dataset(suite.dataset_path())
+    if options.resume is not None and isinstance(suite.dataset, DatasetRef):
+        suite = await _resumed_dataset(client, suite, options.resume)
+    cases, data, dataset_subject = await load_cases(suite, client)
     repetitions = options.repetitions or suite.repetitions
     prompt_version = None
     prompt_subject = None
@@ -189,6 +225,7 @@ async def run_eval(
                 "target": target.describe(),
                 "models": models,
                 "prompt": prompt_subject,
+                "dataset": dataset_subject,
                 "repetitions": repetitions,
                 "cases_total": len(cases) * len(models) * repetitions,
                 "git_sha": options.git.sha,

@@ -86,6 +86,7 @@ def markdown(report: EvalReport) -> str:
         "",
         f"Run `{run['id']}` ({run['status']}) · target `{run['target']}`"
         + (f" · prompt `{run['prompt']}`" if run["prompt"] else "")
+        + (f" · dataset `{run['dataset']}`" if run.get("dataset") else "")
         + f" · {summary['cases']} results, {summary['errors']} errors, "
         f"{summary['cached']} cached · ${summary['spent_usd']:.4f}",
         "",

@@ -50,6 +50,7 @@ def _run_json(row: RowMapping) -> dict[str, Any]:
         "target": row["target"],
         "models": row["models"],
         "prompt": row["prompt"],
+        "dataset": row["dataset"],
         "git_sha": row["git_sha"],
         "git_branch": row["git_branch"],
         "baseline_run_id": row["baseline_run_id"],
@@ -89,6 +90,7 @@ class NewRun:
     repetitions: int
     cases_total: int
     prompt: str | None = None
+    dataset: str | None = None  # a registered dataset's name@version
     git_sha: str | None = None
     git_branch: str | None = None
     baseline_run_id: str | None = None
@@ -121,6 +123,7 @@ def create_run(engine: Engine, principal: Principal, run: NewRun) -> dict[str, A
         "target": run.target,
         "models": run.models,
         "prompt": run.prompt,
+        "dataset": run.dataset,
         "git_sha": run.git_sha,
         "git_branch": run.git_branch,
         "baseline_run_id": run.baseline_run_id,

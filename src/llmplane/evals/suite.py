@@ -9,6 +9,7 @@ these objects, so both run identically. Errors name the file and the key
 
     name: support-answers
     dataset: cases.jsonl            # JSONL or CSV, relative to this file
+    # dataset: {name: support-faq, version: 3}   (registered; version: latest)
     target:
       prompt: {name: support-reply, label: production}   # or version: 3
       # messages: [{role: user, content: "{{ question }}"}]   (inline template)
@@ -62,6 +63,21 @@ class PromptRef(_Strict):
         if self.label is not None and self.version is not None:
             raise ValueError("give 'label' or 'version', not both")
         return self
+
+
+class DatasetRef(_Strict):
+    """A dataset registered in the platform (``llmplane eval datasets push``), by name and
+    version (a number, or ``latest``: the newest when the run starts)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    version: int | Literal["latest"] = "latest"
+
+    @field_validator("version")
+    @classmethod
+    def _positive(cls, version: int | str) -> int | str:
+        if isinstance(version, int) and version < 1:
+            raise ValueError("a version number is 1 or more")
+        return version
 
 
 class Message(_Strict):
@@ -154,7 +170,7 @@ class Suite(_Strict):
     """A whole suite (see the module's docstring for the YAML form)."""
 
     name: str = Field(min_length=1, max_length=200)
-    dataset: Path
+    dataset: DatasetRef | Path
     target: Target
     scorers: list[ScorerSpec] = Field(min_length=1)
     thresholds: dict[str, dict[Literal["mean", "pass_rate"], float]] = Field(default_factory=dict)
@@ -174,7 +190,10 @@ class Suite(_Strict):
         return self
 
     def dataset_path(self) -> Path:
-        """The dataset's path, relative to the suite file when the suite came from one."""
+        """The dataset's path, relative to the suite file when the suite came from one
+        (:class:`SuiteError` for a registered dataset, which has none)."""
+        if isinstance(self.dataset, DatasetRef):
+            raise SuiteError(f"{self.source or 'suite'}: dataset: a registered dataset")
         if self.dataset.is_absolute() or self.source is None:
             return self.dataset
         return self.source.parent / self.dataset

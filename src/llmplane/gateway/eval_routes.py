@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmplane.errors import InvalidRequestError
-from llmplane.evals import runs
+from llmplane.evals import datasets, runs
 from llmplane.gateway.admin_fields import optional_str, query_limit, refuse_unknown, required_str
 from llmplane.gateway.http import (
     Policy,
@@ -33,6 +33,7 @@ _RUN_FIELDS = (
     "target",
     "models",
     "prompt",
+    "dataset",
     "repetitions",
     "cases_total",
     "git_sha",
@@ -71,6 +72,7 @@ async def create_run(scope: RequestScope) -> Response:
         repetitions=_int(body, "repetitions", 1),
         cases_total=_int(body, "cases_total", 0),
         prompt=optional_str(body, "prompt"),
+        dataset=optional_str(body, "dataset"),
         git_sha=optional_str(body, "git_sha"),
         git_branch=optional_str(body, "git_branch"),
         baseline_run_id=optional_str(body, "baseline_run_id"),
@@ -235,6 +237,82 @@ async def cache_lookup(scope: RequestScope) -> Response:
     return json_response(scope, {"hits": hits})
 
 
+async def _dataset_owner(scope: RequestScope, team: str | None) -> str | None:
+    """Whose datasets: the caller's team's; the admin key's own, or the team it names."""
+    principal = await scope.principal()
+    team_id = None
+    if team is not None:
+        team_id = (await asyncio.to_thread(scope.services.teams.get_team, team)).id
+    return datasets.owner_for(principal, team_id)
+
+
+@requires(Policy.KEY)
+@documented("EvalDatasetPushed", request="EvalDatasetPush", status=201)
+@endpoint
+async def push_dataset(scope: RequestScope) -> Response:
+    """Add a version of a dataset of the caller's team (the admin key: its own, or
+    ``team``'s): 201 with the new version, or 200 with the existing one when its cases
+    are the same (``created`` says which)."""
+    principal = await scope.principal()
+    body = parse_json_object(await scope.body())
+    refuse_unknown(body, ("name", "format", "content", "team"), "eval dataset")
+    name = datasets.check_name(body.get("name"))
+    content = required_str(body, "content")
+    data = await asyncio.to_thread(datasets.normalize, content, required_str(body, "format"), name)
+    owner = await _dataset_owner(scope, optional_str(body, "team"))
+    version, created = await asyncio.to_thread(
+        datasets.push, scope.services.engine, principal, name, data, owner or ""
+    )
+    return json_response(scope, {**version, "created": created}, status=201 if created else 200)
+
+
+@requires(Policy.KEY)
+@documented(
+    "EvalDatasetList",
+    query={"team": "The admin key: only this team's (id or name); without it, every team's"},
+)
+@endpoint
+async def list_datasets(scope: RequestScope) -> Response:
+    """The caller's team's datasets with their newest version (the admin key: every
+    team's)."""
+    principal = await scope.principal()
+    team = scope.request.query_params.get("team")
+    owner = await _dataset_owner(scope, team) if team or not principal.is_admin else None
+    found = await asyncio.to_thread(datasets.list_datasets, scope.services.engine, principal, owner)
+    return json_response(scope, {"object": "list", "data": found})
+
+
+@requires(Policy.TEAM_READ)
+@documented(
+    "EvalDatasetDetail",
+    query={
+        "version": "A version number, or latest (the default)",
+        "team": "The admin key: the owning team (id or name); without it, the admin's own",
+    },
+)
+@endpoint
+async def get_dataset(scope: RequestScope) -> Response:
+    """One version of a dataset of the caller's team, with its cases and the versions."""
+    params = scope.request.query_params
+    selector = params.get("version") or "latest"
+    version = None
+    if selector != "latest":
+        if not selector.isdigit() or int(selector) < 1:
+            raise InvalidRequestError(
+                "'version' must be a version number or latest.", param="version"
+            )
+        version = int(selector)
+    owner = await _dataset_owner(scope, params.get("team"))
+    found = await asyncio.to_thread(
+        datasets.get_version,
+        scope.services.engine,
+        owner or "",
+        str(scope.request.path_params["name"]),
+        version,
+    )
+    return json_response(scope, found)
+
+
 routes = [
     Route("/admin/evals/runs", create_run, methods=["POST"]),
     Route("/admin/evals/runs", list_runs, methods=["GET"]),
@@ -245,4 +323,7 @@ routes = [
     Route("/admin/evals/runs/{run}/bless", bless_run, methods=["POST"]),
     Route("/admin/evals/baseline", baseline, methods=["GET"]),
     Route("/admin/evals/cache", cache_lookup, methods=["POST"]),
+    Route("/admin/evals/datasets", push_dataset, methods=["POST"]),
+    Route("/admin/evals/datasets", list_datasets, methods=["GET"]),
+    Route("/admin/evals/datasets/{name}", get_dataset, methods=["GET"]),
 ]

@@ -330,6 +330,7 @@ _EVAL_RUN = {
     "target": _STR,
     "models": {"type": "array", "items": _STR},
     "prompt": _OPT_STR,
+    "dataset": _OPT_STR,
     "git_sha": _OPT_STR,
     "git_branch": _OPT_STR,
     "baseline_run_id": _OPT_STR,
@@ -343,6 +344,16 @@ _EVAL_RUN = {
     },
     "started_at": _TIME,
     "finished_at": _OPT_TIME,
+}
+_EVAL_DATASET_VERSION = {
+    "object": {"const": "eval.dataset.version"},
+    "name": _STR,
+    "team_id": _OPT_STR,
+    "version": _INT,
+    "fingerprint": _STR,
+    "cases": _INT,
+    "created_at": _TIME,
+    "created_by": _STR,
 }
 _EVAL_CASE = {
     "case_id": _STR,
@@ -793,6 +804,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
             "models": {"type": "array", "items": _STR},
             "prompt": {**_OPT_STR, "description": "The resolved prompt, name@version."},
+            "dataset": {**_OPT_STR, "description": "A registered dataset, name@version."},
             "repetitions": {"type": "integer", "minimum": 1},
             "cases_total": {"type": "integer", "minimum": 0},
             "git_sha": _OPT_STR,
@@ -829,6 +841,35 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("status",),
     ),
     "EvalRunResume": _object({}),
+    "EvalDatasetPush": _object(
+        {
+            "name": {**_STR, "maxLength": 200},
+            "format": {"enum": ["jsonl", "csv"]},
+            "content": {**_STR, "description": "The file's text"},
+            "team": {**_OPT_STR, "description": "The admin key: the owning team (id or name)"},
+        },
+        ("name", "format", "content"),
+    ),
+    "EvalDatasetVersion": _answer(_EVAL_DATASET_VERSION),
+    "EvalDatasetPushed": _answer({**_EVAL_DATASET_VERSION, "created": {"type": "boolean"}}),
+    "EvalDatasetDetail": _answer(
+        {
+            **_EVAL_DATASET_VERSION,
+            "content": {**_STR, "description": "JSONL, one normalised case a line"},
+            "versions": {"type": "array", "items": _ref("EvalDatasetVersion")},
+        }
+    ),
+    "EvalDataset": _answer(
+        {
+            "object": {"const": "eval.dataset"},
+            "name": _STR,
+            "team_id": _OPT_STR,
+            "latest_version": _INT,
+            "cases": _INT,
+            "updated_at": _TIME,
+        }
+    ),
+    "EvalDatasetList": _list_of("EvalDataset"),
     "EvalCacheLookup": _object(
         {"keys": {"type": "array", "items": _STR, "maxItems": 5000}}, ("keys",)
     ),

@@ -388,6 +388,7 @@ eval_runs = Table(
     Column("target", String(500), nullable=False),
     Column("models", JSON, nullable=False),
     Column("prompt", String(200), nullable=True),  # the resolved name@version
+    Column("dataset", String(200), nullable=True),  # a registered dataset's name@version
     Column("git_sha", String(64), nullable=True),
     Column("git_branch", String(200), nullable=True),
     Column("baseline_run_id", String(64), nullable=True),
@@ -421,4 +422,23 @@ eval_cases = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("run_id", "case_id", "model", "repetition", name="uq_eval_cases_result"),
     Index("ix_eval_cases_cache_key", "cache_key"),
+)
+
+# Registered eval datasets: immutable numbered versions of a team's named test set (owner:
+# the team's id, '' for the platform's). content is the normal form (JSONL of the parsed
+# cases); fingerprint its SHA-256, so pushing the same cases again finds the version.
+eval_datasets = Table(
+    "eval_datasets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("cases", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    UniqueConstraint("owner", "name", "version", name="uq_eval_datasets_version"),
+    Index("ix_eval_datasets_fingerprint", "owner", "name", "fingerprint"),
 )
