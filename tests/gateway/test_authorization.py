@@ -101,6 +101,14 @@ class World:
             assert status == 200, answer
         return name
 
+    def gated_prompt(self) -> str:
+        """A fresh prompt of the first team whose 'staging' label has a promotion gate."""
+        name = self.prompt()
+        path = f"{self.gateway.url}/admin/prompts/{name}/gates/staging"
+        status, _, answer = http("PUT", path, {"suite": "authz-suite"})
+        assert status == 200, answer
+        return name
+
     def shared_prompt(self) -> str:
         """One prompt of the first team, for the routes that only read."""
         if not hasattr(self, "_shared_prompt"):
@@ -315,6 +323,22 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
     ("GET", "/admin/prompts/{name}/history"): (
         Policy.TEAM,
         lambda w: (f"/admin/prompts/{w.shared_prompt()}/history?label=production", None),
+    ),
+    ("GET", "/admin/prompts/{name}/gates"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.shared_prompt()}/gates", None),
+    ),
+    ("PUT", "/admin/prompts/{name}/gates/{label}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.prompt()}/gates/production", {"suite": "authz-suite"}),
+    ),
+    ("GET", "/admin/prompts/{name}/gates/{label}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.gated_prompt()}/gates/staging", None),
+    ),
+    ("DELETE", "/admin/prompts/{name}/gates/{label}"): (
+        Policy.TEAM,
+        lambda w: (f"/admin/prompts/{w.gated_prompt()}/gates/staging", None),
     ),
     ("POST", "/admin/evals/runs"): (
         Policy.KEY,

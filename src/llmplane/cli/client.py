@@ -41,6 +41,20 @@ def call(
 ) -> Any:
     """Call the admin API (with ``key``, else the admin key); print the server's error and
     exit 1 on failure."""
+    _, answer = call_status(method, path, body, key=key, errors=False)
+    return answer
+
+
+def call_status(
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    errors: bool = True,
+) -> tuple[int, Any]:
+    """Like :func:`call`, but with ``errors`` an HTTP error answers its status and body
+    (``{"error": {...}}``) instead of exiting; an unreachable gateway still exits 1."""
     base = os.environ.get("LLMPLANE_URL", DEFAULT_URL).rstrip("/")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own gateway
@@ -54,12 +68,15 @@ def call(
     )
     try:
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
-            return json.loads(response.read() or b"null")
+            return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read())["error"]["message"]
+            error = json.loads(exc.read())
+            message = error["error"]["message"]
         except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
+            error, message = None, f"HTTP {exc.code}"
+        if errors and error is not None:
+            return exc.code, error
         _fail(f"{message} (HTTP {exc.code} from {base})")
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -3,8 +3,10 @@
 ``GET /v1/prompts/{name}`` serves a version to any key that may read the prompt, from
 the in-memory cache, with an ETag and Cache-Control so clients can cache too. The
 ``/admin/prompts`` routes create versions, list, show, move labels, roll back and show
-the history. A caller that may not read a prompt gets 404 everywhere, never 403, so the
-names of other teams' prompts do not leak (see :mod:`llmplane.prompts.registry`).
+the history, and configure promotion gates (``/admin/prompts/{name}/gates/{label}``): a
+label move asks the label's gate first; a rollback never does. A caller that may not read
+a prompt gets 404 everywhere, never 403, so the names of other teams' prompts do not leak
+(see :mod:`llmplane.prompts.registry`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.routing import Route
 
 from llmplane import prompts
 from llmplane.errors import InvalidRequestError
+from llmplane.evals.gate import SuiteGate
 from llmplane.gateway.admin_fields import optional_str, query_limit, refuse_unknown
 from llmplane.gateway.http import (
     Policy,
@@ -28,9 +31,11 @@ from llmplane.gateway.http import (
     requires,
 )
 from llmplane.gateway.validation import parse_json_object
+from llmplane.prompts import gates
 from llmplane.prompts.content import CONTENT_FIELDS, PromptContent
 
 _IMMUTABLE = "private, max-age=86400, immutable"
+_GATES = (SuiteGate(),)
 
 
 def _selector(scope: RequestScope) -> tuple[str | None, int | None]:
@@ -201,13 +206,19 @@ def _move_answer(
 @endpoint
 async def set_label(scope: RequestScope) -> Response:
     """Point a label at a version (recorded in the label history, the audit log and the
-    change log); ``changed`` is false when it already pointed there."""
+    change log); ``changed`` is false when it already pointed there. A label with a
+    promotion gate moves only when the gate's suite passed against the version (else 400
+    ``promotion_refused``, kept in the history with the evidence); ``force`` (admin key,
+    with a reason) moves it anyway, recorded as ``forced``."""
     principal = await scope.manager()
     body = parse_json_object(await scope.body())
-    refuse_unknown(body, ("version", "reason"), "label")
+    refuse_unknown(body, ("version", "reason", "force"), "label")
     version = body.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InvalidRequestError("'version' must be a positive integer.", param="version")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise InvalidRequestError("'force' must be true or false.", param="force")
     name, label = scope.request.path_params["name"], scope.request.path_params["label"]
     move = await asyncio.to_thread(
         prompts.set_label,
@@ -217,6 +228,8 @@ async def set_label(scope: RequestScope) -> Response:
         label,
         version,
         reason=optional_str(body, "reason"),
+        gates=_GATES,
+        force=force,
     )
     return _move_answer(scope, name, label, version, move)
 
@@ -268,6 +281,72 @@ async def label_history(scope: RequestScope) -> Response:
     return json_response(scope, {"object": "list", "data": [m.to_json() for m in found]})
 
 
+@requires(Policy.TEAM)
+@documented("PromptGate", request="PromptGateSet")
+@endpoint
+async def put_gate(scope: RequestScope) -> Response:
+    """Require an eval suite for moves of a label: the suite must have passed against the
+    version being promoted and (unless ``require_no_regression`` is false) not regressed
+    against the version the label holds; replaces the label's gate; audited."""
+    principal = await scope.manager()
+    body = parse_json_object(await scope.body())
+    refuse_unknown(body, ("suite", "require_no_regression", "max_age_days"), "gate")
+    strict = body.get("require_no_regression", True)
+    if not isinstance(strict, bool):
+        raise InvalidRequestError(
+            "'require_no_regression' must be true or false.", param="require_no_regression"
+        )
+    age = body.get("max_age_days")
+    if age is not None and (not isinstance(age, int) or isinstance(age, bool)):
+        raise InvalidRequestError("'max_age_days' must be an integer.", param="max_age_days")
+    name, label = scope.request.path_params["name"], scope.request.path_params["label"]
+    gate = await asyncio.to_thread(
+        gates.set_gate,
+        scope.services.engine,
+        principal,
+        name,
+        label,
+        body.get("suite"),
+        require_no_regression=strict,
+        max_age_days=age,
+    )
+    return json_response(scope, gate.to_json())
+
+
+@requires(Policy.TEAM)
+@documented("PromptGate")
+@endpoint
+async def get_gate(scope: RequestScope) -> Response:
+    """A label's promotion gate (404 ``gate_not_found`` when it has none)."""
+    principal = await scope.manager()
+    name, label = scope.request.path_params["name"], scope.request.path_params["label"]
+    gate = await asyncio.to_thread(gates.get_gate, scope.services.engine, principal, name, label)
+    return json_response(scope, gate.to_json())
+
+
+@requires(Policy.TEAM)
+@documented("PromptGate")
+@endpoint
+async def delete_gate(scope: RequestScope) -> Response:
+    """Remove a label's promotion gate (answers the removed gate); audited."""
+    principal = await scope.manager()
+    name, label = scope.request.path_params["name"], scope.request.path_params["label"]
+    gate = await asyncio.to_thread(gates.delete_gate, scope.services.engine, principal, name, label)
+    return json_response(scope, gate.to_json())
+
+
+@requires(Policy.TEAM)
+@documented("PromptGateList")
+@endpoint
+async def list_gates(scope: RequestScope) -> Response:
+    """The promotion gates of a prompt's labels."""
+    principal = await scope.manager()
+    found = await asyncio.to_thread(
+        gates.list_gates, scope.services.engine, principal, scope.request.path_params["name"]
+    )
+    return json_response(scope, {"object": "list", "data": [g.to_json() for g in found]})
+
+
 routes = [
     Route("/v1/prompts/{name}", get_prompt, methods=["GET"]),
     Route("/admin/prompts", create_version, methods=["POST"]),
@@ -277,4 +356,8 @@ routes = [
     Route("/admin/prompts/{name}/labels/{label}", set_label, methods=["PUT"]),
     Route("/admin/prompts/{name}/labels/{label}/rollback", rollback_label, methods=["POST"]),
     Route("/admin/prompts/{name}/history", label_history, methods=["GET"]),
+    Route("/admin/prompts/{name}/gates", list_gates, methods=["GET"]),
+    Route("/admin/prompts/{name}/gates/{label}", put_gate, methods=["PUT"]),
+    Route("/admin/prompts/{name}/gates/{label}", get_gate, methods=["GET"]),
+    Route("/admin/prompts/{name}/gates/{label}", delete_gate, methods=["DELETE"]),
 ]

@@ -310,7 +310,7 @@ _LABEL_MOVE = {
     "id": _INT,
     "name": _STR,
     "label": _STR,
-    "action": {"enum": ["set", "rollback", "refused"]},
+    "action": {"enum": ["set", "rollback", "refused", "forced"]},
     "from_version": {"type": ["integer", "null"]},
     "to_version": {"type": ["integer", "null"]},
     "actor": _STR,
@@ -780,7 +780,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "PromptList": _list_of("Prompt"),
     "PromptDetail": _answer({**_PROMPT, "version": _ref("PromptVersion")}),
     "LabelSet": _object(
-        {"version": {"type": "integer", "minimum": 1}, "reason": _OPT_STR}, ("version",)
+        {
+            "version": {"type": "integer", "minimum": 1},
+            "reason": _OPT_STR,
+            "force": {
+                "type": "boolean",
+                "description": "Admin key only, with a reason: move past a refusing gate.",
+            },
+        },
+        ("version",),
     ),
     "LabelRollback": _object({"reason": _OPT_STR}),
     "LabelMove": _answer(_LABEL_MOVE),
@@ -794,6 +802,35 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "LabelHistory": _list_of("LabelMove"),
+    "PromptGateSet": _object(
+        {
+            "suite": {**_STR, "description": "The eval suite's name (its YAML's 'name')."},
+            "require_no_regression": {
+                "type": "boolean",
+                "description": "Also require no significant regression against the version "
+                "the label holds (default true).",
+            },
+            "max_age_days": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "Only runs finished within this many days count.",
+            },
+        },
+        ("suite",),
+    ),
+    "PromptGate": _answer(
+        {
+            "object": {"const": "prompt.gate"},
+            "name": _STR,
+            "label": _STR,
+            "suite": _STR,
+            "require_no_regression": {"type": "boolean"},
+            "max_age_days": {"type": ["integer", "null"]},
+            "created_by": _STR,
+            "created_at": _TIME,
+        }
+    ),
+    "PromptGateList": _list_of("PromptGate"),
     "EvalRunCreate": _object(
         {
             "suite": _STR,

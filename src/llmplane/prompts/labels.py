@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from llmplane.accounting.audit import record_audit
 from llmplane.accounting.keys import Principal
-from llmplane.errors import InvalidRequestError
+from llmplane.errors import InvalidRequestError, PermissionDeniedError
 from llmplane.incidents.changes import record_change
 from llmplane.prompts.gates import GateRefusedError, LabelGate, ProposedMove
 from llmplane.prompts.registry import (
@@ -62,7 +62,7 @@ class LabelMove:
     id: int
     name: str
     label: str
-    action: str  # set | rollback | refused
+    action: str  # set | rollback | refused | forced
     from_version: int | None
     to_version: int | None
     actor: str
@@ -186,12 +186,15 @@ def set_label(
     *,
     reason: str | None = None,
     gates: Sequence[LabelGate] = (),
+    force: bool = False,
 ) -> LabelMove | None:
     """Point ``label`` at ``version``; ``None`` when it already does (nothing recorded).
 
     Each of ``gates`` sees the proposed move first and may refuse it
     (:class:`GateRefusedError`): the refusal is recorded in the history (``refused``, with
-    the gate's evidence) and raised; the label does not move."""
+    the gate's evidence) and raised; the label does not move. With ``force`` (the admin
+    key only, with a reason) a refused move is made anyway and recorded as ``forced``
+    with the gate's evidence."""
     check_label(label)
     if label == LATEST:
         raise InvalidRequestError(
@@ -200,6 +203,15 @@ def set_label(
             code="invalid_label",
         )
     reason = _reason(reason)
+    if force and not principal.is_admin:
+        raise PermissionDeniedError(
+            "Only the admin key can force a move past a promotion gate.", code="admin_only"
+        )
+    if force and reason is None:
+        raise InvalidRequestError(
+            "A forced move needs a 'reason' (kept in the history and the audit log).",
+            param="reason",
+        )
     with engine.begin() as connection:
         prompt = writable_prompt(connection, principal, name)
         load_prompt_version(connection, prompt, None, version)  # 404 for a version that is not
@@ -211,6 +223,11 @@ def set_label(
             for gate in gates:
                 gate.check(connection, proposed)
         except GateRefusedError as refused:
+            if force:
+                return _record_move(
+                    connection, principal, prompt, label, "forced", before, version, reason,
+                    refused.evidence,
+                )  # fmt: skip
             refusal = refused
         else:
             return _record_move(
@@ -226,12 +243,12 @@ def set_label(
 
 def rollback_target(moves: Sequence[LabelMove]) -> int | None:
     """The version a label held before its last move that was not itself undone, replaying
-    ``moves`` oldest first: a set pushes the version it replaced, a rollback pops it, so
-    successive rollbacks walk back through earlier versions."""
+    ``moves`` oldest first: a set (or a forced one) pushes the version it replaced, a
+    rollback pops it, so successive rollbacks walk back through earlier versions."""
     stack: list[int] = []
     current: int | None = None
     for move in moves:
-        if move.action == "set":
+        if move.action in ("set", "forced"):
             if current is not None:
                 stack.append(current)
             current = move.to_version

@@ -352,8 +352,9 @@ prompt_labels = Table(
     PrimaryKeyConstraint("prompt_id", "label", name="pk_prompt_labels"),
 )
 
-# Append-only. action: set | rollback (and, once promotion gates exist, refused: an attempt
-# a gate stopped, with its evidence). from_version is NULL for a label's first move.
+# Append-only. action: set | rollback | refused (an attempt a promotion gate stopped, with
+# its evidence) | forced (the admin key moved the label past a refusing gate, with a reason
+# and the gate's evidence). from_version is NULL for a label's first move.
 prompt_label_history = Table(
     "prompt_label_history",
     metadata,
@@ -368,6 +369,28 @@ prompt_label_history = Table(
     Column("evidence", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_prompt_label_history_prompt_label", "prompt_id", "label", "id"),
+)
+
+# Promotion gates: moving this label of this prompt needs a finished run of ``suite``
+# against the version being promoted that passed (and, with require_no_regression, that
+# was compared with the version the label holds and did not regress), at most
+# max_age_days old when set.
+prompt_label_gates = Table(
+    "prompt_label_gates",
+    metadata,
+    Column(
+        "prompt_id",
+        String(64),
+        ForeignKey("prompts.id", name="fk_prompt_label_gates_prompt"),
+        nullable=False,
+    ),
+    Column("label", String(64), nullable=False),
+    Column("suite", String(200), nullable=False),
+    Column("require_no_regression", Boolean, nullable=False),
+    Column("max_age_days", Integer, nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("prompt_id", "label", name="pk_prompt_label_gates"),
 )
 
 # The eval harness: a run of a suite (who, which team, on which commit and branch, against
