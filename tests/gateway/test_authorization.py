@@ -556,6 +556,9 @@ def test_a_team_admin_sees_only_its_teams_spend(world: World) -> None:
         "GET", f"{world.gateway.url}/admin/spend?by=team", key=world.keys["other_team_admin"]
     )
     assert {row["name"] for row in theirs["rows"]} <= {world.other}
+    # A call outside the team (the admin key's), so that everyone's spend is more.
+    chat = {"model": "mock", "messages": [{"role": "user", "content": "spend too"}]}
+    assert http("POST", f"{world.gateway.base_url}/chat/completions", chat)[0] == 200
     _, _, everyone = http("GET", f"{world.gateway.url}/admin/spend")
     assert everyone["total"]["requests"] > mine["total"]["requests"]
 
