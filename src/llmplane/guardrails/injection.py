@@ -223,6 +223,48 @@ class InjectionDetector:
         return hits
 
 
+_Trie = dict[str, "_Trie"]
+
+
+def _trie_pattern(words: Sequence[str]) -> str:
+    """One regular expression matching any of ``words``, as a trie (common prefixes shared),
+    greedy: at a position it matches the longest word that starts there."""
+    trie: _Trie = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: _Trie) -> str:
+        branches = [re.escape(char) + build(node[char]) for char in sorted(node) if char]
+        if not branches:
+            return ""
+        ends = "" in node
+        body = branches[0] if len(branches) == 1 and not ends else f"(?:{'|'.join(branches)})"
+        return body + ("?" if ends else "")
+
+    return build(trie)
+
+
+_TRIGGER_WORDS = sorted({t for rule in (*RULES, *SQUASHED_RULES) for t in rule.triggers})
+# Every trigger word found in one pass (a lookahead at each position, so overlapping words
+# are found too); the longest one at a position stands for the shorter ones inside it.
+_TRIGGERS = re.compile(f"(?=({_trie_pattern(_TRIGGER_WORDS)}))")
+_INSIDE = {word: frozenset(t for t in _TRIGGER_WORDS if t in word) for word in _TRIGGER_WORDS}
+
+
+def _present_triggers(lowered: str) -> set[str]:
+    """The trigger words that occur in ``lowered`` (as ``word in lowered`` would say, in one
+    scan instead of one per word)."""
+    present: set[str] = set()
+    for match in _TRIGGERS.finditer(lowered):
+        longest = match.group(1)
+        if longest and longest not in present:
+            present |= _INSIDE[longest]
+    return present
+
+
 def _matches(
     rules: Sequence[Rule], text: str, lowered: str
 ) -> Iterator[tuple[int, Rule, int, int]]:
@@ -230,8 +272,9 @@ def _matches(
     identity (stable across calls: its position among all rules)."""
     offset = 0 if rules is RULES else len(RULES)
     positions: dict[tuple[str, ...], list[int]] = {}
+    present = _present_triggers(lowered)
     for index, rule in enumerate(rules, offset):
-        if not any(trigger in lowered for trigger in rule.triggers):
+        if present.isdisjoint(rule.triggers):
             continue
         scanned = lowered if rule.lowered else text
         if rule.anchors:
