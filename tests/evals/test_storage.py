@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from llmplane.accounting.keys import Principal
-from llmplane.errors import InvalidRequestError, PermissionDeniedError
+from llmplane.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from llmplane.evals import runs
 
 ADMIN = Principal("admin", "admin", is_admin=True)
@@ -59,9 +59,10 @@ def test_a_team_sees_only_its_runs(engine: Engine) -> None:
     mine, theirs = _run(engine, TEAM_A), _run(engine, TEAM_B)
     assert {r["id"] for r in runs.list_runs(engine, TEAM_A)} == {mine}
     assert {r["id"] for r in runs.list_runs(engine, ADMIN)} >= {mine, theirs}
-    with pytest.raises(PermissionDeniedError):
+    # Another team's run is answered as missing: its id is not confirmed.
+    with pytest.raises(NotFoundError):
         runs.get_run(engine, TEAM_A, theirs)
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(NotFoundError):
         runs.add_cases(engine, TEAM_A, theirs, [_case("c1", "x", "k")])
 
 

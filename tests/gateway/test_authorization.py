@@ -399,7 +399,13 @@ MATRIX: dict[tuple[str, str], tuple[Policy, Request]] = {
 
 # Routes of one team's object that a key of another team may not read: they answer 404, as
 # for an object that does not exist, so that its name does not leak.
-HIDDEN = {route for route in MATRIX if route[1].startswith(("/v1/prompts/", "/admin/prompts/"))}
+# Routes that answer another team as if the thing did not exist (its name or id is not
+# confirmed), with the code they answer.
+HIDDEN = {
+    route: "prompt_not_found"
+    for route in MATRIX
+    if route[1].startswith(("/v1/prompts/", "/admin/prompts/"))
+} | {route: "eval_run_not_found" for route in MATRIX if route[1].startswith("/admin/evals/runs/")}
 
 ALLOWED = {
     Policy.PUBLIC: {"admin", "team_admin", "other_team_admin", "member", "none"},
@@ -457,7 +463,7 @@ def test_authorization_matrix(world: World, route: tuple[str, str], caller: str)
         assert status == 401, (status, answer)
     elif caller == "other_team_admin" and route in HIDDEN:
         assert status == 404, (status, answer)
-        assert answer["error"]["code"] == "prompt_not_found"
+        assert answer["error"]["code"] == HIDDEN[route]
     else:
         assert status == 403, (status, answer)
         assert answer["error"]["type"] == "permission_error"

@@ -102,12 +102,10 @@ def _bad(message: str, param: str) -> InvalidRequestError:
 
 def _load_run(connection: Connection, principal: Principal, run_id: str) -> RowMapping:
     row = connection.execute(select(eval_runs).where(eval_runs.c.id == run_id)).mappings().first()
-    if row is None:
+    # Another team's run is answered as a missing one: run ids are not for other teams to
+    # confirm (as prompt names are not).
+    if row is None or (not principal.is_admin and row["team_id"] != principal.team_id):
         raise NotFoundError(f"No eval run '{run_id}'.", param="run", code="eval_run_not_found")
-    if not principal.is_admin and row["team_id"] != principal.team_id:
-        raise PermissionDeniedError(
-            "This eval run belongs to another team.", code="eval_run_of_other_team"
-        )
     return row
 
 
