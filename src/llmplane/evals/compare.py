@@ -28,21 +28,24 @@ def _units(results: Sequence[CaseResult], scorer: str) -> dict[Unit, list[tuple[
     units: dict[Unit, list[tuple[float, bool]]] = defaultdict(list)
     for result in sorted(results, key=lambda r: r.repetition):
         score = result.scores.get(scorer)
-        if score is not None:
+        if score is not None and not score.get("error"):
             units[(result.case_id, result.model)].append((score["value"], score["passed"]))
     return units
 
 
 def metrics(results: Sequence[CaseResult], scorer_names: Sequence[str]) -> dict[str, Any]:
-    """``{scorer: {mean, pass_rate, n}}`` over every result."""
+    """``{scorer: {mean, pass_rate, n, errors}}`` over every result whose score is not a
+    scorer error (those are counted in ``errors``)."""
     table: dict[str, Any] = {}
     for name in scorer_names:
-        scores = [r.scores[name] for r in results if name in r.scores]
+        every = [r.scores[name] for r in results if name in r.scores]
+        scores = [s for s in every if not s.get("error")]
         n = len(scores)
         table[name] = {
             "mean": sum(s["value"] for s in scores) / n if n else 0.0,
             "pass_rate": sum(1 for s in scores if s["passed"]) / n if n else 0.0,
             "n": n,
+            "errors": len(every) - n,
         }
     return table
 

@@ -240,20 +240,29 @@ async def score_output(
     output: CaseOutput,
     client: HarnessClient,
 ) -> dict[str, dict[str, Any]]:
-    """Every scorer's verdict as stored (a scorer that raises scores 0 with the error)."""
+    """Every scorer's verdict as stored. A scorer that raises, or a judge whose answers could
+    not be read, gives a score marked ``"error": true``: stored and shown, but left out of
+    the metrics and the comparison (a judge's trouble is not the target's regression)."""
     scores: dict[str, dict[str, Any]] = {}
     for name, (scorer, threshold) in scorers.items():
+        error = False
         try:
             score = await scorer.score(case, output, client)
         except Exception as exc:  # noqa: BLE001 - a broken scorer fails its case, not the run
             score = Score(0.0, False, f"scorer failed: {type(exc).__name__}: {exc}")
+            error = True
+        details = dict(score.details) if score.details is not None else None
+        if details is not None and details.get("unreadable") is True:
+            error = True
         passed = score.passed if threshold is None else score.value >= threshold
         scores[name] = {
             "value": float(score.value),
-            "passed": bool(passed),
+            "passed": bool(passed) and not error,
             "explanation": score.explanation,
-            "details": dict(score.details) if score.details is not None else None,
+            "details": details,
         }
+        if error:
+            scores[name]["error"] = True
     return scores
 
 
