@@ -11,85 +11,55 @@ from __future__ import annotations
 
 from typing import Any
 
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_NUM = {"type": "number"}
-_OPT_STR = {"type": ["string", "null"]}
-_OPT_LIMIT = {"type": ["integer", "null"], "minimum": 1}
-_TIME = {"type": "string", "format": "date-time"}
-_OPT_TIME = {"type": ["string", "null"], "format": "date-time"}
-_MODELS = {"type": ["array", "null"], "items": _STR}
-_PERIOD = {"enum": ["day", "week", "month", "none"]}
-_MODEL_LIMITS = {
-    "type": ["object", "null"],
-    "additionalProperties": {
-        "type": "object",
-        "properties": {"rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT},
-        "additionalProperties": False,
-        "minProperties": 1,
-    },
-    "description": 'Rate limits of the team\'s use of each model: {"gpt-4o": {"rpm": 100}}.',
-}
+from llmplane.gateway.schema_parts import (
+    INT,
+    MODEL_LIMITS,
+    MODELS,
+    NUM,
+    OPT_LIMIT,
+    OPT_NUM,
+    OPT_STR,
+    OPT_TIME,
+    PERIOD,
+    STR,
+    TIME,
+    answer,
+    list_of,
+    object_schema,
+    ref,
+)
+from llmplane.gateway.schemas_registry import REGISTRY_SCHEMAS
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _object(
-    properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True
-) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _list_of(name: str) -> dict[str, Any]:
-    return _object(
-        {"object": {"const": "list"}, "data": {"type": "array", "items": _ref(name)}},
-        ("object", "data"),
-    )
-
-
-def _answer(properties: dict[str, Any]) -> dict[str, Any]:
-    """A response object: every listed field is always present."""
-    return _object(properties, tuple(properties))
-
-
-_OPT_NUM = {"type": ["number", "null"]}
 _COST_ROW = {
-    "requests": _INT,
-    "tokens": _INT,
-    "cost_usd": _NUM,
-    "cost_per_mtok_usd": _OPT_NUM,
-    "previous_tokens": _INT,
-    "previous_cost_usd": _NUM,
-    "previous_cost_per_mtok_usd": _OPT_NUM,
-    "change_pct": _OPT_NUM,
+    "requests": INT,
+    "tokens": INT,
+    "cost_usd": NUM,
+    "cost_per_mtok_usd": OPT_NUM,
+    "previous_tokens": INT,
+    "previous_cost_usd": NUM,
+    "previous_cost_per_mtok_usd": OPT_NUM,
+    "change_pct": OPT_NUM,
 }
 _TOTALS = {
-    "requests": _INT,
-    "prompt_tokens": _INT,
-    "completion_tokens": _INT,
-    "cost_usd": _NUM,
+    "requests": INT,
+    "prompt_tokens": INT,
+    "completion_tokens": INT,
+    "cost_usd": NUM,
 }
 
 _KEY = {
-    "id": _STR,
-    "name": _STR,
-    "key_hint": _STR,
-    "team_id": _OPT_STR,
-    "service_id": _OPT_STR,
-    "user_id": _OPT_STR,
-    "models": _MODELS,
-    "created_at": _TIME,
-    "revoked_at": _OPT_TIME,
-    "expires_at": _OPT_TIME,
-    "rpm": _OPT_LIMIT,
-    "tpm": _OPT_LIMIT,
+    "id": STR,
+    "name": STR,
+    "key_hint": STR,
+    "team_id": OPT_STR,
+    "service_id": OPT_STR,
+    "user_id": OPT_STR,
+    "models": MODELS,
+    "created_at": TIME,
+    "revoked_at": OPT_TIME,
+    "expires_at": OPT_TIME,
+    "rpm": OPT_LIMIT,
+    "tpm": OPT_LIMIT,
     "role": {"enum": ["member", "team_admin"]},
     "status": {"enum": ["active", "revoked"]},
 }
@@ -102,145 +72,145 @@ _LOG_BODIES = {
 _LOG_DAYS = {"type": ["integer", "null"], "minimum": 1, "maximum": 3650}
 
 _TEAM = {
-    "id": _STR,
-    "name": _STR,
-    "models": _MODELS,
-    "max_tokens": _OPT_LIMIT,
-    "rpm": _OPT_LIMIT,
-    "tpm": _OPT_LIMIT,
-    "model_limits": _MODEL_LIMITS,
+    "id": STR,
+    "name": STR,
+    "models": MODELS,
+    "max_tokens": OPT_LIMIT,
+    "rpm": OPT_LIMIT,
+    "tpm": OPT_LIMIT,
+    "model_limits": MODEL_LIMITS,
     "log_bodies": _LOG_BODIES,
     "log_retention_days": _LOG_DAYS,
 }
 
 _TEAM_WRITE = {
-    "name": _STR,
-    "models": _MODELS,
-    "max_tokens": _OPT_LIMIT,
-    "rpm": _OPT_LIMIT,
-    "tpm": _OPT_LIMIT,
-    "model_limits": _MODEL_LIMITS,
+    "name": STR,
+    "models": MODELS,
+    "max_tokens": OPT_LIMIT,
+    "rpm": OPT_LIMIT,
+    "tpm": OPT_LIMIT,
+    "model_limits": MODEL_LIMITS,
     "log_bodies": _LOG_BODIES,
     "log_retention_days": _LOG_DAYS,
 }
 
-_SERVICE_WRITE = {"team": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
+_SERVICE_WRITE = {"team": STR, "name": STR, "rpm": OPT_LIMIT, "tpm": OPT_LIMIT}
 
-_SERVICE = {"id": _STR, "team_id": _STR, "name": _STR, "rpm": _OPT_LIMIT, "tpm": _OPT_LIMIT}
+_SERVICE = {"id": STR, "team_id": STR, "name": STR, "rpm": OPT_LIMIT, "tpm": OPT_LIMIT}
 
 _BUDGET = {
-    "id": _STR,
+    "id": STR,
     "scope": {"enum": ["key", "service", "team"]},
-    "scope_id": _STR,
-    "limit_usd": _NUM,
-    "period": _PERIOD,
-    "thresholds": {"type": "array", "items": _INT},
+    "scope_id": STR,
+    "limit_usd": NUM,
+    "period": PERIOD,
+    "thresholds": {"type": "array", "items": INT},
 }
 
 _CHANGE_KIND = {"enum": ["model", "deployment", "prompt", "config", "other"]}
 _SEVERITY = {"enum": ["sev1", "sev2", "sev3", "sev4"]}
 _CHANGE = {
-    "id": _INT,
-    "at": _TIME,
+    "id": INT,
+    "at": TIME,
     "kind": _CHANGE_KIND,
-    "subject": _STR,
+    "subject": STR,
     "action": {"enum": ["added", "changed", "removed"]},
-    "summary": _STR,
-    "actor": _STR,
-    "team_id": _OPT_STR,
+    "summary": STR,
+    "actor": STR,
+    "team_id": OPT_STR,
 }
 _INCIDENT = {
-    "id": _INT,
-    "title": _STR,
+    "id": INT,
+    "title": STR,
     "severity": _SEVERITY,
     "status": {"enum": ["open", "closed"]},
-    "started_at": _TIME,
-    "opened_at": _TIME,
-    "closed_at": _OPT_TIME,
-    "opened_by": _STR,
-    "closed_by": _OPT_STR,
-    "resolution": _OPT_STR,
+    "started_at": TIME,
+    "opened_at": TIME,
+    "closed_at": OPT_TIME,
+    "opened_by": STR,
+    "closed_by": OPT_STR,
+    "resolution": OPT_STR,
     "cause": {
         "oneOf": [
-            _answer(
+            answer(
                 {
                     "kind": _CHANGE_KIND,
-                    "subject": _OPT_STR,
+                    "subject": OPT_STR,
                     "change_id": {"type": ["integer", "null"]},
                 }
             ),
             {"type": "null"},
         ]
     },
-    "team_id": _OPT_STR,
-    "time_to_resolve_s": _OPT_NUM,
+    "team_id": OPT_STR,
+    "time_to_resolve_s": OPT_NUM,
 }
-_INCIDENT_REPORT = _answer(
+_INCIDENT_REPORT = answer(
     {
-        "since": _TIME,
-        "until": _TIME,
-        "opened": _INT,
-        "closed": _INT,
-        "open_now": _INT,
-        "mean_time_to_resolve_s": _OPT_NUM,
+        "since": TIME,
+        "until": TIME,
+        "opened": INT,
+        "closed": INT,
+        "open_now": INT,
+        "mean_time_to_resolve_s": OPT_NUM,
         "by_severity": {
             "type": "array",
-            "items": _answer({"severity": _SEVERITY, "opened": _INT}),
+            "items": answer({"severity": _SEVERITY, "opened": INT}),
         },
         "by_cause": {
             "type": "array",
-            "items": _answer(
+            "items": answer(
                 {
                     "kind": {"enum": [*_CHANGE_KIND["enum"], "unknown"]},
-                    "incidents": _INT,
-                    "share": _OPT_NUM,
+                    "incidents": INT,
+                    "share": OPT_NUM,
                 }
             ),
         },
         "attributable_to_changes": {
-            **_INT,
+            **INT,
             "description": "Incidents opened in the window caused by prompt, model or "
             "deployment changes.",
         },
-        "attributable_share": _OPT_NUM,
+        "attributable_share": OPT_NUM,
         "change_rates": {
             "type": "array",
-            "items": _answer(
+            "items": answer(
                 {
                     "kind": _CHANGE_KIND,
-                    "changes": _INT,
-                    "incidents": _INT,
-                    "incidents_per_change": _OPT_NUM,
+                    "changes": INT,
+                    "incidents": INT,
+                    "incidents_per_change": OPT_NUM,
                 }
             ),
         },
     }
 )
 _REQUEST_LOG = {
-    "request_id": _STR,
-    "created_at": _TIME,
-    "expires_at": _TIME,
+    "request_id": STR,
+    "created_at": TIME,
+    "expires_at": TIME,
     "policy": {"enum": ["metadata", "redacted", "full"]},
-    "team_id": _OPT_STR,
-    "service_id": _OPT_STR,
-    "key_id": _OPT_STR,
-    "user": _OPT_STR,
-    "operation": _OPT_STR,
-    "model": _OPT_STR,
-    "served_model": _OPT_STR,
-    "deployment": _OPT_STR,
-    "provider": _OPT_STR,
-    "status": _INT,
-    "error_type": _OPT_STR,
-    "error_code": _OPT_STR,
+    "team_id": OPT_STR,
+    "service_id": OPT_STR,
+    "key_id": OPT_STR,
+    "user": OPT_STR,
+    "operation": OPT_STR,
+    "model": OPT_STR,
+    "served_model": OPT_STR,
+    "deployment": OPT_STR,
+    "provider": OPT_STR,
+    "status": INT,
+    "error_type": OPT_STR,
+    "error_code": OPT_STR,
     "stream": {"type": "boolean"},
-    "attempts": _INT,
-    "prompt_tokens": _INT,
-    "completion_tokens": _INT,
-    "cached_tokens": _INT,
-    "cost_usd": _NUM,
-    "duration_ms": _NUM,
-    "ttft_ms": _OPT_NUM,
+    "attempts": INT,
+    "prompt_tokens": INT,
+    "completion_tokens": INT,
+    "cached_tokens": INT,
+    "cost_usd": NUM,
+    "duration_ms": NUM,
+    "ttft_ms": OPT_NUM,
     "params": {
         "type": ["object", "null"],
         "description": "Request parameters without content: numbers, enums, tool names, "
@@ -253,144 +223,29 @@ _BODY = {
     "one reply object), text where it was not JSON, null under the metadata policy."
 }
 
-_VARIABLE = _object(
-    {
-        "type": {"enum": ["string", "number", "integer", "boolean", "json"]},
-        "required": {"type": "boolean"},
-        "default": {},
-        "description": _STR,
-    }
-)
-_PROMPT_CONTENT = {
-    "template": {
-        "description": "A string (one user message) or chat messages with {{ variable }} "
-        "placeholders; \\{{ is a literal {{.",
-        "anyOf": [
-            {"type": "string", "minLength": 1},
-            {
-                "type": "array",
-                "minItems": 1,
-                "items": _object({"role": _STR, "content": _STR}, ("role", "content")),
-            },
-        ],
-    },
-    "variables": {"type": ["object", "null"], "additionalProperties": _VARIABLE},
-    "model": _OPT_STR,
-    "params": {"type": ["object", "null"], "description": "temperature, max_tokens, ..."},
-    "tools": {"type": ["array", "null"], "items": {"type": "object"}},
-    "response_format": {"type": ["object", "null"]},
-}
-_PROMPT_VERSION = {
-    "object": {"const": "prompt.version"},
-    "name": _STR,
-    "team_id": _OPT_STR,
-    "version": _INT,
-    **_PROMPT_CONTENT,
-    "template": _PROMPT_CONTENT["template"],
-    "variables": {"type": "object", "additionalProperties": _VARIABLE},
-    "params": {"type": "object"},
-    "fingerprint": _STR,
-    "message": _OPT_STR,
-    "created_at": _TIME,
-    "created_by": _STR,
-}
-_PROMPT = {
-    "object": {"const": "prompt"},
-    "id": _STR,
-    "name": _STR,
-    "team_id": _OPT_STR,
-    "description": _OPT_STR,
-    "latest_version": _INT,
-    "labels": {"type": "object", "additionalProperties": _INT},
-    "created_at": _TIME,
-    "created_by": _STR,
-    "updated_at": _TIME,
-}
-_LABEL_MOVE = {
-    "id": _INT,
-    "name": _STR,
-    "label": _STR,
-    "action": {"enum": ["set", "rollback", "refused", "forced"]},
-    "from_version": {"type": ["integer", "null"]},
-    "to_version": {"type": ["integer", "null"]},
-    "actor": _STR,
-    "reason": _OPT_STR,
-    "evidence": {"type": ["object", "null"]},
-    "at": _TIME,
-}
-
-_EVAL_RUN = {
-    "object": {"const": "eval.run"},
-    "id": _STR,
-    "suite": _STR,
-    "suite_fingerprint": _STR,
-    "team_id": _OPT_STR,
-    "key_id": _STR,
-    "status": {"enum": ["running", "finished", "capped", "failed"]},
-    "target": _STR,
-    "models": {"type": "array", "items": _STR},
-    "prompt": _OPT_STR,
-    "dataset": _OPT_STR,
-    "git_sha": _OPT_STR,
-    "git_branch": _OPT_STR,
-    "baseline_run_id": _OPT_STR,
-    "blessed": {"type": "boolean"},
-    "repetitions": _INT,
-    "cases_total": _INT,
-    "cost_usd": _NUM,
-    "summary": {
-        "type": ["object", "null"],
-        "description": "metrics, thresholds, comparison, repetitions (pass^k, flaky), verdict",
-    },
-    "started_at": _TIME,
-    "finished_at": _OPT_TIME,
-}
-_EVAL_DATASET_VERSION = {
-    "object": {"const": "eval.dataset.version"},
-    "name": _STR,
-    "team_id": _OPT_STR,
-    "version": _INT,
-    "fingerprint": _STR,
-    "cases": _INT,
-    "created_at": _TIME,
-    "created_by": _STR,
-}
-_EVAL_CASE = {
-    "case_id": _STR,
-    "model": _STR,
-    "repetition": {"type": "integer", "minimum": 0},
-    "output": _OPT_STR,
-    "scores": {
-        "type": "object",
-        "description": "{scorer: {value, passed, explanation, details}}",
-    },
-    "cost_usd": _NUM,
-    "latency_ms": {"type": ["number", "null"]},
-    "error": _OPT_STR,
-    "cached": {"type": "boolean"},
-    "cache_key": _OPT_STR,
-}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "Health": _object({"status": _STR, "ledger_queue_depth": _INT}, ("status",)),
-    "OpenAPI": _object({"openapi": _STR}, ("openapi",), closed=False),
-    "ModelList": _object(
+    "Health": object_schema({"status": STR, "ledger_queue_depth": INT}, ("status",)),
+    "OpenAPI": object_schema({"openapi": STR}, ("openapi",), closed=False),
+    "ModelList": object_schema(
         {
             "object": {"const": "list"},
             "data": {
                 "type": "array",
-                "items": _object({"id": _STR, "object": {"const": "model"}}, ("id",), closed=False),
+                "items": object_schema(
+                    {"id": STR, "object": {"const": "model"}}, ("id",), closed=False
+                ),
             },
         },
         ("object", "data"),
     ),
     "ChatCompletionRequest": {
-        **_object(
+        **object_schema(
             {
-                "model": _STR,
+                "model": STR,
                 "messages": {"type": "array"},
                 "stream": {"type": "boolean"},
-                "prompt": _ref("PromptReference"),
+                "prompt": ref("PromptReference"),
             },
             closed=False,
         ),
@@ -399,23 +254,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             {"required": ["prompt"]},
         ],
     },
-    "PromptReference": _object(
+    "PromptReference": object_schema(
         {
-            "name": _STR,
-            "label": {**_STR, "description": "Default: production; latest: the newest."},
+            "name": STR,
+            "label": {**STR, "description": "Default: production; latest: the newest."},
             "version": {"type": "integer", "minimum": 1},
             "variables": {"type": "object"},
         },
         ("name",),
     ),
-    "ChatCompletion": _object(
-        {"id": _STR, "object": _STR, "model": _STR, "choices": {"type": "array"}},
+    "ChatCompletion": object_schema(
+        {"id": STR, "object": STR, "model": STR, "choices": {"type": "array"}},
         ("id", "choices"),
         closed=False,
     ),
-    "MessageRequest": _object(
+    "MessageRequest": object_schema(
         {
-            "model": _STR,
+            "model": STR,
             "max_tokens": {"type": "integer", "minimum": 1},
             "messages": {"type": "array", "minItems": 1},
             "system": {"type": ["string", "array"]},
@@ -425,22 +280,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("model", "max_tokens", "messages"),
         closed=False,
     ),
-    "Message": _object(
+    "Message": object_schema(
         {
-            "id": _STR,
+            "id": STR,
             "type": {"const": "message"},
             "role": {"const": "assistant"},
-            "model": _STR,
+            "model": STR,
             "content": {"type": "array"},
             "stop_reason": {"type": ["string", "null"]},
-            "usage": _object({"input_tokens": _INT, "output_tokens": _INT}, closed=False),
+            "usage": object_schema({"input_tokens": INT, "output_tokens": INT}, closed=False),
         },
         ("id", "type", "role", "content", "usage"),
         closed=False,
     ),
-    "ResponseRequest": _object(
+    "ResponseRequest": object_schema(
         {
-            "model": _STR,
+            "model": STR,
             "input": {"type": ["string", "array"]},
             "instructions": {"type": ["string", "null"]},
             "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
@@ -454,42 +309,42 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         closed=False,
     ),
-    "Response": _object(
+    "Response": object_schema(
         {
-            "id": _STR,
+            "id": STR,
             "object": {"const": "response"},
-            "status": _STR,
-            "model": _STR,
+            "status": STR,
+            "model": STR,
             "output": {"type": "array"},
             "usage": {"type": ["object", "null"]},
         },
         ("id", "object", "status", "output"),
         closed=False,
     ),
-    "ModerationRequest": _object(
-        {"model": _STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
+    "ModerationRequest": object_schema(
+        {"model": STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
     ),
-    "Moderation": _object(
-        {"id": _STR, "model": _STR, "results": {"type": "array"}},
+    "Moderation": object_schema(
+        {"id": STR, "model": STR, "results": {"type": "array"}},
         ("id", "results"),
         closed=False,
     ),
-    "RerankRequest": _object(
+    "RerankRequest": object_schema(
         {
-            "model": _STR,
-            "query": _STR,
-            "documents": {"type": "array", "items": _STR, "minItems": 1},
+            "model": STR,
+            "query": STR,
+            "documents": {"type": "array", "items": STR, "minItems": 1},
             "top_n": {"type": "integer", "minimum": 1},
         },
         ("model", "query", "documents"),
         closed=False,
     ),
-    "RerankList": _object(
+    "RerankList": object_schema(
         {
             "results": {
                 "type": "array",
-                "items": _object(
-                    {"index": _INT, "relevance_score": _NUM},
+                "items": object_schema(
+                    {"index": INT, "relevance_score": NUM},
                     ("index", "relevance_score"),
                     closed=False,
                 ),
@@ -498,89 +353,89 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("results",),
         closed=False,
     ),
-    "EmbeddingRequest": _object(
-        {"model": _STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
+    "EmbeddingRequest": object_schema(
+        {"model": STR, "input": {"type": ["string", "array"]}}, ("input",), closed=False
     ),
-    "EmbeddingList": _object(
-        {"object": {"const": "list"}, "data": {"type": "array"}, "model": _STR},
+    "EmbeddingList": object_schema(
+        {"object": {"const": "list"}, "data": {"type": "array"}, "model": STR},
         ("object", "data"),
         closed=False,
     ),
-    "KeyCreate": _object(
+    "KeyCreate": object_schema(
         {
-            "name": _STR,
-            "team": {**_STR, "description": "Team id or name."},
-            "service": {**_STR, "description": "Service id or name (needs team)."},
-            "user": _STR,
-            "models": _MODELS,
-            "rpm": _OPT_LIMIT,
-            "tpm": _OPT_LIMIT,
+            "name": STR,
+            "team": {**STR, "description": "Team id or name."},
+            "service": {**STR, "description": "Service id or name (needs team)."},
+            "user": STR,
+            "models": MODELS,
+            "rpm": OPT_LIMIT,
+            "tpm": OPT_LIMIT,
             "role": {"enum": ["member", "team_admin"]},
             "budget_usd": {"type": "number", "minimum": 0},
-            "period": _PERIOD,
-            "expires_at": _TIME,
+            "period": PERIOD,
+            "expires_at": TIME,
         },
         ("name",),
     ),
-    "Key": _answer(_KEY),
-    "KeyCreated": _object(
+    "Key": answer(_KEY),
+    "KeyCreated": object_schema(
         {
             **_KEY,
-            "key": {**_STR, "description": "The key itself, shown once."},
-            "budget": _ref("Budget"),
+            "key": {**STR, "description": "The key itself, shown once."},
+            "budget": ref("Budget"),
         },
         (*_KEY, "key"),
     ),
-    "KeyList": _list_of("Key"),
-    "SpendTotals": _answer(_TOTALS),
-    "Spend": _object(
+    "KeyList": list_of("Key"),
+    "SpendTotals": answer(_TOTALS),
+    "Spend": object_schema(
         {
-            "since": _OPT_TIME,
-            "until": _OPT_TIME,
-            "total": _ref("SpendTotals"),
+            "since": OPT_TIME,
+            "until": OPT_TIME,
+            "total": ref("SpendTotals"),
             "by_key": {
                 "type": "array",
-                "items": _answer({"key_id": _OPT_STR, "name": _OPT_STR, **_TOTALS}),
+                "items": answer({"key_id": OPT_STR, "name": OPT_STR, **_TOTALS}),
             },
-            "by_model": {"type": "array", "items": _answer({"model": _STR, **_TOTALS})},
+            "by_model": {"type": "array", "items": answer({"model": STR, **_TOTALS})},
             "by": {"type": "string", "description": "The dimension of rows (with ?by=)."},
             "rows": {
                 "type": "array",
-                "items": _object({"name": _OPT_STR, **_TOTALS}, tuple(_TOTALS), closed=False),
+                "items": object_schema({"name": OPT_STR, **_TOTALS}, tuple(_TOTALS), closed=False),
                 "description": "One row per value of the ?by= dimension, named after it.",
             },
         },
         ("since", "until", "total", "by_key", "by_model"),
     ),
-    "SpendReport": _answer(
+    "SpendReport": answer(
         {
-            "month": _STR,
-            "previous_month": _STR,
-            "total_cost_usd": _NUM,
-            "previous_total_cost_usd": _NUM,
+            "month": STR,
+            "previous_month": STR,
+            "total_cost_usd": NUM,
+            "previous_total_cost_usd": NUM,
             "change_pct": {"type": ["number", "null"]},
             "by_team_service": {
                 "type": "array",
-                "items": _answer(
+                "items": answer(
                     {
-                        "team": _OPT_STR,
-                        "service": _OPT_STR,
-                        "requests": _INT,
-                        "tokens": _INT,
-                        "cost_usd": _NUM,
-                        "previous_cost_usd": _NUM,
+                        "team": OPT_STR,
+                        "service": OPT_STR,
+                        "requests": INT,
+                        "tokens": INT,
+                        "cost_usd": NUM,
+                        "previous_cost_usd": NUM,
                         "change_pct": {"type": ["number", "null"]},
                     }
                 ),
             },
             "by_model": {
                 "type": "array",
-                "items": _answer(
+                "items": answer(
                     {
-                        "model": _STR,
-                        "requests": _INT,
-                        "tokens": _INT,
-                        "cost_usd": _NUM,
+                        "model": STR,
+                        "requests": INT,
+                        "tokens": INT,
+                        "cost_usd": NUM,
                         "cost_per_mtok_usd": {"type": ["number", "null"]},
                         "previous_cost_per_mtok_usd": {"type": ["number", "null"]},
                         "change_pct": {"type": ["number", "null"]},
@@ -589,88 +444,88 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
         }
     ),
-    "PlatformReport": _answer(
+    "PlatformReport": answer(
         {
-            "generated_at": _TIME,
-            "team_id": _OPT_STR,
-            "adoption": _answer(
+            "generated_at": TIME,
+            "team_id": OPT_STR,
+            "adoption": answer(
                 {
                     "weeks": {
                         "type": "array",
-                        "items": _answer(
+                        "items": answer(
                             {
-                                "week": _STR,
+                                "week": STR,
                                 "start": {"type": "string", "format": "date"},
-                                "active_teams": _INT,
-                                "active_services": _INT,
+                                "active_teams": INT,
+                                "active_services": INT,
                             }
                         ),
                     },
                     "trend": {"enum": ["growing", "flat", "shrinking"]},
                 }
             ),
-            "cost": _answer(
+            "cost": answer(
                 {
-                    "month": _STR,
-                    "previous_month": _STR,
-                    "overall": _answer(_COST_ROW),
+                    "month": STR,
+                    "previous_month": STR,
+                    "overall": answer(_COST_ROW),
                     "by_model": {
                         "type": "array",
-                        "items": _answer({"model": _STR, **_COST_ROW}),
+                        "items": answer({"model": STR, **_COST_ROW}),
                     },
                 }
             ),
             "spend_by_team": {
                 "type": "array",
-                "items": _answer(
+                "items": answer(
                     {
-                        "team_id": _OPT_STR,
-                        "team": _OPT_STR,
-                        "requests": _INT,
-                        "cost_usd": _NUM,
-                        "previous_cost_usd": _NUM,
-                        "change_pct": _OPT_NUM,
+                        "team_id": OPT_STR,
+                        "team": OPT_STR,
+                        "requests": INT,
+                        "cost_usd": NUM,
+                        "previous_cost_usd": NUM,
+                        "change_pct": OPT_NUM,
                     }
                 ),
             },
             "deployments": {
                 "type": "array",
-                "items": _answer(
+                "items": answer(
                     {
-                        "deployment": _STR,
-                        "model": _OPT_STR,
-                        "window_days": _INT,
-                        "calls": _INT,
-                        "errors": _INT,
-                        "client_errors": _INT,
-                        "error_rate": _OPT_NUM,
-                        "latency_p50_ms": _OPT_NUM,
-                        "latency_p95_ms": _OPT_NUM,
-                        "ttft_p95_ms": _OPT_NUM,
+                        "deployment": STR,
+                        "model": OPT_STR,
+                        "window_days": INT,
+                        "calls": INT,
+                        "errors": INT,
+                        "client_errors": INT,
+                        "error_rate": OPT_NUM,
+                        "latency_p50_ms": OPT_NUM,
+                        "latency_p95_ms": OPT_NUM,
+                        "ttft_p95_ms": OPT_NUM,
                         "slo": {
                             "type": ["object", "null"],
                             "properties": {
-                                "ttft_p95_ms": _NUM,
-                                "latency_p95_ms": _NUM,
-                                "error_rate": _NUM,
-                                "window_days": _INT,
+                                "ttft_p95_ms": NUM,
+                                "latency_p95_ms": NUM,
+                                "error_rate": NUM,
+                                "window_days": INT,
                             },
                             "additionalProperties": False,
                         },
                         "checks": {
                             "type": "array",
-                            "items": _answer(
+                            "items": answer(
                                 {
                                     "objective": {
                                         "enum": ["ttft_p95_ms", "latency_p95_ms", "error_rate"]
                                     },
-                                    "target": _NUM,
-                                    "observed": _OPT_NUM,
+                                    "target": NUM,
+                                    "observed": OPT_NUM,
                                     "pass": {"type": ["boolean", "null"]},
                                 }
                             ),
                         },
-                        "error_budget_left": _OPT_NUM,
+                        "error_budget_left": OPT_NUM,
                         "status": {"enum": ["pass", "fail", "no_data", "no_slo"]},
                     }
                 ),
@@ -678,28 +533,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "incidents": _INCIDENT_REPORT,
         }
     ),
-    "TeamCreate": _object(_TEAM_WRITE, ("name",)),
-    "TeamUpdate": _object(_TEAM_WRITE),
-    "Team": _answer(_TEAM),
-    "TeamDetail": _answer(
+    "TeamCreate": object_schema(_TEAM_WRITE, ("name",)),
+    "TeamUpdate": object_schema(_TEAM_WRITE),
+    "Team": answer(_TEAM),
+    "TeamDetail": answer(
         {
             **_TEAM,
-            "services": {"type": "array", "items": _ref("Service")},
-            "budget": {"oneOf": [_ref("Budget"), {"type": "null"}]},
+            "services": {"type": "array", "items": ref("Service")},
+            "budget": {"oneOf": [ref("Budget"), {"type": "null"}]},
         }
     ),
-    "TeamList": _list_of("Team"),
-    "ServiceCreate": _object(_SERVICE_WRITE, ("team", "name")),
-    "ServiceUpdate": _object(_SERVICE_WRITE, ("team",)),
-    "Service": _answer(_SERVICE),
-    "ServiceList": _list_of("Service"),
-    "BudgetSet": _object(
+    "TeamList": list_of("Team"),
+    "ServiceCreate": object_schema(_SERVICE_WRITE, ("team", "name")),
+    "ServiceUpdate": object_schema(_SERVICE_WRITE, ("team",)),
+    "Service": answer(_SERVICE),
+    "ServiceList": list_of("Service"),
+    "BudgetSet": object_schema(
         {
             "scope": {"enum": ["key", "service", "team"]},
-            "target": {**_STR, "description": "The key, service or team (id or name)."},
-            "team": {**_STR, "description": "For a service: its team."},
+            "target": {**STR, "description": "The key, service or team (id or name)."},
+            "team": {**STR, "description": "For a service: its team."},
             "limit_usd": {"type": "number", "minimum": 0},
-            "period": _PERIOD,
+            "period": PERIOD,
             "thresholds": {
                 "type": "array",
                 "items": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -707,221 +562,60 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ("scope", "target", "limit_usd"),
     ),
-    "Budget": _answer(_BUDGET),
-    "BudgetWithSpend": _answer({**_BUDGET, "spent_usd": {"type": ["number", "null"]}}),
-    "BudgetList": _list_of("BudgetWithSpend"),
-    "AuditEntry": _answer(
+    "Budget": answer(_BUDGET),
+    "BudgetWithSpend": answer({**_BUDGET, "spent_usd": {"type": ["number", "null"]}}),
+    "BudgetList": list_of("BudgetWithSpend"),
+    "AuditEntry": answer(
         {
-            "id": _INT,
-            "at": _TIME,
-            "actor": _STR,
-            "action": _STR,
-            "object_type": _STR,
-            "object_id": _STR,
+            "id": INT,
+            "at": TIME,
+            "actor": STR,
+            "action": STR,
+            "object_type": STR,
+            "object_id": STR,
             "before": {"type": ["object", "null"]},
             "after": {"type": ["object", "null"]},
         }
     ),
-    "AuditList": _list_of("AuditEntry"),
-    "IncidentOpen": _object(
+    "AuditList": list_of("AuditEntry"),
+    "IncidentOpen": object_schema(
         {
             "title": {"type": "string", "minLength": 1, "maxLength": 300},
             "severity": _SEVERITY,
             "cause": {
-                **_STR,
+                **STR,
                 "description": "change:ID, KIND:SUBJECT (model:gpt-4o, prompt:support-bot@7, "
                 "deployment:openai-east) or unknown.",
             },
-            "team": {**_STR, "description": "Team id or name."},
-            "started_at": {**_TIME, "description": "When impact began (default: now)."},
+            "team": {**STR, "description": "Team id or name."},
+            "started_at": {**TIME, "description": "When impact began (default: now)."},
         },
         ("title",),
     ),
-    "IncidentClose": _object({"resolution": _STR}),
-    "Incident": _answer(_INCIDENT),
-    "IncidentList": _list_of("Incident"),
-    "ChangeRecord": _object(
+    "IncidentClose": object_schema({"resolution": STR}),
+    "Incident": answer(_INCIDENT),
+    "IncidentList": list_of("Incident"),
+    "ChangeRecord": object_schema(
         {
             "kind": _CHANGE_KIND,
             "subject": {
-                **_STR,
+                **STR,
                 "description": "What changed: a model, a deployment, prompt-name@version.",
             },
             "summary": {"type": "string", "maxLength": 500},
             "action": {"enum": ["added", "changed", "removed"]},
-            "actor": {**_STR, "description": "Who made it (default: the calling key)."},
-            "team": {**_STR, "description": "Team id or name, for a team's own change."},
-            "at": {**_TIME, "description": "When it happened (default: now)."},
+            "actor": {**STR, "description": "Who made it (default: the calling key)."},
+            "team": {**STR, "description": "Team id or name, for a team's own change."},
+            "at": {**TIME, "description": "When it happened (default: now)."},
         },
         ("kind", "subject"),
     ),
-    "Change": _answer(_CHANGE),
-    "ChangeList": _list_of("Change"),
-    "RequestLog": _answer(_REQUEST_LOG),
-    "RequestLogList": _list_of("RequestLog"),
-    "RequestLogDetail": _answer({**_REQUEST_LOG, "request": _BODY, "response": _BODY}),
-    "RequestLogDeletion": _answer({"user": _STR, "team_id": _OPT_STR, "deleted": _INT}),
-    "RequestLogPurge": _answer({"deleted": _INT}),
-    "PromptCreate": _object(
-        {
-            "name": {**_STR, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"},
-            "team": {**_OPT_STR, "description": "Owning team (id or name); null: the platform."},
-            "description": _OPT_STR,
-            "message": {**_OPT_STR, "description": "What this version changes."},
-            **_PROMPT_CONTENT,
-        },
-        ("name", "template"),
-    ),
-    "PromptVersion": _answer(_PROMPT_VERSION),
-    "PromptVersionCreated": _answer({**_PROMPT_VERSION, "created": {"type": "boolean"}}),
-    "PromptVersionList": _list_of("PromptVersion"),
-    "PromptServed": _answer({**_PROMPT_VERSION, "label": _OPT_STR}),
-    "Prompt": _answer(_PROMPT),
-    "PromptList": _list_of("Prompt"),
-    "PromptDetail": _answer({**_PROMPT, "version": _ref("PromptVersion")}),
-    "LabelSet": _object(
-        {
-            "version": {"type": "integer", "minimum": 1},
-            "reason": _OPT_STR,
-            "force": {
-                "type": "boolean",
-                "description": "Admin key only, with a reason: move past a refusing gate.",
-            },
-        },
-        ("version",),
-    ),
-    "LabelRollback": _object({"reason": _OPT_STR}),
-    "LabelMove": _answer(_LABEL_MOVE),
-    "LabelMoveResult": _answer(
-        {
-            "name": _STR,
-            "label": _STR,
-            "version": _INT,
-            "changed": {"type": "boolean"},
-            "move": {"anyOf": [_ref("LabelMove"), {"type": "null"}]},
-        }
-    ),
-    "LabelHistory": _list_of("LabelMove"),
-    "PromptGateSet": _object(
-        {
-            "suite": {**_STR, "description": "The eval suite's name (its YAML's 'name')."},
-            "require_no_regression": {
-                "type": "boolean",
-                "description": "Also require no significant regression against the version "
-                "the label holds (default true).",
-            },
-            "max_age_days": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "description": "Only runs finished within this many days count.",
-            },
-        },
-        ("suite",),
-    ),
-    "PromptGate": _answer(
-        {
-            "object": {"const": "prompt.gate"},
-            "name": _STR,
-            "label": _STR,
-            "suite": _STR,
-            "require_no_regression": {"type": "boolean"},
-            "max_age_days": {"type": ["integer", "null"]},
-            "created_by": _STR,
-            "created_at": _TIME,
-        }
-    ),
-    "PromptGateList": _list_of("PromptGate"),
-    "EvalRunCreate": _object(
-        {
-            "suite": _STR,
-            "suite_fingerprint": _STR,
-            "target": {
-                **_STR,
-                "description": "prompt:NAME#LABEL, prompt:NAME@V, messages, python:M:F",
-            },
-            "models": {"type": "array", "items": _STR},
-            "prompt": {**_OPT_STR, "description": "The resolved prompt, name@version."},
-            "dataset": {**_OPT_STR, "description": "A registered dataset, name@version."},
-            "repetitions": {"type": "integer", "minimum": 1},
-            "cases_total": {"type": "integer", "minimum": 0},
-            "git_sha": _OPT_STR,
-            "git_branch": _OPT_STR,
-            "baseline_run_id": _OPT_STR,
-        },
-        ("suite", "suite_fingerprint", "target", "models", "repetitions", "cases_total"),
-    ),
-    "EvalRun": _answer(_EVAL_RUN),
-    "EvalRunList": _list_of("EvalRun"),
-    "EvalBaseline": _answer(
-        {
-            "object": {"const": "eval.baseline"},
-            "suite": _STR,
-            "run": {"anyOf": [_ref("EvalRun"), {"type": "null"}]},
-        }
-    ),
-    "EvalRunDetail": _object(
-        {**_EVAL_RUN, "cases": {"type": "array", "items": _ref("EvalCaseResult")}},
-        tuple(_EVAL_RUN),
-    ),
-    "EvalCaseResult": _object(_EVAL_CASE, ("case_id", "model", "repetition", "scores")),
-    "EvalCasesAdd": _object(
-        {"cases": {"type": "array", "items": _ref("EvalCaseResult"), "maxItems": 1000}},
-        ("cases",),
-    ),
-    "EvalCasesAdded": _answer({"added": _INT}),
-    "EvalRunFinish": _object(
-        {
-            "status": {"enum": ["finished", "capped", "failed"]},
-            "summary": {"type": ["object", "null"]},
-            "baseline_run_id": _OPT_STR,
-        },
-        ("status",),
-    ),
-    "EvalRunResume": _object({}),
-    "EvalDatasetPush": _object(
-        {
-            "name": {**_STR, "maxLength": 200},
-            "format": {"enum": ["jsonl", "csv"]},
-            "content": {**_STR, "description": "The file's text"},
-            "team": {**_OPT_STR, "description": "The admin key: the owning team (id or name)"},
-        },
-        ("name", "format", "content"),
-    ),
-    "EvalDatasetVersion": _answer(_EVAL_DATASET_VERSION),
-    "EvalDatasetPushed": _answer({**_EVAL_DATASET_VERSION, "created": {"type": "boolean"}}),
-    "EvalDatasetDetail": _answer(
-        {
-            **_EVAL_DATASET_VERSION,
-            "content": {**_STR, "description": "JSONL, one normalised case a line"},
-            "versions": {"type": "array", "items": _ref("EvalDatasetVersion")},
-        }
-    ),
-    "EvalDataset": _answer(
-        {
-            "object": {"const": "eval.dataset"},
-            "name": _STR,
-            "team_id": _OPT_STR,
-            "latest_version": _INT,
-            "cases": _INT,
-            "updated_at": _TIME,
-        }
-    ),
-    "EvalDatasetList": _list_of("EvalDataset"),
-    "EvalCacheLookup": _object(
-        {"keys": {"type": "array", "items": _STR, "maxItems": 5000}}, ("keys",)
-    ),
-    "EvalCacheHits": _answer(
-        {
-            "hits": {
-                "type": "object",
-                "additionalProperties": _answer(
-                    {
-                        "output": _OPT_STR,
-                        "cost_usd": _NUM,
-                        "latency_ms": {"type": ["number", "null"]},
-                    }
-                ),
-            }
-        }
-    ),
+    "Change": answer(_CHANGE),
+    "ChangeList": list_of("Change"),
+    "RequestLog": answer(_REQUEST_LOG),
+    "RequestLogList": list_of("RequestLog"),
+    "RequestLogDetail": answer({**_REQUEST_LOG, "request": _BODY, "response": _BODY}),
+    "RequestLogDeletion": answer({"user": STR, "team_id": OPT_STR, "deleted": INT}),
+    "RequestLogPurge": answer({"deleted": INT}),
+    **REGISTRY_SCHEMAS,
 }
