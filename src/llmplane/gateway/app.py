@@ -55,7 +55,7 @@ from llmplane.gateway.openapi import openapi_document
 from llmplane.gateway.router import ModelRouter
 from llmplane.guardrails.engine import GuardrailEngine
 from llmplane.prompts import PromptResolver
-from llmplane.telemetry import Observer, RequestTrace, Telemetry
+from llmplane.telemetry import Observer, Telemetry
 from llmplane.telemetry.bodies import BodyFilter
 from llmplane.telemetry.metrics import (
     CONTENT_TYPE,
@@ -97,6 +97,8 @@ class GatewayServices:
     stored_logs: StoredLogWriter | None = None
     # The guardrail policies, when llmplane.yaml assigns any.
     guardrails: GuardrailEngine | None = None
+    # The filtered request bodies the stored logs and spans share (closed after them).
+    bodies: BodyFilter | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     _budgets_loaded_at: datetime | None = None
     _budgets_full_at: float = 0.0
@@ -184,9 +186,6 @@ def build_services(
         observers.append(RequestLogObserver())
     if spans is not None:
         observers.append(spans)
-    if stored_logs is not None or spans is not None:
-        # Closed after the observers that use it (the telemetry closes them in order).
-        observers.append(_Closing(bodies))
     return GatewayServices(
         settings=settings,
         platform=platform,
@@ -203,6 +202,7 @@ def build_services(
         metrics=metrics,
         stored_logs=stored_logs,
         guardrails=guardrails,
+        bodies=bodies,
     )
 
 
@@ -212,19 +212,6 @@ def _redactor() -> RedactorProcess:
     from llmplane.guardrails.pii import RedactorProcess
 
     return RedactorProcess()
-
-
-class _Closing:
-    """An observer that observes nothing and closes ``thing`` with the telemetry."""
-
-    def __init__(self, thing: BodyFilter) -> None:
-        self._thing = thing
-
-    def request_finished(self, trace: RequestTrace) -> None:
-        return None
-
-    def close(self) -> None:
-        self._thing.close()
 
 
 def _state_reader(
@@ -457,6 +444,8 @@ def create_app(services: GatewayServices) -> GatewayApp:
             await services.ledger.close(services.settings.graceful_shutdown_s)
             await services.router.aclose()
             await asyncio.to_thread(services.telemetry.close)
+            if services.bodies is not None:  # after the observers that use it
+                services.bodies.close()
             if services.guardrails is not None:
                 services.guardrails.close()
 

@@ -12,15 +12,16 @@ that is CPU taken from requests whichever thread spends it. The protobuf wire fo
 few messages is small and fixed (field numbers from ``opentelemetry-proto``, whose parser
 reads every byte of it in the tests), and the parts that repeat request after request
 (attribute keys, model and team names, status codes) are encoded once and reused, so a
-span costs a few microseconds. Spans carry ids and numbers only: never a key, a provider
-secret or prompt and completion content.
+span costs a few microseconds. Spans carry ids and numbers, never a key or a provider
+secret; prompt and completion content only as the ``extra`` attributes the caller adds
+(where the team's policy allows: :mod:`llmplane.telemetry.tracing`).
 """
 
 from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -200,11 +201,16 @@ class SpanEncoder:
             ]
         )
 
-    def span(self, trace: RequestTrace, extra: Sequence[tuple[str, str]] = ()) -> bytes | None:
+    def span(
+        self,
+        trace: RequestTrace,
+        extra: Callable[[RequestTrace], Sequence[tuple[str, str]]] | None = None,
+    ) -> bytes | None:
         """``trace`` as a ``ScopeSpans.spans`` field, or ``None`` when the caller's trace
         context says it is not sampled (then its trace is not recorded, as the SDK's
         parent-based sampler does). The caller's ``traceparent`` is the parent; ``extra``
-        are string attributes of this span alone (not cached)."""
+        gives string attributes of this span alone (not cached), asked only for a span
+        that is recorded."""
         parent = parse_traceparent(trace.traceparent) if trace.traceparent else None
         span_id = (self._random.getrandbits(64) or 1).to_bytes(8, "big")
         if parent is None:
@@ -226,7 +232,8 @@ class SpanEncoder:
             self._shape(trace),
             _request_id(trace.request_id),
         ]
-        parts.extend(_attribute(_SPAN_ATTRIBUTE, key, value) for key, value in extra)
+        if extra is not None:
+            parts.extend(_attribute(_SPAN_ATTRIBUTE, key, value) for key, value in extra(trace))
         if attempts:
             self._usage(parts, attempts)
             self._attempt_events(parts, attempts)

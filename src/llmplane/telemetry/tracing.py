@@ -194,7 +194,7 @@ class SpanObserver:
             while pending and len(spans) < self._batch_size:
                 trace = pending.popleft()
                 try:
-                    span = self._encoder.span(trace, self._content(trace))
+                    span = self._encoder.span(trace, self._content)
                 except Exception:  # one odd trace must not stop tracing
                     log.exception("could not encode the span of request %s", trace.request_id)
                     continue
@@ -213,8 +213,7 @@ class SpanObserver:
             self._dropped_reported = self.dropped
 
     def _content(self, trace: RequestTrace) -> list[tuple[str, str]]:
-        content = trace.content
-        if self._bodies is None or content is None or not content.policy.wants_content:
+        if self._bodies is None:
             return []
         try:
             bodies = self._bodies.bodies(trace)
