@@ -75,6 +75,22 @@ class RequestScope:
             )
         return principal
 
+    async def team_id(self, ref: str | None) -> str | None:
+        """The id of the team ``ref`` names (id or name; 404 when there is none), or None."""
+        if ref is None:
+            return None
+        return (await asyncio.to_thread(self.services.teams.get_team, ref)).id
+
+    async def team_filter(self, principal: Principal) -> str | None:
+        """The team a listing is limited to: the one the caller asked for (``?team=``, id or
+        name, which it must manage) or, for a team admin, its own; None for all."""
+        team_id = None if principal.is_admin else principal.team_id
+        team = self.request.query_params.get("team")
+        if team is not None:
+            team_id = await self.team_id(team)
+            require_team(principal, team_id)
+        return team_id
+
     async def body(self) -> bytes:
         """The request body, refused with 413 beyond the configured limit."""
         limit = self.services.settings.max_request_body_bytes

@@ -25,16 +25,9 @@ from llmplane.gateway.http import (
     documented,
     endpoint,
     json_response,
-    require_team,
     requires,
 )
 from llmplane.gateway.validation import parse_json_object
-
-
-async def _team_id(scope: RequestScope, ref: str | None) -> str | None:
-    if ref is None:
-        return None
-    return (await asyncio.to_thread(scope.services.teams.get_team, ref)).id
 
 
 @requires(Policy.ADMIN)
@@ -53,7 +46,7 @@ async def open_incident(scope: RequestScope) -> Response:
         actor=principal.key_id,
         severity=optional_str(body, "severity") or "sev3",
         cause=incident_log.parse_cause(optional_str(body, "cause")),
-        team_id=await _team_id(scope, optional_str(body, "team")),
+        team_id=await scope.team_id(optional_str(body, "team")),
         started_at=query_time(optional_str(body, "started_at"), "started_at"),
     )
     return json_response(scope, incident.to_json(), status=201)
@@ -92,17 +85,14 @@ async def list_incidents(scope: RequestScope) -> Response:
     """The newest incidents first; a team admin sees its own team's."""
     principal = await scope.manager()
     params = scope.request.query_params
-    team_id = None if principal.is_admin else principal.team_id
-    if params.get("team") is not None:
-        team_id = await _team_id(scope, params["team"])
-        require_team(principal, team_id)
+    team_id = await scope.team_filter(principal)
     found = await asyncio.to_thread(
         incident_log.list_incidents,
         scope.services.engine,
         status=params.get("status"),
         team_id=team_id,
         since=query_time(params.get("since"), "since"),
-        limit=query_limit(scope.request.query_params.get("limit")),
+        limit=query_limit(params.get("limit")),
     )
     return json_response(scope, {"object": "list", "data": [i.to_json() for i in found]})
 
@@ -124,7 +114,7 @@ async def record_change(scope: RequestScope) -> Response:
         summary=optional_str(body, "summary") or "",
         actor=optional_str(body, "actor") or principal.key_id,
         action=optional_str(body, "action") or "changed",
-        team_id=await _team_id(scope, optional_str(body, "team")),
+        team_id=await scope.team_id(optional_str(body, "team")),
         at=query_time(optional_str(body, "at"), "at"),
     )
     return json_response(scope, change.to_json(), status=201)
@@ -152,8 +142,8 @@ async def list_changes(scope: RequestScope) -> Response:
         since=query_time(params.get("since"), "since"),
         until=query_time(params.get("until"), "until"),
         kind=params.get("kind"),
-        team_id=await _team_id(scope, params.get("team")),
-        limit=query_limit(scope.request.query_params.get("limit")),
+        team_id=await scope.team_id(params.get("team")),
+        limit=query_limit(params.get("limit")),
     )
     return json_response(scope, {"object": "list", "data": [c.to_json() for c in found]})
 

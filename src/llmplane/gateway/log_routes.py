@@ -11,7 +11,6 @@ import asyncio
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmplane.accounting.keys import Principal
 from llmplane.accounting.request_logs import (
     MAX_LIMIT,
     delete_user_logs,
@@ -39,16 +38,6 @@ async def _written(scope: RequestScope) -> None:
     writer = scope.services.stored_logs
     if writer is not None:
         await asyncio.to_thread(writer.flush, _FLUSH_WAIT_S)
-
-
-async def _team_filter(scope: RequestScope, principal: Principal) -> str | None:
-    """The team the caller asked for (``?team=``, id or name) or, for a team admin, its own."""
-    team_id = None if principal.is_admin else principal.team_id
-    team = scope.request.query_params.get("team")
-    if team is not None:
-        team_id = (await asyncio.to_thread(scope.services.teams.get_team, team)).id
-        require_team(principal, team_id)
-    return team_id
 
 
 async def _key_id(scope: RequestScope, key: str | None) -> str | None:
@@ -82,7 +71,7 @@ async def list_request_logs(scope: RequestScope) -> Response:
     principal = await scope.manager()
     params = scope.request.query_params
     limit = query_limit(params.get("limit"), MAX_LIMIT)
-    team_id = await _team_filter(scope, principal)
+    team_id = await scope.team_filter(principal)
     since, until = (
         query_time(params.get("since"), "since"),
         query_time(params.get("until"), "until"),
@@ -137,7 +126,7 @@ async def delete_request_logs(scope: RequestScope) -> Response:
     user = params.get("user")
     if not user:
         raise InvalidRequestError("'user' is required, e.g. ?user=end-user-7.", param="user")
-    team_id = await _team_filter(scope, principal)
+    team_id = await scope.team_filter(principal)
     await _written(scope)
     deleted = await asyncio.to_thread(
         delete_user_logs, scope.services.engine, user, team_id=team_id, actor=principal.key_id

@@ -85,12 +85,6 @@ async def get_prompt(scope: RequestScope) -> Response:
     return Response(orjson.dumps(served), media_type="application/json", headers=headers)
 
 
-async def _team_id(scope: RequestScope, ref: str | None) -> str | None:
-    if ref is None:
-        return None
-    return (await asyncio.to_thread(scope.services.teams.get_team, ref)).id
-
-
 @requires(Policy.TEAM)
 @documented("PromptVersionCreated", request="PromptCreate", status=201)
 @endpoint
@@ -104,7 +98,7 @@ async def create_version(scope: RequestScope) -> Response:
     name = prompts.check_name(body.get("name"))
     content = PromptContent.parse(body)
     team_given = "team" in body
-    team_id = await _team_id(scope, optional_str(body, "team"))
+    team_id = await scope.team_id(optional_str(body, "team"))
     if team_id is not None:
         require_team(principal, team_id)
     version, created = await asyncio.to_thread(
@@ -134,7 +128,7 @@ async def list_prompts(scope: RequestScope) -> Response:
     """The prompts the caller may read with their labels (a team admin: its team's and
     the platform's)."""
     principal = await scope.manager()
-    team_id = await _team_id(scope, scope.request.query_params.get("team"))
+    team_id = await scope.team_id(scope.request.query_params.get("team"))
     if team_id is not None:
         require_team(principal, team_id)
     found = await asyncio.to_thread(
