@@ -405,6 +405,28 @@ def test_output_filters_see_the_requests_system_prompt_and_schema(gw: Gateway) -
     assert status == 200 and answer["choices"][0]["message"]["content"] == '{"hours": "9-17"}'
 
 
+def test_a_streamed_structured_answer_is_judged_whole_not_window_by_window(gw: Gateway) -> None:
+    # Far longer than two windows: no window of it is JSON, the whole answer is.
+    valid = '{"hours": "' + "9-17 on weekdays, " * 40 + '"}'
+    schema = {"type": "object", "properties": {"hours": {"type": "string"}}, "required": ["hours"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "hours", "schema": schema}}
+    _echo(gw, chunk_chars=5)
+    events, _ = gw.stream("key-output-filters", valid, response_format=response_format)
+    assert _content(events) == valid and events[-1] == "[DONE]"
+    # An answer that is not JSON is still blocked (a plain chat with the same schema is
+    # refused 403 above; the streamed one never ends in [DONE]).
+    _echo(gw, chunk_chars=5)
+    body = {
+        "model": "sim",
+        "messages": [{"role": "user", "content": "opening hours: " + "weekdays " * 200}],
+        "stream": True,
+        "response_format": response_format,
+    }
+    headers = {"authorization": f"Bearer {gw.keys['key-output-filters']}"}
+    response = httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert "json_schema.not_json" in response.text and "[DONE]" not in response.text
+
+
 def test_flag_only_records(gw: Gateway) -> None:
     _echo(gw)
     status, answer, request_id = gw.chat("key-in-flag", f"mail {EMAIL}")

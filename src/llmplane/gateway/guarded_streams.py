@@ -65,6 +65,10 @@ class _TextHold:
     def __init__(self, guard: RequestGuard) -> None:
         self._guard = guard
         self._checks = bool(guard.policy.output)
+        # The whole answer as the model wrote it, for rules that judge only a whole one.
+        self._whole: list[str] | None = (
+            [] if any(rule.whole_text for rule in guard.policy.output) else None
+        )
         self._window = guard.policy.window_chars
         pseudonymizer = guard.pseudonymizer
         self._restorer: StreamRestorer | None = (
@@ -75,6 +79,8 @@ class _TextHold:
     async def add(self, text: str) -> str:
         """Hold ``text``; what can be released now."""
         self.held += text
+        if self._whole is not None:
+            self._whole.append(text)
         return await self.release(final=False)
 
     async def release(self, final: bool) -> str:
@@ -85,7 +91,11 @@ class _TextHold:
         elif not self._checks:
             self.held = ""
         elif final:
-            text = (await self._guard.check_output([text]) or [text])[0]
+            if self._whole is not None:  # raises on a block; rewrites nothing (sent already)
+                await self._guard.check_output(["".join(self._whole)], whole=True)
+                text = (await self._guard.check_output([text], whole=False) or [text])[0]
+            else:
+                text = (await self._guard.check_output([text]) or [text])[0]
             self.held = ""
         elif len(text) >= 2 * self._window:
             text, self.held = await self._guard.check_output_window(text, len(text) - self._window)

@@ -244,11 +244,16 @@ class RequestGuard:
                 work.append((rule, items))
         return await self._apply("input", work, [text for _, text in texts])
 
-    async def check_output(self, texts: Sequence[str]) -> list[str] | None:
-        """Check (a window of) the answer's texts; the rewritten texts or ``None`` when
-        nothing changed. Placeholders are not restored here (see :meth:`restore`): the
-        checks see what the model wrote, not the caller's own values put back."""
+    async def check_output(
+        self, texts: Sequence[str], *, whole: bool | None = None
+    ) -> list[str] | None:
+        """Check the answer's texts; the rewritten texts or ``None`` when nothing changed.
+        Placeholders are not restored here (see :meth:`restore`): the checks see what the
+        model wrote, not the caller's own values put back. ``whole`` limits the rules to
+        those that judge a whole answer (True) or those that may see a part (False)."""
         rules = self.policy.output
+        if whole is not None:
+            rules = tuple(rule for rule in rules if rule.whole_text is whole)
         if not rules or not texts:
             return None
         context = self._context("output")
@@ -274,8 +279,8 @@ class RequestGuard:
         (rewritten as the rules say) and the part to keep holding. The cut moves back to the
         start of a finding that crosses it, so no finding is released half rewritten."""
         context = self._context("output")
-        work = [(rule, [(0, text, context)]) for rule in self.policy.output]
-        edits = (await self._decide("output", work)).get(0, [])
+        work = [(rule, [(0, text, context)]) for rule in self.policy.output if not rule.whole_text]
+        edits = (await self._decide("output", work)).get(0, []) if work else []
         spans = [finding for finding, _ in edits if finding.end > finding.start]
         moved = True
         while moved:

@@ -254,6 +254,10 @@ class JsonSchemaDetector:
     request schemas are kept. Thread-safe.
     """
 
+    # Judges the whole answer, never a part of it: a stream's windows are not checked by it
+    # (a prefix of valid JSON is not JSON); the whole streamed text is, at its end.
+    whole_text = True
+
     name = "json_schema"
 
     def __init__(self, schema: Mapping[str, Any] | None = None, cache_size: int = 64) -> None:

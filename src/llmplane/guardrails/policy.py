@@ -42,6 +42,12 @@ class Rule:
     threshold: float | None
     sources: frozenset[Source]
 
+    @property
+    def whole_text(self) -> bool:
+        """Whether the detector judges only a whole answer (``json_schema``): it does not
+        check a stream's windows, only the whole streamed text at its end."""
+        return bool(getattr(self.detector, "whole_text", False))
+
     def flagged(self, verdict: Verdict) -> bool:
         """The rule's decision: the detector's own, or its score against the rule's
         ``threshold``."""
