@@ -11,20 +11,15 @@ import os
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 
 from llmplane.cli.admin import print_json, print_table, query_string
-from llmplane.cli.client import _admin_key, call, call_status
+from llmplane.cli.client import _admin_key, _fail, call, call_status
 from llmplane.errors import InvalidRequestError
 from llmplane.prompts import PromptContent, parse_cli_value
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def _path(name: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from llmplane.gateway.chat_shapes import named_event
-from llmplane.gateway.providers.base import Endpoint
+from llmplane.gateway.providers.base import Endpoint, sse_data
 from llmplane.guardrails.actions import StreamRestorer
 from llmplane.guardrails.engine import RequestGuard
 
@@ -52,11 +52,6 @@ def stream_guard(endpoint: Endpoint, guard: RequestGuard) -> StreamGuard | None:
     if endpoint is Endpoint.MESSAGES:
         return MessagesStreamGuard(guard)
     return None
-
-
-def _data(event: bytes) -> bytes:
-    start = event.find(b"data:")
-    return event[start + 5 :].strip() if start >= 0 else b""
 
 
 class _TextHold:
@@ -218,7 +213,7 @@ class ChatStreamGuard:
         policy blocks)."""
         out: list[bytes] = []
         for event in data.split(b"\n\n"):
-            payload = _data(event)
+            payload = sse_data(event)
             if not payload:
                 continue
             parsed: Any = None
@@ -318,7 +313,7 @@ class MessagesStreamGuard:
         policy blocks)."""
         out: list[bytes] = []
         for event in data.split(b"\n\n"):
-            payload = _data(event)
+            payload = sse_data(event)
             if not payload:
                 continue
             try:

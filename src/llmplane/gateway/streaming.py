@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from llmplane.errors import LLMPlaneError, UpstreamError, UpstreamTimeoutError, error_body
 from llmplane.gateway.providers.anthropic_format import usage_of
-from llmplane.gateway.providers.base import Endpoint, EventStream, Usage
+from llmplane.gateway.providers.base import Endpoint, EventStream, Usage, sse_data
 from llmplane.gateway.token_counters import TokenCounter
 from llmplane.gateway.tokens import request_prompt_tokens
 from llmplane.telemetry.content import RequestContent
@@ -41,11 +41,6 @@ _RESPONSES_FAILED = b'"type":"response.failed"'
 
 # settle(status, usage, ttft, error_code)
 Settle = Callable[[int, Usage, float | None, str | None], None]
-
-
-def _data(event: bytes) -> bytes:
-    start = event.find(b"data:")
-    return event[start + 5 :].strip() if start >= 0 else b""
 
 
 def no_first_token(timeout_s: float) -> UpstreamTimeoutError:
@@ -104,7 +99,7 @@ class StreamRelay:
             # escaped text.
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
                 try:
-                    parsed = orjson.loads(_data(event))
+                    parsed = orjson.loads(sse_data(event))
                 except orjson.JSONDecodeError:
                     continue
                 final = parsed.get("response") if isinstance(parsed, dict) else None
@@ -128,7 +123,7 @@ class StreamRelay:
         """The Responses API's ``error`` event, numbered after the last event relayed."""
         sequence = 0
         try:
-            last = orjson.loads(_data(self._last)) if self._last else None
+            last = orjson.loads(sse_data(self._last)) if self._last else None
             if isinstance(last, dict) and isinstance(last.get("sequence_number"), int):
                 sequence = last["sequence_number"] + 1
         except orjson.JSONDecodeError:
@@ -147,7 +142,7 @@ class StreamRelay:
         for event in events:
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
                 try:
-                    parsed = orjson.loads(_data(event))
+                    parsed = orjson.loads(sse_data(event))
                 except orjson.JSONDecodeError:
                     continue
                 if not isinstance(parsed, dict):
@@ -176,7 +171,7 @@ class StreamRelay:
         for event in events:
             if _USAGE_MARKERS[0] in event or _USAGE_MARKERS[1] in event:
                 try:
-                    parsed = orjson.loads(_data(event))
+                    parsed = orjson.loads(sse_data(event))
                 except orjson.JSONDecodeError:
                     parsed = {}
                 self._usage = Usage.from_openai(parsed.get("usage")) or self._usage
@@ -324,7 +319,7 @@ class ChunkTranslator:
         """Translate a batch of whole OpenAI SSE events into whole events of the other API."""
         out: list[bytes] = []
         for event in data.split(b"\n\n"):
-            payload = _data(event)
+            payload = sse_data(event)
             if not payload:
                 continue
             if payload == b"[DONE]":

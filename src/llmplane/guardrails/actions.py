@@ -25,7 +25,6 @@ from typing import Literal
 from llmplane.guardrails.base import Finding
 
 Rewrite = Literal["redact", "mask", "hash"]
-REWRITES: tuple[Rewrite, ...] = ("redact", "mask", "hash")
 _KEEP_LAST_DIGITS = frozenset({"CREDIT_CARD", "IBAN_CODE", "PHONE_NUMBER"})
 _HASH_HEX = 16
 

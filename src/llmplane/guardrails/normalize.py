@@ -59,7 +59,7 @@ _CONFUSABLES: dict[str, str] = {
 
 # Invisible characters that NFKC keeps: bidi controls, zero-width joiners, the BOM, tag
 # characters (U+E0000 block) are all category Cf; variation selectors (Mn) go too.
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 # Category Cf (Unicode 14), written out so that import does not scan the code space.
 _FORMAT = re.compile(
     "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
@@ -186,7 +186,7 @@ def _fold(text: str) -> tuple[str, list[int]]:
     out: list[str] = []
     origin: list[int] = []
     position = 0
-    for match in _NON_ASCII_RUN.finditer(text):
+    for match in NON_ASCII_RUN.finditer(text):
         start, end = match.span()
         # A combining mark right after an ASCII letter belongs to that letter's cluster.
         if start > position and unicodedata.combining(text[start]):

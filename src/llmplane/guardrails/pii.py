@@ -39,7 +39,7 @@ from typing import Any
 
 from llmplane.guardrails.actions import non_overlapping, rewrite
 from llmplane.guardrails.base import DEFAULT_CONTEXT, CheckContext, Finding, Verdict
-from llmplane.guardrails.normalize import decoded_segments, normalize
+from llmplane.guardrails.normalize import NON_ASCII_RUN, decoded_segments, normalize
 from llmplane.secret_patterns import SECRET_ENTITIES, find_secrets
 
 # Presidio's URL recogniser imports tldextract, which would fetch the public suffix list.
@@ -129,7 +129,6 @@ def _threshold(value: object, detector: str) -> float:
     return float(value)
 
 
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9@]")
 # How far around a non-ASCII character a disguised finding may reach (an e-mail address,
 # a card number or a key with a zero-width space or a look-alike letter inside).
@@ -140,7 +139,7 @@ def _disguised_windows(text: str) -> list[tuple[int, int]]:
     """The stretches of ``text`` around its non-ASCII characters (merged), where
     normalisation could reveal something; whole words, so no finding is cut."""
     windows: list[tuple[int, int]] = []
-    for match in _NON_ASCII_RUN.finditer(text):
+    for match in NON_ASCII_RUN.finditer(text):
         start = max(0, match.start() - _HIDDEN_REACH)
         end = min(len(text), match.end() + _HIDDEN_REACH)
         while start > 0 and not text[start - 1].isspace():
@@ -161,7 +160,7 @@ def _reveals(window: str, normalized: str) -> bool:
     if len(_ASCII_WORD.findall(window)) != len(_ASCII_WORD.findall(normalized)):
         return True
     return any(
-        unicodedata.category(char) == "Cf" for run in _NON_ASCII_RUN.findall(window) for char in run
+        unicodedata.category(char) == "Cf" for run in NON_ASCII_RUN.findall(window) for char in run
     )
 
 

@@ -74,11 +74,6 @@ class Policy:
     window_chars: int
 
     @property
-    def rewrites_input(self) -> bool:
-        """Whether an input rule may change the request (so its texts must be put back)."""
-        return any(rule.action not in ("block", "flag") for rule in self.input)
-
-    @property
     def pseudonymizes(self) -> bool:
         """Whether the answer's placeholders are to be restored."""
         return any(rule.action == "pseudonymize" for rule in self.input)

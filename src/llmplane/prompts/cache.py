@@ -68,7 +68,9 @@ class PromptResolver:
                 self._entries.popitem(last=False)
         found = entry[1]
         if isinstance(found, NotFoundError):
-            raise found
+            # The cached miss, without the frames of the request that raised it before
+            # (re-raising one object would grow and keep its traceback).
+            raise found.with_traceback(None)
         if not may_read(principal, found.version.team_id):
             raise prompt_not_found(name)
         return found

@@ -33,7 +33,7 @@ from llmplane.errors import (
     UpstreamError,
     UpstreamUnavailableError,
 )
-from llmplane.gateway.providers.base import Usage
+from llmplane.gateway.providers.base import Usage, sse_data
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the client set no limit (Anthropic requires one)."""
@@ -321,11 +321,6 @@ def stream_error(error: Any, deployment: str) -> LLMPlaneError:
     )
 
 
-def _data(event: bytes) -> bytes:
-    start = event.find(b"data:")
-    return event[start + 5 :].strip() if start >= 0 else b""
-
-
 class ChunkTranslator:
     """Anthropic stream events in, OpenAI ``chat.completion.chunk`` events out: a role
     chunk, content and tool-call deltas, a finish chunk, a usage chunk and ``[DONE]``."""
@@ -351,7 +346,7 @@ class ChunkTranslator:
             if self.error is not None:
                 break
             try:
-                data = orjson.loads(_data(event))
+                data = orjson.loads(sse_data(event))
             except orjson.JSONDecodeError:
                 continue
             if isinstance(data, dict):

@@ -117,3 +117,9 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close pooled connections at shutdown."""
         ...
+
+
+def sse_data(event: bytes) -> bytes:
+    """The ``data:`` payload of one server-sent event (empty when it has none)."""
+    start = event.find(b"data:")
+    return event[start + 5 :].strip() if start >= 0 else b""
