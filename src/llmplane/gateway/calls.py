@@ -23,7 +23,7 @@ from llmplane.accounting.budgets import AdmissionGuard, Reservation
 from llmplane.accounting.keys import Principal
 from llmplane.accounting.ledger import UsageLedger, UsageRecord
 from llmplane.errors import LLMPlaneError
-from llmplane.gateway.guarded import guard_reply, guard_request, guards_output
+from llmplane.gateway.guarded import answer_needs_guard, guard_reply, guard_request
 from llmplane.gateway.guarded_streams import stream_guard
 from llmplane.gateway.providers.base import Endpoint, UpstreamReply, Usage
 from llmplane.gateway.retries import AttemptPlan, retry_after_s
@@ -266,7 +266,7 @@ class ModelCaller:
             raise
         router.ended(deployment, 200, latency_s=time.perf_counter() - started, probe=probe)
         guard = ctx.guard
-        if guard is not None and guards_output(guard):
+        if guard is not None and answer_needs_guard(guard):
             # Output checks before settling: the ledger row carries their verdicts, and an
             # answer that is withheld is still paid for.
             answered = reply
@@ -374,7 +374,7 @@ class ModelCaller:
             capture=ctx.content,
             guard=(
                 stream_guard(ctx.endpoint, ctx.guard)
-                if ctx.guard is not None and guards_output(ctx.guard)
+                if ctx.guard is not None and answer_needs_guard(ctx.guard)
                 else None
             ),
         )

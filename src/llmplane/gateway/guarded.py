@@ -217,8 +217,16 @@ async def guard_request(endpoint: Endpoint, guard: RequestGuard, body: dict[str,
 
 
 def guards_output(guard: RequestGuard | None) -> bool:
-    """Whether the answer needs the guard: output rules, or placeholders to restore."""
+    """Whether the answer may need the guard (before the input check): output rules, or a
+    pseudonymising policy that may issue placeholders to restore."""
     return guard is not None and (bool(guard.policy.output) or guard.pseudonymizer is not None)
+
+
+def answer_needs_guard(guard: RequestGuard | None) -> bool:
+    """Whether the answer needs the guard once the input was checked: output rules, or
+    placeholders the input check actually issued (none issued: the answer is relayed as is,
+    not parsed)."""
+    return guard is not None and (bool(guard.policy.output) or bool(guard.pseudonymizer))
 
 
 async def guard_reply(
