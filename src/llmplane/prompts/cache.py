@@ -20,7 +20,13 @@ from sqlalchemy.engine import Engine
 
 from llmplane.accounting.keys import Principal
 from llmplane.errors import NotFoundError
-from llmplane.prompts.registry import PromptVersion, load_version, may_read, prompt_not_found
+from llmplane.prompts.registry import (
+    DEFAULT_LABEL,
+    PromptVersion,
+    load_version,
+    may_read,
+    prompt_not_found,
+)
 from llmplane.prompts.template import CompiledTemplate
 
 DEFAULT_TTL_S = 10.0
@@ -58,6 +64,8 @@ class PromptResolver:
     ) -> ResolvedPrompt:
         """The version ``principal`` asked for; 404 (as for an unknown prompt) when it may
         not read it."""
+        if version is None:  # no label is the default label: one entry for both
+            label = label or DEFAULT_LABEL
         key = (name, label, version)
         entry = self._entries.get(key)
         now = time.monotonic()
@@ -66,6 +74,7 @@ class PromptResolver:
             self._entries[key] = entry
             if len(self._entries) > _MAX_ENTRIES:
                 self._entries.popitem(last=False)
+        self._entries.move_to_end(key)  # least recently used goes first
         found = entry[1]
         if isinstance(found, NotFoundError):
             # The cached miss, without the frames of the request that raised it before
