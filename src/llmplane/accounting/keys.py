@@ -196,6 +196,19 @@ def _record(row: RowMapping) -> KeyRecord:
     )
 
 
+def _guardrail_policy(
+    guardrails: GuardrailsConfig | None,
+    key_id: str,
+    key_name: str,
+    team_id: str | None,
+    team_name: str | None,
+) -> str | None:
+    """The guardrail policy a key's requests run under, when the platform has any."""
+    if guardrails is None or not guardrails.enabled:
+        return None
+    return guardrails.policy_for(key_id, key_name, team_id, team_name)
+
+
 def _principal(
     row: RowMapping, log_defaults: RequestLogDefaults, guardrails: GuardrailsConfig | None = None
 ) -> Principal:
@@ -223,10 +236,8 @@ def _principal(
         log_policy=resolve_policy(
             row["team_log_bodies"], row["team_log_retention_days"], log_defaults
         ),
-        guardrail_policy=(
-            guardrails.policy_for(row["id"], row["name"], row["team_id"], row["team_name"])
-            if guardrails is not None and guardrails.enabled
-            else None
+        guardrail_policy=_guardrail_policy(
+            guardrails, row["id"], row["name"], row["team_id"], row["team_name"]
         ),
     )
 
@@ -262,11 +273,7 @@ class KeyService:
             name="admin",
             is_admin=True,
             log_policy=resolve_policy(None, None, self._log_defaults),
-            guardrail_policy=(
-                guardrails.policy_for("admin", "admin", None, None)
-                if guardrails is not None and guardrails.enabled
-                else None
-            ),
+            guardrail_policy=_guardrail_policy(guardrails, "admin", "admin", None, None),
         )
         self._cache: dict[str, Principal] = {}
         self._negative: OrderedDict[str, float] = OrderedDict()

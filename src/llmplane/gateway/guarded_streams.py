@@ -228,7 +228,8 @@ class ChatStreamGuard:
                 out += await self._flush_all()
                 out.append(event + b"\n\n")
                 continue
-            self._template = {k: parsed[k] for k in _TEMPLATE_KEYS if k in parsed}
+            if len(self._template) == 1:  # the stream's fields, taken from its first chunk
+                self._template |= {k: parsed[k] for k in _TEMPLATE_KEYS if k in parsed}
             kept = [c for c in choices if isinstance(c, dict) and await self._choice_delta(c, out)]
             if kept:
                 out.append(b"data: " + orjson.dumps({**parsed, "choices": kept}) + b"\n\n")
